@@ -1,0 +1,30 @@
+# Setup and everyday commands. Each target creates .venv on a fresh machine.
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+STAMP := .venv/.installed
+EXTRAS := dev,data,text,eval
+
+.PHONY: test lint demo install clean
+
+$(STAMP): pyproject.toml
+	test -d .venv || python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff format --check src tests benchmarks
+	.venv/bin/mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	.venv/bin/bitcompose demo --out runs/demo
+
+clean:
+	rm -rf .venv runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""The ``bitcompose`` command line.
+
+Each command group lives in its own module with a ``register(subparsers)`` function; this module only assembles
+them and turns user mistakes into one readable line and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from bitcompose.cli.errors import CLIError
+
+__all__ = ["main", "build_parser", "CLIError"]
+
+# Modules under bitcompose.cli that define command groups (each has `register(subparsers)`).
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered command."""
+    parser = argparse.ArgumentParser(
+        prog="bitcompose", description="Bit Diffusion and composable energy-based diffusion."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"bitcompose.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except (CLIError, ValueError, FileNotFoundError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"bitcompose: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bitcompose: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
