@@ -2,6 +2,7 @@
 
 from bitcompose.bits import BitCodec
 from bitcompose.denoiser import BitDenoiser, LossOutput, diffusion_loss
+from bitcompose.nets.unet import UNet, UNetConfig, unet_config
 from bitcompose.sampling.reverse import sample, time_pairs
 from bitcompose.schedules import CosineSchedule, DiscreteSchedule
 
@@ -13,6 +14,9 @@ __all__ = [
     "CosineSchedule",
     "DiscreteSchedule",
     "LossOutput",
+    "UNet",
+    "UNetConfig",
+    "unet_config",
     "diffusion_loss",
     "sample",
     "time_pairs",
