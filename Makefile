@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+LINT_DIRS := src tests $(wildcard benchmarks experiments)
+
 lint: $(STAMP)
-	.venv/bin/ruff check src tests benchmarks
-	.venv/bin/ruff format --check src tests benchmarks
+	.venv/bin/ruff check $(LINT_DIRS)
+	.venv/bin/ruff format --check $(LINT_DIRS)
 	.venv/bin/mypy
 
 test: lint
