@@ -1,0 +1,168 @@
+"""Build the codec, U-Net and denoiser of a run from its config, and load a trained model from a checkpoint.
+
+The checkpoint's ``config.json`` holds ``{"format", "train": TrainConfig dict, "data": DataSpec dict}``: the data
+spec (channels, image size, number of pixel values and of classes) is what the model needs besides the config, so
+a checkpoint can be sampled without the training data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bitcompose.bits import BitCodec
+from bitcompose.denoiser import BitDenoiser
+from bitcompose.nets.unet import UNet, UNetConfig
+from bitcompose.train.checkpoint import find_checkpoint, load_checkpoint, load_state_strict
+from bitcompose.train.config import ModelConfig, TrainConfig
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "DataSpec",
+    "LoadedModel",
+    "build_codec",
+    "build_unet",
+    "make_denoiser",
+    "checkpoint_config",
+    "parse_checkpoint_config",
+    "load_model",
+]
+
+CHECKPOINT_FORMAT = "bitcompose.image-bit-diffusion/1"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What the model must know about the data.
+
+    Attributes:
+        channels: image channels C.
+        image_size: height = width.
+        num_values: pixel values K.
+        num_classes: classes the model is conditioned on (0: unconditional).
+        name: the data set's name (informative).
+    """
+
+    channels: int
+    image_size: int
+    num_values: int
+    num_classes: int
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.channels < 1 or self.image_size < 1 or self.num_values < 2 or self.num_classes < 0:
+            raise ValueError(f"invalid data spec {self}")
+
+
+def build_codec(model: ModelConfig, num_values: int) -> BitCodec:
+    """The :class:`BitCodec` of a model config for ``num_values`` pixel values."""
+    return BitCodec(num_values=num_values, encoding=model.encoding, scale=model.scale)
+
+
+def unet_config_for(model: ModelConfig, spec: DataSpec, codec: BitCodec) -> UNetConfig:
+    """The :class:`UNetConfig` for a model config and the data it is trained on."""
+    softmax = model.output_head == "softmax"
+    return UNetConfig(
+        data_channels=spec.channels * codec.num_bits,
+        image_size=spec.image_size,
+        base_channels=model.base_channels,
+        channel_mults=model.channel_mults,
+        num_res_blocks=model.num_res_blocks,
+        attn_resolutions=model.attn_resolutions,
+        num_classes=spec.num_classes,
+        dropout=model.dropout,
+        self_condition=model.self_condition,
+        per_head_dim=model.per_head_dim,
+        num_groups=model.num_groups,
+        time_scaling=model.time_scaling,
+        output_head=model.output_head,
+        softmax_groups=spec.channels if softmax else 0,
+        softmax_num_values=spec.num_values if softmax else 0,
+    )
+
+
+def build_unet(model: ModelConfig, spec: DataSpec, codec: BitCodec) -> UNet:
+    """A freshly initialised U-Net (uses the global RNG for the init: seed it, or load weights)."""
+    cfg = unet_config_for(model, spec, codec)
+    table = codec.code_table() if model.output_head == "softmax" else None
+    return UNet(cfg, code_table=table)
+
+
+def make_denoiser(net: torch.nn.Module, model: ModelConfig) -> BitDenoiser:
+    """Wrap a network (plain, DDP or compiled) into the run's :class:`BitDenoiser`."""
+    return BitDenoiser(
+        net,
+        scale=model.scale,
+        prediction=model.prediction,  # type: ignore[arg-type]
+        self_condition=model.self_condition,
+    )
+
+
+def checkpoint_config(config: TrainConfig, spec: DataSpec) -> dict[str, Any]:
+    """The JSON stored as a checkpoint's ``config.json``."""
+    return {"format": CHECKPOINT_FORMAT, "train": config.to_dict(), "data": dataclasses.asdict(spec)}
+
+
+def parse_checkpoint_config(data: dict[str, Any], where: str = "checkpoint") -> tuple[TrainConfig, DataSpec]:
+    """Inverse of :func:`checkpoint_config`; raises ``ValueError`` naming ``where`` for foreign or bad files."""
+    if data.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{where}: config.json is not an image Bit Diffusion checkpoint (format {data.get('format')!r})"
+        )
+    try:
+        config = TrainConfig.from_dict(data["train"])
+        spec = DataSpec(**data["data"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: bad config.json: {exc}") from exc
+    return config, spec
+
+
+@dataclass
+class LoadedModel:
+    """A trained model ready for sampling.
+
+    Attributes:
+        denoiser: the :class:`BitDenoiser` (EMA weights unless asked otherwise), in eval mode.
+        codec: the codec of the pixel values.
+        config: the run's config.
+        spec: the data spec.
+        step: the training step of the checkpoint.
+        path: the checkpoint folder.
+        ema: whether the EMA weights were loaded.
+    """
+
+    denoiser: BitDenoiser
+    codec: BitCodec
+    config: TrainConfig
+    spec: DataSpec
+    step: int
+    path: Path
+    ema: bool
+
+
+def load_model(path: str | Path, *, ema: bool = True, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a run folder or checkpoint folder for sampling.
+
+    Args:
+        path: a run folder (holding ``checkpoint/``) or a checkpoint folder.
+        ema: use the EMA weights (falls back to the online weights when the checkpoint has none).
+        device: where to put the model.
+
+    Raises:
+        FileNotFoundError: no checkpoint there. ValueError: corrupt files or weights that do not match the config.
+    """
+    folder = find_checkpoint(path)
+    ckpt = load_checkpoint(folder)
+    config, spec = parse_checkpoint_config(ckpt.config, where=str(folder))
+    codec = build_codec(config.model, spec.num_values)
+    net = build_unet(config.model, spec, codec)
+    use_ema = ema and ckpt.ema_state is not None
+    state = ckpt.ema_state if use_ema and ckpt.ema_state is not None else ckpt.model_state
+    load_state_strict(net, state, what=f"{'EMA' if use_ema else 'model'} weights of {folder}")
+    denoiser = make_denoiser(net, config.model).to(device).eval()
+    step = int(ckpt.training_state.get("step", 0))
+    return LoadedModel(denoiser, codec, config, spec, step, folder, use_ema)

@@ -1,0 +1,1 @@
+"""Small utilities shared by the command line, the trainer and the studies (image grids, ...)."""

@@ -1,0 +1,43 @@
+"""Tiny fabricated data and config shared by the training tests (not a test module)."""
+
+from __future__ import annotations
+
+import torch
+
+from bitcompose.data.images import ImageDataset
+from bitcompose.train.config import DataConfig, ModelConfig, OptimConfig, SampleConfig, TrainConfig
+
+
+def tiny_dataset(n: int = 24, num_values: int = 4, num_classes: int = 3, size: int = 4) -> ImageDataset:
+    g = torch.Generator().manual_seed(123)
+    images = torch.randint(0, num_values, (n, 1, size, size), generator=g)
+    labels = torch.arange(n) % num_classes
+    return ImageDataset(
+        images=images, labels=labels, num_values=num_values, num_classes=num_classes, name="tiny"
+    )
+
+
+def tiny_config(**kw: object) -> TrainConfig:
+    base = dict(
+        preset="tiny",
+        seed=7,
+        steps=6,
+        batch_size=8,
+        log_every=2,
+        checkpoint_every=0,
+        sample_every=0,
+        cond_drop_prob=0.25,
+        data=DataConfig(name="tiny", conditional=True, random_flip=True),
+        model=ModelConfig(
+            base_channels=8,
+            channel_mults=(1, 2),
+            num_res_blocks=1,
+            attn_resolutions=(2,),
+            num_groups=4,
+            per_head_dim=8,
+        ),
+        optim=OptimConfig(lr=1e-3, warmup_steps=3, ema_decay=0.9),
+        sample=SampleConfig(steps=3, num_eval=20),
+    )
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
