@@ -1,0 +1,34 @@
+"""Evaluation: Fréchet / kernel distances over any features, the in-project image classifier and its scores."""
+
+from __future__ import annotations
+
+from bitcompose.metrics.classifier import (
+    ClassifierConfig,
+    ImageClassifier,
+    default_cache_dir,
+    load_or_train_classifier,
+    train_classifier,
+)
+from bitcompose.metrics.fid import (
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_from_stats,
+    kernel_inception_distance,
+)
+from bitcompose.metrics.image_scores import class_accuracy, classifier_fid, classifier_kid, fid_floor
+
+__all__ = [
+    "ClassifierConfig",
+    "ImageClassifier",
+    "class_accuracy",
+    "classifier_fid",
+    "classifier_kid",
+    "default_cache_dir",
+    "feature_statistics",
+    "fid_floor",
+    "frechet_distance",
+    "frechet_distance_from_stats",
+    "kernel_inception_distance",
+    "load_or_train_classifier",
+    "train_classifier",
+]

@@ -1,0 +1,96 @@
+"""Scores of generated integer images with the in-project classifier: classifier FID / KID, the real-vs-real
+floor of the FID, and the class accuracy of class-conditional samples.
+
+A classifier FID is only meaningful beside its floor: the FID between two samples of *real* data of the same
+sizes. :func:`fid_floor` gives the FID between the held-out split and the train split of a data set; report the
+FID of ``n_val`` generated images against the same train split next to it (FID is biased upwards for small
+samples, so compare equal sample sizes):
+
+    clf = load_or_train_classifier("digits")
+    train, val = load_image_dataset("digits").split(0.1, seed=0)
+    fid = classifier_fid(clf, samples[: len(val)], train.images)
+    floor = fid_floor(clf, load_image_dataset("digits"), val_fraction=0.1, seed=0)
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from bitcompose.data.images import ImageDataset
+from bitcompose.metrics.classifier import ImageClassifier
+from bitcompose.metrics.fid import frechet_distance, kernel_inception_distance
+
+__all__ = ["class_accuracy", "classifier_fid", "classifier_kid", "fid_floor"]
+
+
+def classifier_fid(
+    classifier: ImageClassifier, images_a: Tensor, images_b: Tensor, batch_size: int = 512
+) -> float:
+    """Fréchet distance between the classifier features of two sets of integer images.
+
+    Args:
+        classifier: the data set's :class:`ImageClassifier`.
+        images_a: integer images ``[N, C, H, W]`` in ``0 .. classifier.num_values-1`` (N ≥ 2).
+        images_b: integer images ``[M, C, H, W]`` (M ≥ 2).
+        batch_size: images per forward pass.
+    """
+    feats_a = classifier.compute_features(images_a, batch_size)
+    feats_b = classifier.compute_features(images_b, batch_size)
+    return frechet_distance(feats_a, feats_b)
+
+
+def classifier_kid(
+    classifier: ImageClassifier,
+    images_a: Tensor,
+    images_b: Tensor,
+    *,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
+    batch_size: int = 512,
+) -> tuple[float, float]:
+    """Kernel distance ``(mean, std)`` between the classifier features of two sets of integer images.
+
+    See :func:`~bitcompose.metrics.fid.kernel_inception_distance` for ``subsets``, ``subset_size``, ``seed``.
+    """
+    feats_a = classifier.compute_features(images_a, batch_size)
+    feats_b = classifier.compute_features(images_b, batch_size)
+    return kernel_inception_distance(feats_a, feats_b, subsets=subsets, subset_size=subset_size, seed=seed)
+
+
+def fid_floor(
+    classifier: ImageClassifier,
+    dataset: ImageDataset,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    *,
+    max_images: int | None = None,
+    batch_size: int = 512,
+) -> float:
+    """Real-vs-real classifier FID: held-out split against train split of ``dataset.split(val_fraction, seed)``.
+
+    Args:
+        classifier: the data set's :class:`ImageClassifier` (same ``num_values`` as ``dataset``).
+        dataset: the real data set.
+        val_fraction, seed: the split (use the classifier's own split, by default 0.1 and 0).
+        max_images: use only the first ``max_images`` held-out images (to match a smaller number of samples).
+        batch_size: images per forward pass.
+
+    Returns:
+        ``classifier_fid(classifier, val_images, train_images)``: the FID a perfect generator producing
+        ``len(val)`` (or ``max_images``) samples would get on average against the train split.
+    """
+    if dataset.num_values != classifier.num_values:
+        raise ValueError(
+            f"dataset has {dataset.num_values} values but the classifier expects {classifier.num_values}"
+        )
+    train, val = dataset.split(val_fraction, seed)
+    held_out = val.images if max_images is None else val.images[:max_images]
+    return classifier_fid(classifier, held_out, train.images, batch_size)
+
+
+def class_accuracy(
+    classifier: ImageClassifier, images: Tensor, labels: Tensor, batch_size: int = 512
+) -> float:
+    """Fraction of (e.g. class-conditional generated) images ``[N, C, H, W]`` classified as ``labels`` ``[N]``."""
+    return classifier.accuracy(images, labels, batch_size)

@@ -1,0 +1,209 @@
+"""Tests for bitcompose.metrics: Fréchet / kernel distances (closed forms) and the in-project image classifier."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bitcompose.data import ImageDataset, load_image_dataset
+from bitcompose.metrics import (
+    ImageClassifier,
+    classifier_fid,
+    default_cache_dir,
+    feature_statistics,
+    fid_floor,
+    frechet_distance,
+    frechet_distance_from_stats,
+    kernel_inception_distance,
+    load_or_train_classifier,
+    train_classifier,
+)
+
+# ---------------------------------------------------------------- Fréchet distance
+
+
+def _spd(d: int, seed: int) -> np.ndarray:
+    a = np.random.default_rng(seed).normal(size=(d, d))
+    return a @ a.T + 0.1 * np.eye(d)
+
+
+def test_frechet_identical_is_zero_and_mean_shift() -> None:
+    cov = _spd(5, 0)
+    mu = np.arange(5.0)
+    assert frechet_distance_from_stats(mu, cov, mu, cov) == pytest.approx(0.0, abs=1e-9)
+    dmu = np.array([1.0, -2.0, 0.5, 0.0, 3.0])
+    assert frechet_distance_from_stats(mu, cov, mu + dmu, cov) == pytest.approx(float(dmu @ dmu), abs=1e-8)
+
+
+def test_frechet_diagonal_closed_form() -> None:
+    a, b = np.array([1.0, 4.0, 0.25, 9.0]), np.array([4.0, 1.0, 0.25, 0.0])
+    expected = float(((np.sqrt(a) - np.sqrt(b)) ** 2).sum())  # 1 + 1 + 0 + 9
+    assert expected == pytest.approx(11.0)
+    assert frechet_distance_from_stats(np.zeros(4), np.diag(a), np.zeros(4), np.diag(b)) == pytest.approx(
+        expected
+    )
+
+
+def test_frechet_full_covariance_against_eigen_closed_form_and_symmetry() -> None:
+    # With cov1 = I: tr (cov2)^{1/2} = sum of sqrt(eigenvalues of cov2).
+    cov2 = _spd(6, 1)
+    expected = 6.0 + np.trace(cov2) - 2.0 * np.sqrt(np.linalg.eigvalsh(cov2)).sum()
+    assert frechet_distance_from_stats(np.zeros(6), np.eye(6), np.zeros(6), cov2) == pytest.approx(expected)
+    # Non-commuting covariances: symmetric in its arguments and equal to the scipy sqrtm formula.
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    c1, c2 = _spd(6, 2), _spd(6, 3)
+    ref = np.trace(c1) + np.trace(c2) - 2.0 * np.trace(scipy_linalg.sqrtm(c1 @ c2)).real
+    d12 = frechet_distance_from_stats(np.zeros(6), c1, np.zeros(6), c2)
+    d21 = frechet_distance_from_stats(np.zeros(6), c2, np.zeros(6), c1)
+    assert d12 == pytest.approx(ref, rel=1e-8) and d21 == pytest.approx(d12, rel=1e-10)
+
+
+def test_frechet_singular_covariances() -> None:
+    # Rank-deficient covariances (e.g. fewer samples than dimensions) must not give NaN.
+    d = frechet_distance_from_stats(np.zeros(2), np.diag([1.0, 0.0]), np.zeros(2), np.diag([0.0, 1.0]))
+    assert d == pytest.approx(2.0)
+
+
+def test_frechet_from_samples_matches_gaussian_stats() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40000, 3))
+    y = rng.normal(size=(40000, 3)) * np.array([1.0, 2.0, 0.5]) + np.array([1.0, 0.0, 0.0])
+    expected = 1.0 + 0.0 + 1.0 + 0.25  # |dmu|^2 + sum (1 - s)^2
+    assert frechet_distance(x, y) == pytest.approx(expected, abs=0.05)
+    assert frechet_distance(torch.from_numpy(x), torch.from_numpy(x)) == pytest.approx(0.0, abs=1e-8)
+    mu, cov = feature_statistics(y)
+    assert mu.shape == (3,) and cov.shape == (3, 3)
+
+
+def test_frechet_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="dimensions differ"):
+        frechet_distance(np.zeros((4, 3)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="2-D"):
+        frechet_distance(np.zeros(4), np.zeros((4, 1)))
+    with pytest.raises(ValueError, match="at least 2"):
+        frechet_distance(np.zeros((1, 3)), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        frechet_distance(np.full((3, 2), np.nan), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="shapes disagree"):
+        frechet_distance_from_stats(np.zeros(2), np.eye(3), np.zeros(2), np.eye(2))
+
+
+# ---------------------------------------------------------------- kernel distance
+
+
+def test_kid_matches_brute_force_unbiased_mmd() -> None:
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(7, 3)), rng.normal(size=(7, 3)) + 0.3
+
+    def k(a: np.ndarray, b: np.ndarray) -> float:
+        return float((a @ b / 3 + 1.0) ** 3)
+
+    n = 7
+    xx = sum(k(x[i], x[j]) for i, j in itertools.permutations(range(n), 2)) / (n * (n - 1))
+    yy = sum(k(y[i], y[j]) for i, j in itertools.permutations(range(n), 2)) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(n) for j in range(n)) / n**2
+    mean, std = kernel_inception_distance(x, y, subsets=1, subset_size=100, seed=0)  # whole sets, permuted
+    assert mean == pytest.approx(xx + yy - 2 * xy, rel=1e-10) and std == 0.0
+
+
+def test_kid_same_vs_shifted_distribution() -> None:
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(600, 8)), rng.normal(size=(600, 8))
+    same_mean, same_std = kernel_inception_distance(a, b, subsets=20, subset_size=200, seed=1)
+    shift_mean, _ = kernel_inception_distance(a, b + 0.5, subsets=20, subset_size=200, seed=1)
+    assert abs(same_mean) < 0.05 and same_std > 0
+    assert shift_mean > 0.3 and shift_mean > 20 * abs(same_mean)
+    assert kernel_inception_distance(a, b, subsets=3, subset_size=50, seed=2) == kernel_inception_distance(
+        a, b, subsets=3, subset_size=50, seed=2
+    )
+    with pytest.raises(ValueError, match="subset_size"):
+        kernel_inception_distance(a, b, subset_size=1)
+
+
+# ---------------------------------------------------------------- classifier
+
+
+@pytest.fixture(scope="module")
+def small_digits() -> ImageDataset:
+    return load_image_dataset("digits").subset(np.arange(300))
+
+
+def _state(model: ImageClassifier) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_classifier_training_is_deterministic_and_leaves_global_rng(small_digits: ImageDataset) -> None:
+    rng_before = torch.get_rng_state()
+    m1 = train_classifier(small_digits, steps=3, seed=7, batch_size=16, progress=False)
+    m2 = train_classifier(small_digits, steps=3, seed=7, batch_size=16, progress=False)
+    m3 = train_classifier(small_digits, steps=3, seed=8, batch_size=16, progress=False)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    s1, s2, s3 = _state(m1), _state(m2), _state(m3)
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert not all(torch.equal(s1[k], s3[k]) for k in s1)
+    feats = m1.compute_features(small_digits.images[:5])
+    assert feats.shape == (5, 128) and feats.dtype == torch.float32
+    pred = m1.predict(small_digits.images[:5])
+    assert pred.dtype == torch.int64 and pred.shape == (5,)
+    assert small_digits.labels is not None
+    assert 0.0 <= m1.accuracy(small_digits.images[:5], small_digits.labels[:5]) <= 1.0
+
+
+def test_classifier_input_checks(small_digits: ImageDataset) -> None:
+    m = train_classifier(small_digits, steps=1, batch_size=4, progress=False)
+    assert m.num_values == 17
+    with pytest.raises(ValueError, match="integer"):
+        m.features(small_digits.images[:2].float())
+    with pytest.raises(ValueError, match="values in 0..16"):
+        m.features(small_digits.images[:2] + 1)
+    with pytest.raises(ValueError, match=r"\[B, 1, 8, 8\]"):
+        m.features(torch.zeros(2, 3, 8, 8, dtype=torch.long))
+    unlabelled = ImageDataset(small_digits.images, None, 17, 0, "nolabels")
+    with pytest.raises(ValueError, match="no labels"):
+        train_classifier(unlabelled, steps=1, progress=False)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28), (3, 64, 64)])
+def test_classifier_other_shapes(shape: tuple[int, int, int]) -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (4, *shape), generator=g)
+    ds = ImageDataset(images, torch.tensor([0, 1, 2, 1]), 256, 3, "fake")
+    m = train_classifier(ds, steps=1, batch_size=2, progress=False)
+    assert m.compute_features(images).shape == (4, 128) and m(images).shape == (4, 3)
+
+
+def test_load_or_train_caches(tmp_path: Path, small_digits: ImageDataset) -> None:
+    first = load_or_train_classifier(small_digits, cache_dir=tmp_path, steps=2, progress=False)
+    assert first.info["cached"] is False and 0.0 <= first.info["val_accuracy"] <= 1.0
+    assert first.info["num_train"] == 270 and first.info["num_val"] == 30
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".safetensors")
+    assert "digits-K17-cnn-v1" in files[0] and "-s0-n2-" in files[0]
+    second = load_or_train_classifier(small_digits, cache_dir=tmp_path, steps=2, progress=False)
+    assert second.info["cached"] is True and second.info["val_accuracy"] == first.info["val_accuracy"]
+    x = small_digits.images[:10]
+    assert torch.equal(first.compute_features(x), second.compute_features(x))
+    load_or_train_classifier(small_digits, cache_dir=tmp_path, steps=2, levels=4, progress=False)
+    assert len(list(tmp_path.iterdir())) == 4  # another key for another quantisation
+
+
+def test_default_cache_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BITCOMPOSE_CACHE", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "classifiers"
+    monkeypatch.delenv("BITCOMPOSE_CACHE")
+    assert default_cache_dir() == Path("~/.cache/bitcompose/classifiers").expanduser()
+
+
+def test_classifier_fid_and_floor(small_digits: ImageDataset) -> None:
+    m = train_classifier(small_digits, steps=2, batch_size=16, progress=False)
+    x = small_digits.images[:100]
+    assert classifier_fid(m, x, x) == pytest.approx(0.0, abs=1e-6)
+    noise = torch.randint(0, 17, x.shape, generator=torch.Generator().manual_seed(0))
+    floor = fid_floor(m, small_digits, 0.2, 0)
+    assert 0.0 < floor < classifier_fid(m, noise, small_digits.images)
+    with pytest.raises(ValueError, match="values"):
+        fid_floor(m, small_digits.quantize(4))
