@@ -58,9 +58,8 @@ class _Composite:
             f"{type(self).__name__}: some component is score-only, so there is no energy"
         )
 
-    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
-        """The level energy ``[B]`` (q_t ∝ exp(−energy))."""
-        return self.energy_and_score(x, t)[0]
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def score(self, x: Tensor, t: TimeLike) -> Tensor:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -87,6 +86,16 @@ class _Linear(_Composite):
             if c != 0.0:
                 out = out + c * m.score(x, t)
         return out
+
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
+        """``Σ_i c_i E_i`` ``[B]`` (differentiable w.r.t. ``x`` when the components' energies are)."""
+        if not self.has_energy:
+            raise self._no_energy()
+        e = x.new_zeros(x.shape[0])
+        for c, m in zip(self.coeffs, self.models, strict=True):
+            if c != 0.0:
+                e = e + c * m.energy(x, t)
+        return e
 
     def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(Σ_i c_i E_i [B], Σ_i c_i s_i [B, *dims])``."""
@@ -197,21 +206,27 @@ class Mixture(_Composite):
         self.log_weights = torch.log(torch.tensor(ws, dtype=torch.float64))
         self.has_energy = True
 
+    def _logits(self, e: Tensor, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor, float]:
+        """(logits [B, n], energy [B], score scale) from the stacked component energies ``e`` [B, n]."""
+        logw = self.log_weights.to(e)
+        if self.sharpen is None:
+            logits = logw - e
+            return logits, -torch.logsumexp(logits, dim=1), 1.0
+        sig = self.schedule.sigma(time_index(t, x, self.schedule).cpu()).to(e)[:, None]
+        logits = logw - self.sharpen * sig * e
+        return logits, -torch.logsumexp(logits, dim=1) / sig[:, 0], self.sharpen
+
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
+        """The mixture energy ``[B]`` (differentiable w.r.t. ``x`` when the components' energies are)."""
+        e = torch.stack([m.energy(x, t) for m in self.models], dim=1)
+        return self._logits(e, x, t)[1]
+
     def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(energy [B], score [B, *dims])`` as described in the class docstring."""
         es, ss = zip(*(m.energy_and_score(x, t) for m in self.models), strict=True)
         e = torch.stack(es, dim=1)  # [B, n]
         s = torch.stack(ss, dim=1)  # [B, n, *dims]
-        logw = self.log_weights.to(e)
-        if self.sharpen is None:
-            logits = logw - e
-            energy = -torch.logsumexp(logits, dim=1)
-            scale = 1.0
-        else:
-            sig = self.schedule.sigma(time_index(t, x, self.schedule).cpu()).to(e)[:, None]
-            logits = logw - self.sharpen * sig * e
-            energy = -torch.logsumexp(logits, dim=1) / sig[:, 0]
-            scale = self.sharpen
+        logits, energy, scale = self._logits(e, x, t)
         r = torch.softmax(logits, dim=1).reshape(*logits.shape, *([1] * (x.ndim - 1)))
         return energy, scale * (r * s).sum(1)
 
@@ -250,7 +265,7 @@ class ClassifierGuidance(_Composite):
     def log_prob_and_grad(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(log p(y | x, t) [B], ∇ₓ log p(y | x, t) [B, *dims])``."""
         idx = time_index(t, x, self.schedule)
-        y = torch.as_tensor(self.y, device=x.device).long().expand(x.shape[0])
+        y = self._labels(x)
         with torch.enable_grad():
             xin = x.detach().requires_grad_(True)
             logits = self.classifier(xin, idx)
@@ -263,6 +278,17 @@ class ClassifierGuidance(_Composite):
     def score(self, x: Tensor, t: TimeLike) -> Tensor:
         """``s(x, t) + w ∇ log p(y | x, t)``, ``[B, *dims]``."""
         return self.model.score(x, t) + self.weight * self.log_prob_and_grad(x, t)[1]
+
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
+        """``E(x, t) − w log p(y | x, t)`` ``[B]`` (differentiable w.r.t. ``x`` when the model's energy is)."""
+        if not self.has_energy:
+            raise self._no_energy()
+        idx = time_index(t, x, self.schedule)
+        logp = torch.log_softmax(self.classifier(x, idx), dim=1).gather(1, self._labels(x)[:, None])[:, 0]
+        return self.model.energy(x, t) - self.weight * logp
+
+    def _labels(self, x: Tensor) -> Tensor:
+        return torch.as_tensor(self.y, device=x.device).long().expand(x.shape[0])
 
     def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(E − w log p [B], s + w ∇ log p [B, *dims])``."""

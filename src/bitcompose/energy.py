@@ -249,6 +249,10 @@ class GaussianModel(nn.Module):
             raise ValueError(
                 f"GaussianModel expects x of shape [B, {self.mean.numel()}], got {tuple(x.shape)}"
             )
+        if isinstance(t, int):  # one level for the whole batch: a single matrix product
+            time_index(t, x[:1], self.schedule)
+            diff = x - self._means[t].to(x)
+            return diff, diff @ self._prec[t].to(x).T
         idx = time_index(t, x, self.schedule).cpu()
         diff = x - self._means[idx].to(x)
         pd = torch.einsum("bij,bj->bi", self._prec[idx].to(x), diff)
@@ -261,8 +265,10 @@ class GaussianModel(nn.Module):
     def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         """Exact −log q_t(x), ``[B]``."""
         diff, pd = self._parts(x, t)
-        idx = time_index(t, x, self.schedule).cpu()
-        return 0.5 * (diff * pd).sum(1) + self._lognorm[idx].to(x)
+        lognorm = (
+            self._lognorm[t] if isinstance(t, int) else self._lognorm[time_index(t, x, self.schedule).cpu()]
+        )
+        return 0.5 * (diff * pd).sum(1) + lognorm.to(x)
 
     def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         return self.energy(x, t), self.score(x, t)

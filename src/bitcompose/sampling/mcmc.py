@@ -104,11 +104,14 @@ class KernelInfo:
         accepted: bool ``[B]`` (Metropolis kernels) or ``None``.
         nfe: model evaluations used by the step.
         rejected_nonfinite: proposals rejected because they were not finite.
+        log_accept: float ``[B]`` log acceptance ratio ``log α`` (before ``min(0, ·)``; −inf for non-finite
+            proposals), or ``None`` without Metropolis.
     """
 
     accepted: Tensor | None
     nfe: int
     rejected_nonfinite: int
+    log_accept: Tensor | None = None
 
     @property
     def acceptance_rate(self) -> float:
@@ -198,12 +201,15 @@ def _trapezoid(
     return h * total, n_points - 2
 
 
-def _metropolis(log_alpha: Tensor, ok: Tensor, x: Tensor, generator: torch.Generator) -> Tensor:
-    """Per-sample accept mask: ``log u < log α``; non-finite proposals (``~ok``) are rejected; a finite proposal
-    from a current point whose energy is not finite (log α NaN) is accepted."""
+def _metropolis(
+    log_alpha: Tensor, ok: Tensor, x: Tensor, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """(accept mask, cleaned log α), per sample: accept iff ``log u < log α``; non-finite proposals (``~ok``)
+    get log α = −inf; a finite proposal from a current point whose energy is not finite (log α NaN) gets +inf."""
     log_alpha = torch.where(torch.isnan(log_alpha) & ok, torch.full_like(log_alpha, math.inf), log_alpha)
+    log_alpha = torch.where(ok, log_alpha, torch.full_like(log_alpha, -math.inf))
     u = _rand(x.shape[0], x, generator)
-    return ok & (torch.log(u) < log_alpha)
+    return ok & (torch.log(u) < log_alpha), log_alpha
 
 
 def _where(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -278,12 +284,12 @@ class MALA:
         ok = _finite(prop) & _finite(s1) & torch.isfinite(dlogq)
         if e1 is not None:
             ok = ok & torch.isfinite(e1)
-        acc = _metropolis(log_alpha, ok, x, generator)
+        acc, log_alpha = _metropolis(log_alpha, ok, x, generator)
         x_new = _where(acc, prop, x)
         s_new = _where(acc, s1, s0)
         e_new = None if e0 is None or e1 is None else torch.where(acc, e1, e0)
         new_state = replace(state, x=x_new, t=t, energy=e_new, score=s_new)
-        return x_new, new_state, KernelInfo(acc, nfe, int((~ok).sum()))
+        return x_new, new_state, KernelInfo(acc, nfe, int((~ok).sum()), log_alpha)
 
 
 def _leapfrog(
@@ -411,14 +417,14 @@ class HMC(UHMC):
         ok = _finite(x1) & _finite(v1) & _finite(s1) & torch.isfinite(dlogq)
         if e1 is not None:
             ok = ok & torch.isfinite(e1)
-        acc = _metropolis(log_alpha, ok, x, generator)
+        acc, log_alpha = _metropolis(log_alpha, ok, x, generator)
         x_new = _where(acc, x1, x)
         v_rej = -v if self.flip_on_reject else v
         e_new = None if e0 is None or e1 is None else torch.where(acc, e1, e0)
         new_state = replace(
             state, momentum=_where(acc, v1, v_rej), x=x_new, t=t, energy=e_new, score=_where(acc, s1, s0)
         )
-        return x_new, new_state, KernelInfo(acc, nfe, int((~ok).sum()))
+        return x_new, new_state, KernelInfo(acc, nfe, int((~ok).sum()), log_alpha)
 
 
 @dataclass(frozen=True)
