@@ -207,3 +207,23 @@ def test_classifier_fid_and_floor(small_digits: ImageDataset) -> None:
     assert 0.0 < floor < classifier_fid(m, noise, small_digits.images)
     with pytest.raises(ValueError, match="values"):
         fid_floor(m, small_digits.quantize(4))
+
+
+def test_cli_classifier_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from bitcompose.cli import main
+
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "d.npz", images=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), labels=np.arange(40) % 2
+    )
+    argv = ["classifier", "train", "--dataset", "npz", "--path", str(tmp_path / "d.npz")]
+    argv += ["--steps", "2", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dataset"] == "npz:d.npz" and report["cached"] is False and report["num_val"] == 4
+    assert 0.0 <= report["val_accuracy"] <= 1.0 and report["steps"] == 2
+    assert main(argv) == 0 and json.loads(capsys.readouterr().out)["cached"] is True
+    assert main(["classifier", "train", "--dataset", "npz"]) == 2
+    assert "needs --path" in capsys.readouterr().err
