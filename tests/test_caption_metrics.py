@@ -13,6 +13,7 @@ from bitcompose.metrics.captions import (
     caption_scores,
     cider_d,
     cider_d_per_image,
+    exact_match,
     rouge_l,
     rouge_l_per_image,
     tokenize_caption,
@@ -131,6 +132,12 @@ def test_caption_scores_and_errors():
         rouge_l(["a"], ["a"])
     with pytest.raises(ValueError, match="string"):
         bleu4([3], [["a"]])  # type: ignore[list-item]
+
+
+def test_exact_match():
+    refs = [["a red circle", "there is a red circle"], ["a blue square"], ["a cat"]]
+    assert exact_match(["There is a red circle.", "a blue  square", "a dog"], refs) == pytest.approx(2 / 3)
+    assert exact_match(["a"], [["a b"]]) == 0.0
 
 
 def test_cross_check_with_pycocoevalcap():
