@@ -12,7 +12,17 @@ from bitcompose.compose import Product
 from bitcompose.energy import GaussianModel, TimeLike
 from bitcompose.sampling.annealed import annealed_mcmc
 from bitcompose.sampling.ddpm import reverse_diffusion
-from bitcompose.sampling.mcmc import HMC, MALA, UHMC, ULA, KernelState, StepSize, _leapfrog, resolve_step_size
+from bitcompose.sampling.mcmc import (
+    HMC,
+    MALA,
+    UHMC,
+    ULA,
+    KernelState,
+    StepSize,
+    _leapfrog,
+    make_kernel,
+    resolve_step_size,
+)
 from bitcompose.schedules import DiscreteSchedule
 
 SCHED = DiscreteSchedule.cosine(100)
@@ -303,3 +313,17 @@ def test_step_size_specs_and_validation() -> None:
     with pytest.raises(ValueError, match="damping"):
         UHMC(damping=1.5).step(_models()[0], torch.zeros(3, 2, dtype=torch.float64), 0, KernelState(),
                                generator=torch.Generator())  # fmt: skip
+
+
+def test_kernel_by_name_and_step_size_override() -> None:
+    assert make_kernel("HMC", step_size=0.1, flip_on_reject=False) == HMC(step_size=0.1, flip_on_reject=False)
+    with pytest.raises(ValueError, match="unknown MCMC kernel"):
+        make_kernel("gibbs")
+    with pytest.raises(ValueError, match="bad options"):
+        make_kernel("ula", n_leapfrog=3)
+    prod = Product(*_models())
+    by_name = annealed_mcmc(prod, (16, 2), kernel="mala", step_size=StepSize(0.01, 1.0),
+                            generator=torch.Generator().manual_seed(0))  # fmt: skip
+    by_obj = annealed_mcmc(prod, (16, 2), kernel=MALA(step_size=StepSize(0.01, 1.0)),
+                           generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert torch.equal(by_name.samples, by_obj.samples)

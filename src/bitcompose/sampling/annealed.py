@@ -16,7 +16,7 @@ run an MCMC kernel (:mod:`bitcompose.sampling.mcmc`) that leaves each level inva
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import is_dataclass, replace
 from typing import Any
 
 import torch
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from bitcompose.energy import LevelModel
 from bitcompose.sampling.ddpm import ddpm_step, initial_noise
-from bitcompose.sampling.mcmc import Kernel, KernelState, MCMCResult
+from bitcompose.sampling.mcmc import Kernel, KernelState, MCMCResult, StepSizeLike, make_kernel
 
 __all__ = ["annealed_mcmc"]
 
@@ -34,8 +34,9 @@ def annealed_mcmc(
     model: LevelModel,
     x_or_shape: Tensor | tuple[int, ...] | list[int],
     *,
-    kernel: Kernel,
+    kernel: Kernel | str,
     steps_per_level: int = 10,
+    step_size: StepSizeLike | None = None,
     driver: str = "anneal",
     mcmc_min_t: int = 0,
     carry_momentum: bool = True,
@@ -52,8 +53,9 @@ def annealed_mcmc(
         model: model or composite (protocol of :mod:`bitcompose.energy`); Metropolis kernels with
             ``energy_diff="exact"`` need ``has_energy``.
         x_or_shape: the start ``[B, *dims]`` (used as given), or a shape to draw ``N(0, I)`` from.
-        kernel: a kernel object (``ULA``, ``MALA``, ``UHMC``, ``HMC``) with per-level step sizes.
+        kernel: a kernel object (``ULA``, ``MALA``, ``UHMC``, ``HMC``) or its name (default options).
         steps_per_level: ``K`` kernel steps per level (notebook: 10).
+        step_size: if given, replaces the kernel's ``step_size`` (float, ``StepSize`` or callable ``t -> η``).
         driver: ``"anneal"`` (variant A) or ``"reverse"`` (variant B); see the module docstring.
         mcmc_min_t: lowest level at which MCMC runs (``"reverse"`` only; levels below get only DDPM steps).
         carry_momentum: keep the U-HMC/HMC momentum across levels (notebook) instead of redrawing it per level
@@ -77,6 +79,12 @@ def annealed_mcmc(
     T = model.schedule.num_steps
     if not 0 <= mcmc_min_t <= T:
         raise ValueError(f"mcmc_min_t must lie in [0, {T}], got {mcmc_min_t}")
+    if isinstance(kernel, str):
+        kernel = make_kernel(kernel)
+    if step_size is not None:
+        if not is_dataclass(kernel) or not hasattr(kernel, "step_size"):
+            raise ValueError(f"step_size= needs a kernel with a step_size field, got {type(kernel).__name__}")
+        kernel = replace(kernel, step_size=step_size)  # type: ignore[type-var]
     if generator is None:
         generator = torch.Generator()
         generator.seed()

@@ -44,6 +44,8 @@ __all__ = [
     "UHMC",
     "HMC",
     "MCMCResult",
+    "KERNELS",
+    "make_kernel",
 ]
 
 
@@ -443,3 +445,18 @@ class MCMCResult:
     acceptance: Tensor
     nfe: int
     rejected_nonfinite: int
+
+
+KERNELS: dict[str, type] = {"ula": ULA, "mala": MALA, "uhmc": UHMC, "hmc": HMC}
+
+
+def make_kernel(name: str, **options: object) -> Kernel:
+    """A kernel by name (``"ula"``, ``"mala"``, ``"uhmc"``, ``"hmc"``; case-insensitive) with dataclass options,
+    e.g. ``make_kernel("hmc", step_size=0.03, n_leapfrog=3, damping=0.5, flip_on_reject=False)``."""
+    cls = KERNELS.get(name.lower())
+    if cls is None:
+        raise ValueError(f"unknown MCMC kernel {name!r}; choose from {sorted(KERNELS)}")
+    try:
+        return cls(**options)  # type: ignore[no-any-return]
+    except TypeError as exc:
+        raise ValueError(f"bad options for kernel {name!r}: {exc}") from None
