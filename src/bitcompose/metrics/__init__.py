@@ -16,18 +16,22 @@ from bitcompose.metrics.fid import (
     kernel_inception_distance,
 )
 from bitcompose.metrics.image_scores import class_accuracy, classifier_fid, classifier_kid, fid_floor
+from bitcompose.metrics.inception import InceptionFeatures, find_inception_weights, inception_fid
 
 __all__ = [
     "ClassifierConfig",
     "ImageClassifier",
+    "InceptionFeatures",
     "class_accuracy",
     "classifier_fid",
     "classifier_kid",
     "default_cache_dir",
     "feature_statistics",
     "fid_floor",
+    "find_inception_weights",
     "frechet_distance",
     "frechet_distance_from_stats",
+    "inception_fid",
     "kernel_inception_distance",
     "load_or_train_classifier",
     "train_classifier",
