@@ -141,7 +141,10 @@ def _write_cifar(folder: Path, per_batch: int = 3) -> dict[str, tuple[np.ndarray
             b"data": data,
             b"filenames": [b"x.png"] * per_batch,
         }
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+        raw = pickle.dumps(batch, protocol=2)
+        if name == "data_batch_1":  # the official files name numpy's old module path
+            raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+        (folder / name).write_bytes(raw)
         written[name] = (data, labels)
     return written
 
