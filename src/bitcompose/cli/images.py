@@ -1,0 +1,311 @@
+"""``bitcompose train | sample | evaluate | demo``: image Bit Diffusion from the command line.
+
+Examples::
+
+    bitcompose train --preset digits --out runs/digits
+    bitcompose train --preset cifar10 --root ~/data --out runs/c10 --set optim.lr=2e-4 --set model.encoding=gray
+    torchrun --nproc_per_node=8 -m bitcompose.cli train --preset cifar10 --root ~/data --out runs/c10
+    bitcompose train --out runs/c10 --resume                     # continue (config read from the checkpoint)
+    bitcompose sample runs/digits --n 100 --out digits.png --label 3
+    bitcompose evaluate runs/digits --json --out eval.json
+    bitcompose demo --out runs/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bitcompose.cli.errors import CLIError
+
+__all__ = ["register"]
+
+
+def _int(name: str, minimum: int | None = None):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _float(name: str):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {value}")
+        return value
+
+    return parse
+
+
+# ------------------------------------------------------------------------------------------------------- train
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from bitcompose.train.checkpoint import find_checkpoint, load_checkpoint
+    from bitcompose.train.config import apply_overrides, preset
+    from bitcompose.train.model import parse_checkpoint_config
+
+    out = Path(args.out) if args.out else Path("runs") / (args.preset or "run")
+    overrides = list(args.set or [])
+    if args.data is not None:
+        if not args.data.endswith(".npz"):
+            raise CLIError(f"--data must be an .npz file, got {args.data!r}")
+        if not Path(args.data).is_file():
+            raise CLIError(f"--data file not found: {args.data}")
+        overrides += ["data.name=npz", f"data.path={args.data}"]
+    if args.root is not None:
+        overrides.append(f"data.root={args.root}")
+    if args.steps is not None:
+        overrides.append(f"steps={args.steps}")
+    if args.preset is None:
+        if not args.resume:
+            raise CLIError("--preset is required (e.g. --preset digits), unless --resume continues a run")
+        ckpt = load_checkpoint(find_checkpoint(out))
+        base, _ = parse_checkpoint_config(ckpt.config, where=str(out))
+    else:
+        base = preset(args.preset)
+    return apply_overrides(base, overrides), out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from bitcompose.train.dist import cleanup_distributed
+    from bitcompose.train.trainer import Trainer
+
+    config, out = _train_config(args)
+    try:
+        trainer = Trainer(config, out, resume=args.resume, progress=not args.no_progress)
+        result = trainer.train()
+        if trainer.info.is_main:
+            print(
+                json.dumps(
+                    {
+                        "run": str(out),
+                        "checkpoint": str(result.checkpoint),
+                        "step": result.step,
+                        "loss": result.loss,
+                        "train_seconds": round(result.train_seconds, 2),
+                        "world_size": trainer.info.world_size,
+                    }
+                )
+            )
+    finally:
+        cleanup_distributed()
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------ sample
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from bitcompose.train.dist import resolve_device
+    from bitcompose.train.model import load_model
+
+    return load_model(args.run, ema=not args.no_ema, device=resolve_device(args.device))
+
+
+def _labels(args: argparse.Namespace, model: Any, n: int) -> Any:
+    import torch
+
+    classes = model.spec.num_classes
+    if args.label is not None:
+        if classes == 0:
+            raise CLIError("--label given, but this model is unconditional")
+        if not 0 <= args.label < classes:
+            raise CLIError(f"--label must lie in 0..{classes - 1}, got {args.label}")
+        return torch.full((n,), args.label, dtype=torch.long)
+    if args.guidance and classes == 0:
+        raise CLIError("--guidance needs a class-conditional model")
+    return None
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from bitcompose.train.evaluate import generate
+    from bitcompose.utils.images import save_grid
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise CLIError(f"--out must end in .png, got {args.out!r}")
+    model = _load(args)
+    labels = _labels(args, model, args.n)
+    gen = generate(
+        model,
+        args.n,
+        labels=labels,
+        steps=args.steps,
+        sampler=args.sampler,
+        td=args.td,
+        guidance=args.guidance,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    nrow = args.nrow or (10 if model.spec.num_classes and args.label is None else max(1, round(args.n**0.5)))
+    upscale = max(1, 64 // model.spec.image_size)
+    save_grid(gen.images, out, nrow=nrow, num_values=model.spec.num_values, upscale=upscale)
+    npz = out.with_suffix(".npz")
+    arrays: dict[str, Any] = {"samples": gen.images.numpy(), "num_values": np.int64(model.spec.num_values)}
+    if gen.labels is not None:
+        arrays["labels"] = gen.labels.numpy()
+    np.savez_compressed(npz, **arrays)
+    print(
+        json.dumps(
+            {"png": str(out), "npz": str(npz), "n": args.n, **gen.settings, "seconds": round(gen.seconds, 2)}
+        )
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- evaluate
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from bitcompose.metrics.classifier import load_or_train_classifier
+    from bitcompose.train.evaluate import generate, score_samples
+    from bitcompose.train.trainer import load_training_data
+
+    model = _load(args)
+    labels = _labels(args, model, args.n or model.config.sample.num_eval)
+    dataset = load_training_data(model.config)
+    if dataset.num_values != model.spec.num_values or dataset.image_shape[1] != model.spec.image_size:
+        raise CLIError(f"the data set {dataset.name!r} no longer matches the model's data ({model.spec})")
+    gen = generate(
+        model,
+        args.n or model.config.sample.num_eval,
+        labels=labels,
+        steps=args.steps,
+        sampler=args.sampler,
+        td=args.td,
+        guidance=args.guidance,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    classifier = load_or_train_classifier(dataset, progress=not args.no_progress)
+    report = {
+        "checkpoint": str(model.path),
+        "checkpoint_step": model.step,
+        **score_samples(gen, dataset, classifier, seed=args.seed),
+        "sampler": gen.settings,
+        "sample_seconds": round(gen.seconds, 2),
+    }
+    text = json.dumps(report, indent=None if args.json else 2)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(text)
+    else:
+        for key in ("class_accuracy", "classifier_fid", "classifier_fid_floor", "classifier_kid"):
+            if key in report:
+                print(f"{key:>22}: {report[key]:.4f}")
+        print(f"{'invalid_code_fraction':>22}: {report['invalid_code_fraction']:.2e}")
+        if args.out:
+            print(f"full report: {args.out}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------------- demo
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from bitcompose.train.demo import run_demo
+
+    overrides = list(args.set or [])
+    if args.steps is not None:
+        overrides.append(f"steps={args.steps}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    m = run_demo(args.out, overrides=overrides, progress=not args.no_progress)
+    out = Path(args.out)
+    print(
+        f"demo: {m['steps']} steps in {m['train_seconds']:.0f} s (total {m['total_seconds']:.0f} s); "
+        f"class accuracy {m['class_accuracy']:.3f}, classifier FID {m['classifier_fid']:.2f} "
+        f"(real-vs-real floor {m['classifier_fid_floor']:.2f})",
+        file=sys.stdout,
+    )
+    print(f"samples: {out / 'samples.png'}\nmetrics: {out / 'metrics.json'}\nrun:     {out / 'train'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- register
+
+
+def _sampler_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder (with checkpoint/) or checkpoint folder")
+    p.add_argument(
+        "--steps", type=_int("--steps", 1), default=None, help="sampling steps (default: the run's)"
+    )
+    p.add_argument("--sampler", choices=("ddim", "ddpm"), default=None, help="default: the run's")
+    p.add_argument("--td", type=_float("--td"), default=None, help="asymmetric time interval, in steps")
+    p.add_argument("--guidance", type=_float("--guidance"), default=None, help="classifier-free guidance w")
+    p.add_argument("--label", type=_int("--label"), default=None, help="sample only this class")
+    p.add_argument("--seed", type=_int("--seed", 0), default=0, help="sampling seed (default 0)")
+    p.add_argument("--batch-size", type=_int("--batch-size", 1), default=500, help="images per batch")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--no-ema", action="store_true", help="use the online instead of the EMA weights")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``train``, ``sample``, ``evaluate`` and ``demo``."""
+    from bitcompose.train.config import PRESET_NAMES
+
+    p = subparsers.add_parser(
+        "train",
+        help="train an image Bit Diffusion model (torchrun for several GPUs)",
+        description="Train with a named preset; --set key=value changes any config field (dotted keys).",
+    )
+    p.add_argument("--preset", default=None, help=f"one of {', '.join(PRESET_NAMES)}")
+    p.add_argument("--data", default=None, help="train on a .npz file (images uint8 [N,H,W(,C)], labels [N])")
+    p.add_argument(
+        "--root", default=None, help="folder of the data files (cifar10, imagenet64, fashion_mnist)"
+    )
+    p.add_argument("--out", default=None, help="run folder (default runs/PRESET)")
+    p.add_argument("--steps", type=_int("--steps", 1), default=None, help="total training steps")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = subparsers.add_parser(
+        "sample", help="sample a grid PNG (+ .npz of integer samples) from a trained model"
+    )
+    _sampler_args(p)
+    p.add_argument("--n", type=_int("--n", 1), default=100, help="number of samples (default 100)")
+    p.add_argument("--out", required=True, help="the .png grid; the .npz is written beside it")
+    p.add_argument("--nrow", type=_int("--nrow", 1), default=None, help="images per grid row")
+    p.set_defaults(func=_cmd_sample)
+
+    p = subparsers.add_parser(
+        "evaluate", help="classifier FID (+ floor), KID, class accuracy, invalid codes of a trained model"
+    )
+    _sampler_args(p)
+    p.add_argument("--n", type=_int("--n", 2), default=None, help="number of samples (default: the run's)")
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.add_argument("--out", default=None, help="also write the report to this JSON file")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = subparsers.add_parser(
+        "demo", help="train + sample + score a class-conditional digits model on the CPU"
+    )
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--steps", type=_int("--steps", 1), default=None, help="training steps (default: preset)")
+    p.add_argument("--seed", type=_int("--seed", 0), default=None, help="seed (default: preset)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)

@@ -1,0 +1,198 @@
+"""Generate images from a trained model and score them with the in-project classifier.
+
+Sampling is split into batches; batch ``k`` draws from a generator seeded by ``(seed, k)``, so the samples do not
+depend on the batch-to-process assignment: under torchrun every rank samples batches ``k ≡ rank (mod W)`` and
+rank 0 gathers them in order.
+
+Scores (see :mod:`bitcompose.metrics.image_scores`): the classifier FID of ``m`` samples against the train split,
+beside its real-vs-real floor with ``m`` held-out images (``m = min(n, held-out size)``: FID is biased by sample
+size, so both use the same ``m``); the classifier KID; the class accuracy of class-conditional samples; the
+fraction of invalid codes met in decoding.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bitcompose.data.images import ImageDataset
+from bitcompose.metrics.classifier import ImageClassifier
+from bitcompose.metrics.image_scores import class_accuracy, classifier_fid, classifier_kid, fid_floor
+from bitcompose.sampling.reverse import sample
+from bitcompose.train.dist import DistInfo, gather_to_main, mix_seed
+from bitcompose.train.model import LoadedModel
+
+__all__ = ["Generated", "generate", "balanced_labels", "score_samples"]
+
+
+@dataclass
+class Generated:
+    """Generated integer images.
+
+    Attributes:
+        images: int64 ``[N, C, H, W]``. labels: int64 ``[N]`` or None. invalid_fraction: fraction of symbols whose
+        code was invalid (decoded as K−1). seconds: sampling wall time. settings: the sampler settings used.
+    """
+
+    images: Tensor
+    labels: Tensor | None
+    invalid_fraction: float
+    seconds: float
+    settings: dict[str, Any]
+
+
+def balanced_labels(n: int, num_classes: int) -> Tensor:
+    """``[n]`` labels ``0, 0, …, 1, 1, …``: ``ceil(n / num_classes)`` of each class in order, cut to ``n``."""
+    per = -(-n // num_classes)
+    return torch.arange(num_classes).repeat_interleave(per)[:n]
+
+
+@torch.no_grad()
+def generate(
+    model: LoadedModel,
+    n: int,
+    *,
+    labels: Tensor | None = None,
+    steps: int | None = None,
+    sampler: str | None = None,
+    td: float | None = None,
+    guidance: float | None = None,
+    seed: int = 0,
+    batch_size: int = 500,
+    progress: bool = True,
+    dist_info: DistInfo | None = None,
+) -> Generated:
+    """Sample ``n`` images (settings default to the run's ``config.sample``).
+
+    Args:
+        model: a loaded model.
+        n: number of images.
+        labels: ``[n]`` class labels for a conditional model (default :func:`balanced_labels`); must be None
+            for an unconditional model.
+        steps, sampler, td, guidance: sampler settings.
+        seed: seed of the sampling noise.
+        batch_size: images per sampling batch.
+        progress: show a bar over batches.
+        dist_info: distributed placement (rank 0 receives all images; other ranks get an empty result).
+    """
+    info = dist_info or DistInfo(device=next(model.denoiser.parameters()).device)
+    spec, s = model.spec, model.config.sample
+    settings: dict[str, Any] = {
+        "steps": s.steps if steps is None else steps,
+        "sampler": s.sampler if sampler is None else sampler,
+        "td": s.td if td is None else td,
+        "guidance": s.guidance if guidance is None else guidance,
+        "ddpm_variance": s.ddpm_variance,
+        "seed": seed,
+        "ema": model.ema,
+    }
+    if n < 1:
+        raise ValueError(f"the number of samples must be >= 1, got {n}")
+    if spec.num_classes == 0:
+        if labels is not None:
+            raise ValueError("this model is unconditional: class labels cannot be given")
+        if settings["guidance"] > 0:
+            raise ValueError("guidance needs a class-conditional model")
+    else:
+        labels = balanced_labels(n, spec.num_classes) if labels is None else labels
+        if labels.shape != (n,) or labels.dtype != torch.long:
+            raise ValueError(f"labels must be int64 of shape [{n}]")
+        if int(labels.min()) < 0 or int(labels.max()) >= spec.num_classes:
+            raise ValueError(f"labels must lie in 0..{spec.num_classes - 1}")
+    nb = model.codec.num_bits
+    device = next(model.denoiser.parameters()).device
+    start = time.perf_counter()
+    chunks, positions, invalid = [], [], torch.zeros((), dtype=torch.long)
+    batches = list(range(0, n, batch_size))
+    mine = [k for k in range(len(batches)) if k % info.world_size == info.rank]
+    from tqdm.auto import tqdm
+
+    for k in tqdm(mine, desc="sampling", disable=not (progress and info.is_main)):
+        lo, hi = batches[k], min(batches[k] + batch_size, n)
+        gen = torch.Generator(device).manual_seed(mix_seed(seed, k))
+        cond = None if labels is None else labels[lo:hi].to(device)
+        bits = sample(
+            model.denoiser,
+            (hi - lo, spec.channels * nb, spec.image_size, spec.image_size),
+            steps=settings["steps"],
+            sampler=settings["sampler"],
+            td=settings["td"],
+            cond=cond,
+            guidance=settings["guidance"],
+            generator=gen,
+            progress=False,
+            ddpm_variance=settings["ddpm_variance"],
+            device=device,
+        )
+        images, bad = model.codec.decode_images(bits, return_invalid=True)
+        chunks.append(images.cpu())
+        positions.append(torch.arange(lo, hi))
+        invalid += bad.sum().cpu()
+    shape = (0, spec.channels, spec.image_size, spec.image_size)
+    local = torch.cat(chunks) if chunks else torch.zeros(shape, dtype=torch.long)
+    pos = torch.cat(positions) if positions else torch.zeros(0, dtype=torch.long)
+    if info.distributed:
+        backend_device = info.device
+        all_images = gather_to_main(local.to(backend_device), info)
+        all_pos = gather_to_main(pos.to(backend_device), info)
+        total_invalid = gather_to_main(invalid.reshape(1).to(backend_device), info)
+        if not info.is_main:
+            return Generated(local[:0], None, 0.0, time.perf_counter() - start, settings)
+        assert all_images is not None and all_pos is not None and total_invalid is not None
+        order = torch.argsort(all_pos.cpu())
+        local, invalid = all_images.cpu()[order], total_invalid.sum().cpu()
+    fraction = float(invalid) / float(local.numel()) if local.numel() else 0.0
+    return Generated(local, labels, fraction, time.perf_counter() - start, settings)
+
+
+def score_samples(
+    generated: Generated,
+    dataset: ImageDataset,
+    classifier: ImageClassifier,
+    *,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    kid_subsets: int = 50,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Classifier FID (+ floor), KID, class accuracy and invalid-code fraction of generated images.
+
+    Args:
+        generated: the samples.
+        dataset: the real data (same ``num_values`` as the samples); split like the classifier's training.
+        classifier: the data set's classifier (``load_or_train_classifier``).
+        val_fraction, split_seed: the classifier's held-out split.
+        kid_subsets: number of KID subsets.
+        seed: seed of the KID subsets.
+    """
+    train, val = dataset.split(val_fraction, split_seed)
+    images = generated.images
+    m = min(len(images), len(val))
+    if m < 2:
+        raise ValueError("scoring needs at least 2 samples")
+    out: dict[str, Any] = {
+        "num_samples": len(images),
+        "classifier_fid": classifier_fid(classifier, images[:m], train.images),
+        "classifier_fid_floor": fid_floor(classifier, dataset, val_fraction, split_seed, max_images=m),
+        "fid_num_images": m,
+    }
+    subset = min(1000, len(images), len(train))
+    kid, kid_std = classifier_kid(
+        classifier, images, train.images, subsets=kid_subsets, subset_size=subset, seed=seed
+    )
+    out |= {"classifier_kid": kid, "classifier_kid_std": kid_std, "kid_subset_size": subset}
+    if generated.labels is not None:
+        out["class_accuracy"] = class_accuracy(classifier, images, generated.labels)
+        per_class = []
+        for c in range(int(generated.labels.max()) + 1):
+            sel = generated.labels == c
+            if bool(sel.any()):
+                per_class.append(class_accuracy(classifier, images[sel], generated.labels[sel]))
+        out["class_accuracy_per_class"] = per_class
+    out["invalid_code_fraction"] = generated.invalid_fraction
+    out["classifier_val_accuracy"] = classifier.info.get("val_accuracy")
+    return out

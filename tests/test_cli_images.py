@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bitcompose.cli import main
+
+TINY = [
+    "model.base_channels=8",
+    "model.channel_mults=1,2",
+    "model.num_res_blocks=1",
+    "model.attn_resolutions=",
+    "model.num_groups=4",
+    "model.per_head_dim=8",
+    "batch_size=8",
+    "data.levels=4",
+    "sample.steps=2",
+    "sample.num_eval=12",
+    "checkpoint_every=0",
+    "log_every=1",
+]
+
+
+def _sets(items: list[str]) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def _npz(path: Path, n: int = 16, labels: bool = True, **extra: Any) -> Path:
+    rng = np.random.default_rng(0)
+    arrays: dict[str, Any] = {"images": rng.integers(0, 256, (n, 4, 4), dtype=np.uint8)}
+    if labels:
+        arrays["labels"] = np.arange(n) % 3
+    arrays.update(extra)
+    np.savez(path, **arrays)
+    return path
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str], match: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bitcompose: error: "), err
+    assert match in err[0], err[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    data = _npz(root / "data.npz")
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "digits",
+                "--data",
+                str(data),
+                "--out",
+                str(root / "run"),
+                "--steps",
+                "2",
+                "--no-progress",
+                *_sets(TINY),
+            ]
+        )
+        == 0
+    )
+    return root
+
+
+def test_train_sample_evaluate(
+    trained: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = trained / "run"
+    assert (run / "checkpoint" / "model.safetensors").is_file()
+    # Resume to more steps without repeating the preset: the config comes from the checkpoint.
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--steps", "3", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 3
+
+    png = trained / "grid.png"
+    assert (
+        main(
+            [
+                "sample",
+                str(run),
+                "--n",
+                "6",
+                "--out",
+                str(png),
+                "--label",
+                "2",
+                "--steps",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert png.is_file()
+    with np.load(png.with_suffix(".npz")) as z:
+        assert z["samples"].shape == (6, 1, 4, 4) and z["samples"].max() < 4 and int(z["num_values"]) == 4
+        assert (z["labels"] == 2).all()
+
+    import bitcompose.metrics.classifier as clf_mod
+
+    real = clf_mod.load_or_train_classifier
+    monkeypatch.setattr(clf_mod, "load_or_train_classifier", lambda ds, **kw: real(ds, **{**kw, "steps": 3}))
+    monkeypatch.setenv("BITCOMPOSE_CACHE", str(trained / "cache"))
+    out = trained / "eval.json"
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "--out", str(out), "--n", "12", "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == json.loads(out.read_text())
+    for key in (
+        "class_accuracy",
+        "classifier_fid",
+        "classifier_fid_floor",
+        "classifier_kid",
+        "invalid_code_fraction",
+    ):
+        assert key in report
+    assert 0.0 <= report["class_accuracy"] <= 1.0 and report["checkpoint_step"] == 3
+    assert report["invalid_code_fraction"] == 0.0  # 4 values in 2 bits: every code is valid
+    assert report["sampler"]["steps"] == 2 and report["num_samples"] == 12
+
+
+def test_sample_errors(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = str(trained / "run")
+    png = str(trained / "x.png")
+    _error(capsys, ["sample", run, "--out", png, "--label", "3"], "--label must lie in 0..2")
+    _error(capsys, ["sample", run, "--out", str(trained / "x.jpg")], "must end in .png")
+    _error(capsys, ["sample", str(trained / "nope"), "--out", png], "no such run or checkpoint folder")
+    # An unconditional model refuses labels and guidance.
+    data = _npz(trained / "unlabelled.npz", labels=False)
+    uncond = trained / "uncond"
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "digits",
+                "--data",
+                str(data),
+                "--out",
+                str(uncond),
+                "--steps",
+                "1",
+                "--no-progress",
+                "--set",
+                "data.conditional=false",
+                *_sets(TINY),
+            ]
+        )
+        == 0
+    )
+    _error(capsys, ["sample", str(uncond), "--out", png, "--label", "0"], "model is unconditional")
+    _error(
+        capsys, ["sample", str(uncond), "--out", png, "--guidance", "1"], "needs a class-conditional model"
+    )
+    # Corrupt weights.
+    ck = uncond / "checkpoint" / "ema.safetensors"
+    ck.write_bytes(ck.read_bytes()[:50])
+    _error(capsys, ["sample", str(uncond), "--out", png], "corrupt checkpoint file")
+
+
+def test_train_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = ["--out", str(tmp_path / "r"), "--no-progress"]
+    _error(capsys, ["train", "--preset", "cifar100", *out], "unknown preset 'cifar100'")
+    _error(capsys, ["train", *out], "--preset is required")
+    _error(
+        capsys,
+        ["train", "--preset", "digits", "--set", "optim.lrr=1", *out],
+        "unknown config key 'optim.lrr'",
+    )
+    _error(capsys, ["train", "--preset", "digits", "--set", "optim.lr=fast", *out], "expected a number")
+    _error(capsys, ["train", "--preset", "digits", "--set", "lr", *out], "key=value")
+    _error(
+        capsys, ["train", "--preset", "digits", "--data", str(tmp_path / "missing.npz"), *out], "not found"
+    )
+    _error(capsys, ["train", "--preset", "cifar10", "--root", str(tmp_path), *out], "CIFAR-10 batches")
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, pixels=np.zeros((2, 4, 4), np.uint8))
+    _error(capsys, ["train", "--preset", "digits", "--data", str(bad), *out], "no 'images' array")
+    mismatch = (
+        _npz(tmp_path / "mismatch.npz", labels=False, labels_=None) if False else tmp_path / "mismatch.npz"
+    )
+    np.savez(mismatch, images=np.zeros((4, 4, 4), np.uint8), labels=np.arange(3))
+    _error(capsys, ["train", "--preset", "digits", "--data", str(mismatch), *out], "one per image")
+    unlabelled = _npz(tmp_path / "u.npz", labels=False)
+    _error(capsys, ["train", "--preset", "digits", "--data", str(unlabelled), *out], "has no labels")
+    _error(capsys, ["train", "--out", str(tmp_path / "none"), "--resume"], "no such run or checkpoint folder")
