@@ -322,8 +322,37 @@ def test_kernel_by_name_and_step_size_override() -> None:
     with pytest.raises(ValueError, match="bad options"):
         make_kernel("ula", n_leapfrog=3)
     prod = Product(*_models())
-    by_name = annealed_mcmc(prod, (16, 2), kernel="mala", step_size=StepSize(0.01, 1.0),
+    by_name = annealed_mcmc(prod, (16, 2), kernel="mala", step_size=StepSize(0.01, 1.0), steps_per_level=1,
                             generator=torch.Generator().manual_seed(0))  # fmt: skip
-    by_obj = annealed_mcmc(prod, (16, 2), kernel=MALA(step_size=StepSize(0.01, 1.0)),
+    by_obj = annealed_mcmc(prod, (16, 2), kernel=MALA(step_size=StepSize(0.01, 1.0)), steps_per_level=1,
                            generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert torch.equal(by_name.samples, by_obj.samples)
+
+
+class _TinyEnergyNet(torch.nn.Module):
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.w = torch.nn.Parameter(torch.randn(3, 2, generator=g) * 0.5)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return torch.tanh(torch.cat([x, t.to(x.dtype)[:, None] / 10], 1) @ self.w)
+
+
+def test_annealed_sampling_of_learned_energy_composites_runs_end_to_end() -> None:
+    from bitcompose.compose import Mixture, Negation
+    from bitcompose.energy import EnergyModel, EpsModel
+
+    sched = DiscreteSchedule.cosine(10)
+    a, b = EnergyModel(_TinyEnergyNet(0), sched).eval(), EnergyModel(_TinyEnergyNet(1), sched).eval()
+    levels: list[int] = []
+    for model, kernel in [
+        (Mixture(a, b, sharpen=3.5), HMC(step_size=0.05)),
+        (Negation(a, EpsModel(_TinyEnergyNet(2), sched)), HMC(step_size=0.05)),  # score-only: trapezoid MH
+        (Mixture(a, b), MALA(step_size=1e-3)),
+    ]:
+        res = annealed_mcmc(model, (32, 2), kernel=kernel, steps_per_level=2, generator=torch.Generator().manual_seed(0),
+                            callback=lambda d: levels.append(d["t"]))  # fmt: skip
+        assert torch.isfinite(res.samples).all() and res.samples.shape == (32, 2)
+        assert ((res.acceptance >= 0) & (res.acceptance <= 1)).all()
+    assert levels == list(range(9, -1, -1)) * 3
