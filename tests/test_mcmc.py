@@ -356,3 +356,27 @@ def test_annealed_sampling_of_learned_energy_composites_runs_end_to_end() -> Non
         assert torch.isfinite(res.samples).all() and res.samples.shape == (32, 2)
         assert ((res.acceptance >= 0) & (res.acceptance <= 1)).all()
     assert levels == list(range(9, -1, -1)) * 3
+
+
+@pytest.mark.parametrize(
+    "kernel,score_only",
+    [
+        (MALA(step_size=0.02), False),
+        (MALA(step_size=0.02, n_points=3), True),
+        (HMC(step_size=0.25, damping=0.5), False),
+        (HMC(step_size=0.25, damping=0.5, energy_diff="path"), True),
+    ],
+)
+def test_metropolis_kernels_leave_the_target_invariant(kernel: MALA | HMC, score_only: bool) -> None:
+    """Start from exact samples of a level and take large steps (acceptance well below 1): moments are kept."""
+    m = GaussianModel(MU1, COV1, SCHED)
+    mean, cov = m.level_mean_cov(0)
+    g = torch.Generator().manual_seed(7)
+    x = mean + torch.randn(4000, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(cov).T
+    target = _Quadratic(m) if score_only else m
+    state, rates = KernelState(), []
+    for _ in range(15):
+        x, state, info = kernel.step(target, x, 0, state, generator=g)  # type: ignore[arg-type]
+        rates.append(info.acceptance_rate)
+    assert 0.2 < sum(rates) / len(rates) < 0.95
+    _check_moments(x, mean, cov, n_se=5)
