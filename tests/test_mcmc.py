@@ -380,3 +380,28 @@ def test_metropolis_kernels_leave_the_target_invariant(kernel: MALA | HMC, score
         rates.append(info.acceptance_rate)
     assert 0.2 < sum(rates) / len(rates) < 0.95
     _check_moments(x, mean, cov, n_se=5)
+
+
+class _InfEnergyRegion(_NaNRegion):
+    """Zero density (energy +inf) for x[:, 0] > 0.5, with a finite score everywhere."""
+
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
+        return torch.where(self._mask(x), torch.inf, self.m.energy(x, t))
+
+    def score(self, x: Tensor, t: TimeLike) -> Tensor:
+        return self.m.score(x, t)
+
+
+@pytest.mark.parametrize("kernel", [MALA(step_size=0.05), HMC(step_size=0.2)])
+def test_chains_leave_a_zero_density_start_and_never_enter_it(kernel: MALA | HMC) -> None:
+    model = _InfEnergyRegion()
+    x = torch.full((400, 2), 0.8, dtype=torch.float64)
+    state, g = KernelState(), torch.Generator().manual_seed(0)
+    for _ in range(5):
+        x, state, info = kernel.step(model, x, 0, state, generator=g)  # type: ignore[arg-type]
+    inside = x[:, 0] <= 0.5
+    assert torch.isfinite(x).all() and 0 < int(inside.sum()) < 400
+    for _ in range(5):
+        x2, state, info = kernel.step(model, x, 0, state, generator=g)  # type: ignore[arg-type]
+        assert (x2[inside, 0] <= 0.5).all()  # once in the support, never proposed out of it successfully
+        x = x2

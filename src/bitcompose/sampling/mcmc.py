@@ -283,9 +283,8 @@ class MALA:
         fwd = _sumb((prop - x - eta * s0) ** 2) / (4 * eta)
         bwd = _sumb((x - prop - eta * s1) ** 2) / (4 * eta)
         log_alpha = dlogq - bwd + fwd
-        ok = _finite(prop) & _finite(s1) & torch.isfinite(dlogq)
-        if e1 is not None:
-            ok = ok & torch.isfinite(e1)
+        # only the proposal's own quantities decide: a non-finite *current* energy must not trap the chain
+        ok = _finite(prop) & _finite(s1) & (torch.isfinite(e1) if e1 is not None else torch.isfinite(dlogq))
         acc, log_alpha = _metropolis(log_alpha, ok, x, generator)
         x_new = _where(acc, prop, x)
         s_new = _where(acc, s1, s0)
@@ -416,9 +415,12 @@ class HMC(UHMC):
             dlogq, extra = _trapezoid(model, x, x1, s0, s1, t, self.n_points)
             nfe += extra
         log_alpha = dlogq - 0.5 * _sumb(v1**2) / mass + 0.5 * _sumb(v**2) / mass
-        ok = _finite(x1) & _finite(v1) & _finite(s1) & torch.isfinite(dlogq)
-        if e1 is not None:
-            ok = ok & torch.isfinite(e1)
+        ok = (
+            _finite(x1)
+            & _finite(v1)
+            & _finite(s1)
+            & (torch.isfinite(e1) if e1 is not None else torch.isfinite(dlogq))
+        )
         acc, log_alpha = _metropolis(log_alpha, ok, x, generator)
         x_new = _where(acc, x1, x)
         v_rej = -v if self.flip_on_reject else v
