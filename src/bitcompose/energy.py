@@ -35,6 +35,7 @@ __all__ = [
     "eps_loss",
     "time_index",
     "per_sample",
+    "TimeLike",
 ]
 
 TimeLike = int | Tensor
