@@ -1,0 +1,74 @@
+"""The three 2-D composition tasks of the released notebook, with their exact targets.
+
+| task | model 1 | model 2 | operator | exact target |
+|---|---|---|---|---|
+| product | ring (8 Gaussians, std 0.03) | bar(0.2) | :class:`~bitcompose.compose.Product` | ring restricted to the bar |
+| mixture | left_bar | right_bar | :class:`~bitcompose.compose.Mixture` (``sharpen=3.5``) | uniform on the union |
+| negation | box(0.7) | box(0.3) | :class:`~bitcompose.compose.Negation` (α = 0.3) | uniform on the frame |
+
+The mixture uses the notebook's sharpened log-sum-exp on raw energies (a heuristic, see ``Mixture``); the
+negation's composed density ``q_1^{1.3}/q_2^{0.3}`` is only approximately the frame (where both models are
+uniform it is flat, but it is not exactly zero inside the inner box): the metrics are against the frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bitcompose.compose import Mixture, Negation, Product
+from bitcompose.data import toy2d as data
+from bitcompose.energy import LevelModel
+from bitcompose.toy2d.metrics import ProductTarget, ToyTarget, UniformTarget
+
+__all__ = ["TASKS", "Task", "MIXTURE_SHARPEN", "NEGATION_ALPHA"]
+
+MIXTURE_SHARPEN = 3.5
+NEGATION_ALPHA = 0.3
+
+
+@dataclass(frozen=True)
+class Task:
+    """A composition task: two component data sets (keys of ``DATASETS``), an operator and the exact target."""
+
+    name: str
+    datasets: tuple[str, str]
+    operator: str
+    target: ToyTarget
+    needs_energy: bool
+
+    def compose(self, m1: LevelModel, m2: LevelModel) -> LevelModel:
+        """The composed model of the two trained component models."""
+        if self.operator == "product":
+            return Product(m1, m2)
+        if self.operator == "mixture":
+            return Mixture(m1, m2, sharpen=MIXTURE_SHARPEN)
+        if self.operator == "negation":
+            return Negation(m1, m2, alpha=NEGATION_ALPHA)
+        raise ValueError(f"unknown operator {self.operator!r}")
+
+
+TASKS: dict[str, Task] = {
+    "product": Task(
+        "product",
+        ("ring", "bar"),
+        "product",
+        ProductTarget(data.toy_gmm(8, std=0.03, radius=0.5), data.bar(0.2)),
+        needs_energy=False,
+    ),
+    "mixture": Task(
+        "mixture",
+        ("left_bar", "right_bar"),
+        "mixture",
+        UniformTarget(
+            data.UniformRects(data.left_bar(0.1).rects + data.right_bar(0.1).rects),
+        ),
+        needs_energy=True,
+    ),
+    "negation": Task(
+        "negation",
+        ("box_0.7", "box_0.3"),
+        "negation",
+        UniformTarget(data.frame(0.7, 0.3)),
+        needs_energy=False,
+    ),
+}
