@@ -1,0 +1,18 @@
+"""Image captioning with Bit Diffusion (paper §3.1, Tables 3–4) and an autoregressive baseline of the same size."""
+
+from __future__ import annotations
+
+from bitcompose.captioning.config import PRESETS, CaptionRunConfig, default_cache_dir, preset
+from bitcompose.captioning.model import Captioner, load_captioner
+from bitcompose.captioning.train import train_captioner, train_or_load
+
+__all__ = [
+    "PRESETS",
+    "CaptionRunConfig",
+    "Captioner",
+    "default_cache_dir",
+    "load_captioner",
+    "preset",
+    "train_captioner",
+    "train_or_load",
+]

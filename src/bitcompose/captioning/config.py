@@ -1,0 +1,169 @@
+"""Run configurations and named presets of the captioning experiments.
+
+A :class:`CaptionRunConfig` fully determines a training run (data, tokenizer, network, optimiser, seed); its
+:meth:`~CaptionRunConfig.cache_key` names the cached run folder, so equal configurations reuse one trained model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bitcompose.nets.caption import CaptionNetConfig, caption_net_config
+
+__all__ = ["CaptionRunConfig", "PRESETS", "preset", "default_cache_dir", "MODELS"]
+
+MODELS = ("diffusion", "ar")
+
+
+@dataclass(frozen=True)
+class CaptionRunConfig:
+    """Everything a captioning training run depends on.
+
+    Attributes:
+        preset: preset name (informational; part of the cache folder's name).
+        model: ``"diffusion"`` (Bit Diffusion decoder) or ``"ar"`` (autoregressive baseline).
+        net_size: size name for :func:`~bitcompose.nets.caption.caption_net_config`.
+        output_head: diffusion output layer, ``"softmax"`` (vocabulary softmax → expected code) or ``"linear"``.
+        encoding: BitCodec encoding of token ids.
+        max_len: caption length ``L`` in tokens (with end-of-caption and padding).
+        vocab_size: SentencePiece vocabulary size to train (an upper bound for the word model).
+        tokenizer: SentencePiece model type (``"word"``, ``"bpe"``, ``"unigram"``).
+        num_train / num_val / num_test: numbers of scenes per split; data_seed: their seed.
+        steps: optimiser steps; batch_size: images per step (one random reference caption each).
+        lr, warmup, weight_decay, lr_schedule (``"constant"`` or ``"cosine"`` decay to 10 %): AdamW settings.
+        ema_decay: EMA decay of the weights used for sampling.
+        self_cond_prob: fraction of examples trained with a self-conditioning estimate (paper 0.5).
+        ce_weight: weight of an auxiliary label-smoothed (0.1) cross-entropy on the vocabulary logits of the
+            softmax head, added to the bit MSE (SCD-Net's recipe; 0 = the paper's pure MSE).
+        seed: seed of initialisation, batches and noise.
+        log_every / save_every: logging and checkpoint intervals in steps.
+    """
+
+    preset: str = "custom"
+    model: str = "diffusion"
+    net_size: str = "small"
+    output_head: str = "softmax"
+    encoding: str = "binary"
+    max_len: int = 20
+    vocab_size: int = 64
+    tokenizer: str = "word"
+    num_train: int = 10000
+    num_val: int = 200
+    num_test: int = 500
+    data_seed: int = 0
+    steps: int = 4000
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 200
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"
+    ema_decay: float = 0.999
+    self_cond_prob: float = 0.5
+    ce_weight: float = 0.0
+    seed: int = 0
+    log_every: int = 100
+    save_every: int = 500
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        for name in ("steps", "batch_size", "max_len", "num_train", "num_test", "log_every", "save_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.self_cond_prob <= 1.0:
+            raise ValueError(f"self_cond_prob must lie in [0, 1], got {self.self_cond_prob}")
+        if self.ce_weight < 0 or (self.ce_weight > 0 and self.output_head != "softmax"):
+            raise ValueError(f"ce_weight must be >= 0 and needs output_head='softmax', got {self.ce_weight}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def net_config(self, vocab_size: int) -> CaptionNetConfig:
+        """The network sizes for a tokenizer of ``vocab_size`` ids."""
+        return caption_net_config(
+            self.net_size,
+            vocab_size=vocab_size,
+            max_len=self.max_len,
+            output_head=self.output_head,
+            encoding=self.encoding,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CaptionRunConfig:
+        """Inverse of :meth:`to_dict` (unknown keys raise ``ValueError``)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown captioning config keys: {', '.join(unknown)}")
+        return cls(**d)
+
+    def cache_key(self) -> str:
+        """``<preset>-<model>-<hash>``: the folder name of this run in the cache (logging fields excluded)."""
+        d = self.to_dict()
+        for k in ("log_every", "save_every"):
+            d.pop(k)
+        digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.preset}-{self.model}-{digest}"
+
+
+PRESETS: dict[str, CaptionRunConfig] = {
+    # Seconds on a laptop core; for the unit tests and smoke runs of the CLI.
+    "scenes-tiny": CaptionRunConfig(
+        preset="scenes-tiny",
+        net_size="tiny",
+        num_train=256,
+        num_val=32,
+        num_test=64,
+        steps=300,
+        batch_size=32,
+        lr=2e-3,
+        warmup=20,
+        ema_decay=0.99,
+        log_every=50,
+        save_every=300,
+    ),
+    # The results preset of docs/results/captioning.md (measured times there).
+    "scenes-small": CaptionRunConfig(preset="scenes-small"),
+    # The paper's decoder size (6 layers x 512); far too slow for a CPU, for GPUs.
+    "scenes-paper": CaptionRunConfig(
+        preset="scenes-paper",
+        net_size="paper",
+        num_train=20000,
+        steps=50000,
+        batch_size=128,
+        lr=2e-4,
+        warmup=2000,
+        ema_decay=0.9999,
+        lr_schedule="constant",
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> CaptionRunConfig:
+    """A named preset with field overrides (e.g. ``model="ar"``, ``steps=100``, ``seed=1``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown captioning preset {name!r}; expected one of {', '.join(PRESETS)}")
+    try:
+        return dataclasses.replace(PRESETS[name], **overrides)
+    except TypeError as exc:
+        raise ValueError(f"bad captioning config override: {exc}") from exc
+
+
+def default_cache_dir() -> Path:
+    """``$BITCOMPOSE_CACHE/captions`` if the variable is set, else ``~/.cache/bitcompose/captions``."""
+    root = os.environ.get("BITCOMPOSE_CACHE")
+    base = Path(root) if root else Path.home() / ".cache" / "bitcompose"
+    return base / "captions"

@@ -1,0 +1,186 @@
+"""``bitcompose caption ...``: train, sample, evaluate and sweep the captioning models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from bitcompose.cli.errors import CLIError
+
+__all__ = ["register"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _check_run_dir(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"run folder not found: {p}")
+    return p
+
+
+def _train(args: argparse.Namespace) -> int:
+    from bitcompose.captioning.config import preset
+    from bitcompose.captioning.train import train_captioner, train_or_load
+
+    overrides: dict[str, Any] = {"model": args.model, "seed": args.seed}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    run = preset(args.preset, **overrides)
+    t0 = time.perf_counter()
+    if args.out is not None:
+        run_dir = train_captioner(run, args.out, progress=not args.no_progress)
+    else:
+        run_dir = train_or_load(run, cache_dir=args.cache_dir, progress=not args.no_progress)
+    print(
+        f"{run.model} captioner ({run.preset}, {run.steps} steps, seed {run.seed}): {run_dir} "
+        f"[{time.perf_counter() - t0:.1f} s]"
+    )
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from bitcompose.captioning.data import load_splits
+    from bitcompose.captioning.model import load_captioner
+    from bitcompose.captioning.sheet import caption_sheet
+
+    cap = load_captioner(_check_run_dir(args.run_dir))
+    data = load_splits(cap.run)[args.split].head(args.n)
+    gen = torch.Generator().manual_seed(args.seed)
+    captions = cap.caption(data.images, steps=args.steps, td=args.td, beam=args.beam, generator=gen)
+    for image_id, text in zip(data.ids, captions, strict=True):
+        print(f"{image_id}\t{text}")
+    if args.out is not None:
+        path = caption_sheet(data.images, captions, args.out, ids=data.ids)
+        print(f"wrote {path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from bitcompose.captioning.data import load_splits
+    from bitcompose.captioning.evaluate import evaluate_captioner
+    from bitcompose.captioning.model import load_captioner
+
+    cap = load_captioner(_check_run_dir(args.run_dir))
+    data = load_splits(cap.run)[args.split]
+    scores = evaluate_captioner(cap, data, steps=args.steps, td=args.td, beam=args.beam, seed=args.seed)
+    row = {
+        "model": cap.kind,
+        "steps": args.steps if cap.kind == "diffusion" else cap.net_config.max_len,
+        "td": args.td if cap.kind == "diffusion" else None,
+        **scores,
+    }
+    if args.json:
+        print(json.dumps(row))
+    else:
+        print(
+            f"{cap.kind} on {args.split} ({len(data)} images): BLEU-4 {100 * scores['bleu4']:.1f}  "
+            f"CIDEr-D {scores['cider']:.3f}  ROUGE-L {100 * scores['rouge_l']:.1f}"
+        )
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from bitcompose.captioning.sweep import render_markdown, run_sweep, table3_rows
+
+    overrides = {} if args.train_steps is None else {"steps": args.train_steps}
+    result = run_sweep(
+        args.preset, cache_dir=args.cache_dir, seed=args.seed, progress=not args.no_progress, **overrides
+    )
+    command = f"bitcompose caption sweep --preset {args.preset} --seed {args.seed}"
+    if args.train_steps is not None:
+        command += f" --train-steps {args.train_steps}"
+    if args.out is not None:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "captioning.md").write_text(render_markdown(result, command))
+        (out / "captioning.json").write_text(
+            json.dumps({"rows": result.rows, "meta": result.meta}, indent=1) + "\n"
+        )
+    if args.json:
+        print(json.dumps(result.rows))
+    else:
+        for r in table3_rows(result.rows):
+            td = "-" if r["td"] is None else f"{r['td']:g}"
+            print(
+                f"{r['model']:9s} steps {r['steps']:3d} td {td:>3s}  BLEU-4 {100 * r['bleu4']:.1f}  "
+                f"CIDEr-D {r['cider']:.3f}  ROUGE-L {100 * r['rouge_l']:.1f}"
+            )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``caption`` command group (train, sample, evaluate, sweep)."""
+    group = subparsers.add_parser("caption", help="image captioning with Bit Diffusion and an AR baseline")
+    sub = group.add_subparsers(dest="caption_command", metavar="SUBCOMMAND")
+    group.set_defaults(func=lambda a: group.print_help() or 2)
+
+    p = sub.add_parser("train", help="train a captioner (cached by configuration unless --out is given)")
+    p.add_argument("--preset", default="scenes-small", help="scenes-tiny | scenes-small | scenes-paper")
+    p.add_argument("--model", choices=("diffusion", "ar"), default="diffusion")
+    p.add_argument("--out", default=None, help="run folder (default: the cache folder of this configuration)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="override the preset's training steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--cache-dir", default=None, help="default $BITCOMPOSE_CACHE/captions or ~/.cache/bitcompose/captions"
+    )
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("sample", help="caption N images of a split; optional PNG sheet")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--n", type=_positive_int, default=8)
+    p.add_argument("--steps", type=_positive_int, default=10, help="diffusion sampling steps")
+    p.add_argument("--td", type=_non_negative_float, default=0.0, help="time difference in steps")
+    p.add_argument("--beam", type=_positive_int, default=1, help="AR beam width (1 = greedy)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="PNG sheet of images with their captions")
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("evaluate", help="BLEU-4, CIDEr-D, ROUGE-L on a split")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--steps", type=_positive_int, default=10)
+    p.add_argument("--td", type=_non_negative_float, default=0.0)
+    p.add_argument("--beam", type=_positive_int, default=1)
+    p.add_argument("--split", choices=("val", "test"), default="test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("sweep", help="steps x td study vs the AR baseline (Tables 3 and 4 of the paper)")
+    p.add_argument("--preset", default="scenes-small")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument(
+        "--out", default=None, help="folder for captioning.md and captioning.json (e.g. docs/results)"
+    )
+    p.add_argument(
+        "--train-steps", type=_positive_int, default=None, help="override the preset's training steps"
+    )
+    p.add_argument("--json", action="store_true", help="print the rows as one JSON list")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_sweep)
