@@ -1,5 +1,40 @@
-"""Samplers: reverse diffusion for Bit Diffusion (DDIM / DDPM with asymmetric time intervals)."""
+"""Samplers.
 
+* Bit Diffusion: :func:`sample` (DDIM / DDPM with asymmetric time intervals and self-conditioning).
+* Composition: :func:`reverse_diffusion` (ancestral DDPM on a composed score, the baseline) and
+  :func:`annealed_mcmc` with the kernels :class:`ULA`, :class:`MALA`, :class:`UHMC`, :class:`HMC`.
+"""
+
+from bitcompose.sampling.annealed import annealed_mcmc
+from bitcompose.sampling.ddpm import ddpm_step, reverse_diffusion
+from bitcompose.sampling.mcmc import (
+    HMC,
+    MALA,
+    UHMC,
+    ULA,
+    KernelInfo,
+    KernelState,
+    MCMCResult,
+    StepSize,
+    make_kernel,
+)
 from bitcompose.sampling.reverse import SAMPLERS, StepInfo, sample, time_pairs
 
-__all__ = ["sample", "time_pairs", "StepInfo", "SAMPLERS"]
+__all__ = [
+    "sample",
+    "time_pairs",
+    "StepInfo",
+    "SAMPLERS",
+    "annealed_mcmc",
+    "reverse_diffusion",
+    "ddpm_step",
+    "HMC",
+    "MALA",
+    "UHMC",
+    "ULA",
+    "KernelInfo",
+    "KernelState",
+    "MCMCResult",
+    "StepSize",
+    "make_kernel",
+]
