@@ -277,7 +277,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- steps
 
-    def _batch(self, step: int) -> dict[str, Any]:
+    def make_batch(self, step: int) -> dict[str, Any]:
         """This rank's examples of ``step`` and their random draws (see the module docstring)."""
         cfg = self.config
         idx = self.order.indices(step)
@@ -314,7 +314,7 @@ class Trainer:
     def train_step(self) -> tuple[Tensor, Tensor]:
         """One optimiser step; returns ``(loss, grad_norm)`` as device tensors (no host sync)."""
         cfg = self.config
-        batch = self._batch(self.step)
+        batch = self.make_batch(self.step)
         lr = learning_rate(cfg, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
