@@ -121,7 +121,7 @@ def train_captioner(run: CaptionRunConfig, run_dir: str | Path, *, progress: boo
     pad_id, eos_id = int(tokenizer.pad_id), int(tokenizer.eos_id)
     ignore = pad_id if pad_id != eos_id else -100
 
-    step, seconds, losses = 0, 0.0, []
+    step, seconds, cpu_seconds, losses = 0, 0.0, 0.0, []
     if resume is not None:
         load_state_strict(net, resume.model_state, what=f"model weights of {ckpt_dir}")
         if resume.ema_state is not None:
@@ -130,6 +130,7 @@ def train_captioner(run: CaptionRunConfig, run_dir: str | Path, *, progress: boo
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
         step, seconds = int(state["step"]), float(state["seconds"])
+        cpu_seconds = float(state.get("cpu_seconds", 0.0))
         losses = [list(x) for x in state.get("losses", [])]
 
     config = {"kind": "captioning", "run": run.to_dict(), "net": net_config.to_dict(), "complete": False}
@@ -144,6 +145,7 @@ def train_captioner(run: CaptionRunConfig, run_dir: str | Path, *, progress: boo
             training_state={
                 "step": step,
                 "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
                 "optimizer": opt.state_dict(),
                 "generator": gen.get_state(),
                 "losses": losses,
@@ -154,7 +156,7 @@ def train_captioner(run: CaptionRunConfig, run_dir: str | Path, *, progress: boo
     bar = tqdm(total=run.steps, initial=step, disable=not progress, desc=f"train {run.model}")
     running, count = 0.0, 0
     while step < run.steps:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for group in opt.param_groups:
             group["lr"] = learning_rate(run, step)
         idx = torch.randint(n_img, (run.batch_size,), generator=gen)
@@ -183,6 +185,7 @@ def train_captioner(run: CaptionRunConfig, run_dir: str | Path, *, progress: boo
         ema.update(net)
         step += 1
         seconds += time.perf_counter() - t0
+        cpu_seconds += time.process_time() - c0
         running += loss.item()
         count += 1
         bar.update(1)
@@ -199,6 +202,7 @@ def train_captioner(run: CaptionRunConfig, run_dir: str | Path, *, progress: boo
         "net": net_config.to_dict(),
         "steps": step,
         "train_seconds": round(seconds, 1),
+        "train_cpu_seconds": round(cpu_seconds, 1),
         "losses": losses,
         "machine": _machine(),
         "parameters": sum(p.numel() for p in net.parameters()),
