@@ -7,6 +7,7 @@ captions the test split for every (steps, td) and writes a markdown report.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -103,9 +104,32 @@ def run_sweep(
         "runs": {m: str(d) for m, d in dirs.items()},
         "train": {m: _train_log(d) for m, d in dirs.items()},
         "eval_seconds": {"ar": round(t_ar, 1), "diffusion_grid": round(time.perf_counter() - t1, 1)},
-        "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
+        "machine": _machine(),
     }
     return SweepResult(rows=rows, meta=meta)
+
+
+def _machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = []
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_end": load,
+    }
 
 
 def table3_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -150,7 +174,26 @@ def render_markdown(result: SweepResult, command: str) -> str:
         "",
         f"Preset `{meta['preset']}`, training seed {meta['seed']}, sampling seed {meta['sample_seed']}.",
         "",
+    ]
+    dlog = meta.get("train", {}).get("diffusion", {})
+    if dlog:
+        r, n = dlog.get("run", {}), dlog.get("net", {})
+        lines += [
+            f"Setup: decoder {n.get('depth')} layers × {n.get('dim')} ({n.get('heads')} heads), CNN encoder "
+            f"{n.get('encoder_channels')} → {n.get('image_size', 32) // 2 ** len(n.get('encoder_channels', []))}² "
+            f"image tokens; captions of L = {n.get('max_len')} word tokens (SentencePiece `{r.get('tokenizer')}`, "
+            f"V = {n.get('vocab_size')}, {(int(n.get('vocab_size', 2)) - 1).bit_length()} analog bits per token, "
+            f"{n.get('encoding')} code, b = {n.get('bit_scale')}); diffusion output head `{n.get('output_head')}`"
+            f" with auxiliary CE weight {r.get('ce_weight')}; AdamW lr {r.get('lr')} ({r.get('warmup')} warm-up "
+            f"steps, {r.get('lr_schedule')} decay), batch {r.get('batch_size')}, {r.get('steps')} steps for each "
+            f"model, EMA {r.get('ema_decay')}, {r.get('num_train')} training scenes.",
+            "",
+        ]
+    lines += [
         "## Table 3 analogue — best td per number of steps, beside the AR baseline",
+        "",
+        "td is picked per row by its BLEU-4 on the evaluated split itself, as the paper's Table 3 takes the best",
+        "cells of its Table 4 (no separate selection split).",
         "",
         "| Method | BLEU-4 | CIDEr-D | ROUGE-L |",
         "|---|---|---|---|",
@@ -192,14 +235,23 @@ def render_markdown(result: SweepResult, command: str) -> str:
                     f"- {s} steps: td = 0 gives {_pct(base)}, best td > 0 (td = {pos['td']:g}) gives "
                     f"{_pct(pos['bleu4'])} (target td > 0 beats td = 0: {verdict})."
                 )
-    lines += ["", "## Training and evaluation cost", ""]
+    mach = meta.get("machine", {})
+    lines += [
+        "",
+        "## Training and evaluation cost",
+        "",
+        f"Machine: {mach.get('cpu')} ({mach.get('cpu_count')} cores, shared with other jobs; load average "
+        f"{mach.get('load_average_at_end')} at the end of the sweep), {mach.get('platform')}, torch "
+        f"{mach.get('torch')}. Wall-clock times are inflated by the sharing; CPU seconds are the process's own.",
+        "",
+    ]
     for m, log in meta.get("train", {}).items():
         if log:
-            mach = log.get("machine", {})
+            tm = log.get("machine", {})
             lines.append(
                 f"- {m}: {log.get('parameters', 0) / 1e6:.2f}M parameters, {log.get('steps')} steps × batch "
-                f"{log.get('run', {}).get('batch_size')}, {log.get('train_seconds')} s of training "
-                f"({mach.get('torch_threads')} torch thread(s), {mach.get('processor')}, {mach.get('platform')})."
+                f"{log.get('run', {}).get('batch_size')}: {log.get('train_seconds')} s wall, "
+                f"{log.get('train_cpu_seconds', '?')} CPU s ({tm.get('torch_threads')} torch thread)."
             )
     ev = meta.get("eval_seconds", {})
     lines.append(
