@@ -175,26 +175,42 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from bitcompose.metrics.classifier import load_or_train_classifier
+    from bitcompose.train.config import apply_overrides
+    from bitcompose.train.dist import cleanup_distributed, init_distributed
     from bitcompose.train.evaluate import generate, score_samples
+    from bitcompose.train.model import load_model
     from bitcompose.train.trainer import load_training_data
 
-    model = _load(args)
-    labels = _labels(args, model, args.n or model.config.sample.num_eval)
-    dataset = load_training_data(model.config)
-    if dataset.num_values != model.spec.num_values or dataset.image_shape[1] != model.spec.image_size:
-        raise CLIError(f"the data set {dataset.name!r} no longer matches the model's data ({model.spec})")
-    gen = generate(
-        model,
-        args.n or model.config.sample.num_eval,
-        labels=labels,
-        steps=args.steps,
-        sampler=args.sampler,
-        td=args.td,
-        guidance=args.guidance,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
-    )
+    info = init_distributed(args.device)  # under torchrun the ranks share the sampling batches
+    try:
+        model = load_model(args.run, ema=not args.no_ema, device=info.device)
+        n = args.n or model.config.sample.num_eval
+        labels = _labels(args, model, n)
+        gen = generate(
+            model,
+            n,
+            labels=labels,
+            steps=args.steps,
+            sampler=args.sampler,
+            td=args.td,
+            guidance=args.guidance,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+            dist_info=info,
+        )
+    finally:
+        cleanup_distributed()
+    if not info.is_main:
+        return 0
+    data_config = model.config
+    if args.root is not None:
+        data_config = apply_overrides(data_config, [f"data.root={args.root}"])
+    if args.data is not None:
+        data_config = apply_overrides(data_config, ["data.name=npz", f"data.path={args.data}"])
+    dataset = load_training_data(data_config)
+    if dataset.num_values != model.spec.num_values or dataset.image_shape[1:] != (model.spec.image_size,) * 2:
+        raise CLIError(f"the data set {dataset.name!r} does not match the model's data ({model.spec})")
     classifier = load_or_train_classifier(dataset, progress=not args.no_progress)
     report = {
         "checkpoint": str(model.path),
@@ -296,6 +312,8 @@ def register(subparsers: Any) -> None:
     )
     _sampler_args(p)
     p.add_argument("--n", type=_int("--n", 2), default=None, help="number of samples (default: the run's)")
+    p.add_argument("--root", default=None, help="folder of the data files, if moved since training")
+    p.add_argument("--data", default=None, help="the training .npz file, if moved since training")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--out", default=None, help="also write the report to this JSON file")
     p.set_defaults(func=_cmd_evaluate)
