@@ -136,7 +136,7 @@ PRESETS: dict[str, CaptionRunConfig] = {
         save_every=300,
     ),
     # The results preset of docs/results/captioning.md (measured times there).
-    "scenes-small": CaptionRunConfig(preset="scenes-small", steps=5000, warmup=300, ce_weight=0.5),
+    "scenes-small": CaptionRunConfig(preset="scenes-small", steps=3000, batch_size=48, warmup=200, ce_weight=0.5),
     # The paper's decoder size (6 layers x 512); far too slow for a CPU, for GPUs.
     "scenes-paper": CaptionRunConfig(
         preset="scenes-paper",
