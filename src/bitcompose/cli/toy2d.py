@@ -27,7 +27,7 @@ def _positive_int(name: str, minimum: int = 1):  # type: ignore[no-untyped-def]
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``toy2d`` command."""
-    from bitcompose.toy2d.run import DEFAULT_TRAIN_STEPS, SAMPLERS
+    from bitcompose.toy2d.run import DEFAULT_TRAIN_BATCH, DEFAULT_TRAIN_STEPS, SAMPLERS
     from bitcompose.toy2d.tasks import TASKS
     from bitcompose.toy2d.train import PARAMS
 
@@ -50,27 +50,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=DEFAULT_TRAIN_STEPS,
         help=f"training steps per model (default {DEFAULT_TRAIN_STEPS}; the paper's setting is 15000)",
     )
+    p.add_argument(
+        "--train-batch",
+        type=_positive_int("--train-batch"),
+        default=DEFAULT_TRAIN_BATCH,
+        help=f"training batch (fresh samples per step; default {DEFAULT_TRAIN_BATCH}; the paper's is 1000)",
+    )
     p.add_argument("--train-seed", type=_positive_int("--train-seed", 0), default=0, help="training seed")
     p.add_argument(
         "--cache", default=None, help="model cache dir (default $BITCOMPOSE_CACHE/toy2d or ~/.cache/...)"
     )
     p.add_argument("--no-cache", action="store_true", help="retrain without reading or writing the cache")
+    p.add_argument(
+        "--no-final-step",
+        action="store_true",
+        help="score annealed-MCMC samples at level 0 instead of after the final noise-free step to the data",
+    )
     p.add_argument("--json", action="store_true", help="print compact JSON (one line)")
     p.add_argument("--progress", action="store_true", help="show progress bars on stderr")
     p.add_argument("--table", action="store_true", help="run every task x param x sampler; write --out")
     p.add_argument("--out", default="docs/results", help="output dir of --table (toy2d.md, toy2d.png)")
+    p.add_argument("--tasks", default=None, help="--table: comma-separated subset of tasks (default all)")
+    p.add_argument("--params", default=None, help="--table: comma-separated subset of params (default both)")
+    p.add_argument(
+        "--samplers", default=None, help="--table: comma-separated subset of samplers (default all)"
+    )
     p.add_argument("--workers", type=_positive_int("--workers"), default=2, help="processes for --table")
     p.set_defaults(func=_run)
 
 
+def _subset(text: str | None, allowed: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    if text is None:
+        return allowed
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    bad = [item for item in items if item not in allowed]
+    if bad or not items:
+        raise CLIError(f"{flag} takes a comma-separated subset of {', '.join(allowed)}; got {text!r}")
+    return tuple(item for item in allowed if item in items)
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.table:
+        from bitcompose.toy2d.run import SAMPLERS
         from bitcompose.toy2d.table import run_table, summary_checks
+        from bitcompose.toy2d.tasks import TASKS
+        from bitcompose.toy2d.train import PARAMS
 
         if args.no_cache:
             raise CLIError(
                 "--table always uses the model cache; drop --no-cache or point --cache to a new dir"
             )
+        tasks = _subset(args.tasks, tuple(TASKS), "--tasks")
+        params = _subset(args.params, PARAMS, "--params")
+        samplers = _subset(args.samplers, SAMPLERS, "--samplers")
         command = "bitcompose " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
         rows = run_table(
             args.out,
@@ -78,9 +110,14 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             train_steps=args.train_steps,
             train_seed=args.train_seed,
+            train_batch=args.train_batch,
             cache=args.cache,
             workers=args.workers,
+            final_step=not args.no_final_step,
             command=command,
+            tasks=tasks,
+            params=params,
+            samplers=samplers,
         )
         for line in summary_checks(rows):
             print(line)
@@ -96,8 +133,10 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         train_steps=args.train_steps,
         train_seed=args.train_seed,
+        train_batch=args.train_batch,
         cache=args.cache,
         use_cache=not args.no_cache,
+        final_step=not args.no_final_step,
         progress=args.progress,
     )
     print(json.dumps(result.metrics, indent=None if args.json else 2))

@@ -63,7 +63,7 @@ def _to_pixels(x: Tensor, size: int) -> Tensor:
 
 def _panel(density: Tensor, samples: Tensor | None, size: int, title: str) -> Image.Image:
     d = density.double()
-    d = d / d.max() if float(d.max()) > 0 else d
+    d = (d / d.max()).sqrt() if float(d.max()) > 0 else d  # square root: faint tails stay visible
     gray = (255 - 150 * d).clamp(0, 255).to(torch.uint8).numpy()
     img = Image.fromarray(gray, mode="L").resize((size, size), Image.Resampling.NEAREST).convert("RGB")
     draw = ImageDraw.Draw(img)
@@ -87,7 +87,7 @@ def render_figure(
     path: str | Path,
     *,
     panel: int = 180,
-    exact_samples: int = 2000,
+    exact_samples: int = 500,
 ) -> Path:
     """Write the scatter-plot grid as a PNG.
 

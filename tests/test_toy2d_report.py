@@ -1,0 +1,65 @@
+"""Tests of the benchmark's markdown table, headline checks and Pillow figure (no training involved)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from bitcompose.cli import main
+from bitcompose.toy2d.report import markdown_table, render_figure
+from bitcompose.toy2d.table import summary_checks
+
+
+def _row(task: str, param: str, sampler: str, ll: float | None, insup: float | None) -> dict[str, object]:
+    applicable = ll is not None
+    return {
+        "task": task,
+        "param": param,
+        "sampler": sampler,
+        "applicable": applicable,
+        "log_likelihood": ll,
+        "oracle_log_likelihood": 3.4767,
+        "w2": 0.1 if applicable else None,
+        "mmd": 0.002 if applicable else None,
+        "in_support": insup,
+        "acceptance": 0.9 if sampler == "hmc" else None,
+        "nfe": 3101 if applicable else None,
+        "seconds": 12.0,
+    }
+
+
+def test_markdown_table_and_checks() -> None:
+    rows = [
+        _row("product", "energy", "reverse", 2.5, 0.9),
+        _row("product", "energy", "hmc", 3.3, 0.99),
+        _row("mixture", "score", "hmc", None, None),
+        _row("mixture", "energy", "hmc", 0.1, 0.97),
+    ]
+    table = markdown_table(rows)
+    lines = table.strip().splitlines()
+    assert len(lines) == 2 + len(rows)
+    assert "| product | energy | hmc | 3.300 | 3.477 |" in table
+    assert "| mixture | score | hmc | n/a |" in table
+    checks = summary_checks(rows)
+    assert any("gap +0.800" in c for c in checks)
+    assert any(c.startswith("mixture: best in-support fraction 0.970") for c in checks)
+
+
+def test_render_figure_writes_a_png(tmp_path: Path) -> None:
+    cells = [
+        (_row("negation", "energy", "reverse", -1.0, 0.8), torch.rand(50, 2) * 2 - 1),
+        (_row("negation", "energy", "hmc", -0.5, 0.9), torch.tensor([[0.5, 0.5], [float("nan"), 0.0]])),
+        (_row("mixture", "score", "hmc", None, None), None),
+    ]
+    out = render_figure(cells, tmp_path / "fig.png", panel=60, exact_samples=20)
+    img = Image.open(out)
+    assert img.size == (110 + 60 * 3, 18 + 60 * 2)  # label column + exact + 2 samplers; 2 rows
+
+
+def test_cli_table_subset_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["toy2d", "--table", "--samplers", "euler"]) == 2
+    err = capsys.readouterr().err
+    assert "--samplers takes a comma-separated subset" in err and err.count("\n") == 1
