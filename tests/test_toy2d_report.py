@@ -63,3 +63,17 @@ def test_cli_table_subset_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["toy2d", "--table", "--samplers", "euler"]) == 2
     err = capsys.readouterr().err
     assert "--samplers takes a comma-separated subset" in err and err.count("\n") == 1
+
+
+def test_cells_round_trip(tmp_path: Path) -> None:
+    from bitcompose.toy2d.table import load_cells, save_cells
+
+    x = torch.randn(5, 2)
+    cells = [
+        (_row("negation", "energy", "hmc", -0.5, 0.9), x),
+        (_row("mixture", "score", "hmc", None, None), None),
+    ]
+    save_cells(cells, tmp_path)
+    back = load_cells(tmp_path)
+    assert [m for m, _ in back] == [m for m, _ in cells]
+    assert back[0][1] is not None and torch.equal(back[0][1], x) and back[1][1] is None

@@ -38,21 +38,23 @@ def _fmt(v: Any, digits: int = 3) -> str:
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """A markdown table with one line per (task, param, sampler) metrics dict (as :func:`run_cell` returns)."""
     head = (
-        "| task | param | sampler | LL ↑ | oracle LL | W2 ↓ | MMD² ↓ | in support ↑ | acceptance | NFE | seconds |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| task | param | sampler | LL ↑ | oracle LL | W2 ↓ | MMD² ↓ | in support ↑ | acceptance | NFE | train steps "
+        "| seconds |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
         if not r.get("applicable", True):
             lines.append(
                 f"| {r['task']} | {r['param']} | {r['sampler']} | n/a | {_fmt(r['oracle_log_likelihood'])} "
-                f"| n/a | n/a | n/a | n/a | n/a | – |"
+                f"| n/a | n/a | n/a | n/a | n/a | {r.get('train_steps', '–')} | – |"
             )
             continue
         lines.append(
             f"| {r['task']} | {r['param']} | {r['sampler']} | {_fmt(r['log_likelihood'])} "
             f"| {_fmt(r['oracle_log_likelihood'])} | {_fmt(r['w2'])} | {_fmt(r['mmd'], 4)} "
-            f"| {_fmt(r['in_support'])} | {_fmt(r['acceptance'])} | {r['nfe']} | {r['seconds']:.0f} |"
+            f"| {_fmt(r['in_support'])} | {_fmt(r['acceptance'])} | {r['nfe']} | {r.get('train_steps', '–')} "
+            f"| {r['seconds']:.0f} |"
         )
     return head + "\n".join(lines) + "\n"
 

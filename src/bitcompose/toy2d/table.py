@@ -6,6 +6,7 @@ land in the cache first, so the sampling workers only load them.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import platform
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from bitcompose.toy2d.metrics import MMD_BANDWIDTH
@@ -33,7 +35,7 @@ from bitcompose.toy2d.run import (
 from bitcompose.toy2d.tasks import TASKS
 from bitcompose.toy2d.train import PARAMS, TrainConfig, cache_dir, load_or_train
 
-__all__ = ["run_table", "summary_checks"]
+__all__ = ["run_table", "summary_checks", "save_cells", "load_cells"]
 
 # Relative sampling cost of a cell (composite evaluations per step × network cost), to schedule big jobs first.
 _COST = {"reverse": 0.1, "ula": 1.0, "mala": 2.0, "uhmc": 3.0, "hmc": 4.0}
@@ -152,6 +154,7 @@ def run_table(
     wall = time.perf_counter() - start
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    save_cells(cells, out)
     render_figure(cells, out / "toy2d.png")
     fresh = sum(1 for _, _, hit in trained if not hit)
     (out / "toy2d.md").write_text(
@@ -170,6 +173,23 @@ def run_table(
         )
     )
     return rows
+
+
+def save_cells(cells: Sequence[tuple[dict[str, Any], Tensor | None]], out_dir: str | Path) -> None:
+    """Store every cell's metrics (``toy2d_cells.json``) and samples (``toy2d_samples.safetensors``)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "toy2d_cells.json").write_text(json.dumps([m for m, _ in cells], indent=1))
+    tensors = {f"{m['task']}/{m['param']}/{m['sampler']}": s.contiguous() for m, s in cells if s is not None}
+    save_file(tensors, str(out / "toy2d_samples.safetensors"))
+
+
+def load_cells(out_dir: str | Path) -> list[tuple[dict[str, Any], Tensor | None]]:
+    """The cells written by :func:`save_cells` (samples ``None`` for non-applicable cells)."""
+    out = Path(out_dir)
+    rows = json.loads((out / "toy2d_cells.json").read_text())
+    tensors = load_file(str(out / "toy2d_samples.safetensors"))
+    return [(m, tensors.get(f"{m['task']}/{m['param']}/{m['sampler']}")) for m in rows]
 
 
 def _document(
