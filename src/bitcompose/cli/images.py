@@ -133,6 +133,7 @@ def _labels(args: argparse.Namespace, model: Any, n: int) -> Any:
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
+    import torch
 
     from bitcompose.train.evaluate import generate
     from bitcompose.utils.images import save_grid
@@ -156,7 +157,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     )
     nrow = args.nrow or (10 if model.spec.num_classes and args.label is None else max(1, round(args.n**0.5)))
     upscale = max(1, 64 // model.spec.image_size)
-    save_grid(gen.images, out, nrow=nrow, num_values=model.spec.num_values, upscale=upscale)
+    grid = gen.images
+    if gen.labels is not None:  # one row per class in the picture (the .npz keeps the sampling order)
+        grid = grid[torch.sort(gen.labels, stable=True).indices]
+    save_grid(grid, out, nrow=nrow, num_values=model.spec.num_values, upscale=upscale)
     npz = out.with_suffix(".npz")
     arrays: dict[str, Any] = {"samples": gen.images.numpy(), "num_values": np.int64(model.spec.num_values)}
     if gen.labels is not None:

@@ -406,13 +406,15 @@ def _unet_fields(name: str, **overrides: Any) -> dict[str, Any]:
 
 def _digits() -> TrainConfig:
     # The demo: class-conditional 8×8 digits, 17 levels -> 5 bits, trained on 2 CPU cores in a few minutes.
+    # EMA 0.995 (not the paper's 0.9999): with only 1,000 steps a longer average keeps too much of the
+    # under-trained early weights (0.999 gave 0.88 class accuracy after 1,500 steps, the online weights 0.99).
     return TrainConfig(
         preset="digits",
         seed=0,
-        steps=3000,
+        steps=1000,
         batch_size=128,
         log_every=50,
-        checkpoint_every=1000,
+        checkpoint_every=500,
         data=DataConfig(name="digits", conditional=True),
         model=ModelConfig(
             base_channels=32,
@@ -422,7 +424,7 @@ def _digits() -> TrainConfig:
             num_groups=8,
             per_head_dim=32,
         ),
-        optim=OptimConfig(lr=1e-3, warmup_steps=200, ema_decay=0.999),
+        optim=OptimConfig(lr=1e-3, warmup_steps=200, ema_decay=0.995),
         sample=SampleConfig(sampler="ddim", steps=50, td=0.0, num_eval=1000),
     )
 

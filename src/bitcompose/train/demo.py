@@ -59,11 +59,11 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
     classifier = load_or_train_classifier(dataset, progress=progress)
     scores = score_samples(generated, dataset, classifier, seed=config.seed)
 
-    # One row per class: the first 10 samples of each class (labels are class-major).
+    # One row per class: the first 10 samples of each class.
     assert generated.labels is not None
     rows = [generated.images[generated.labels == c][:10] for c in range(model.spec.num_classes)]
     grid = save_grid(
-        torch.cat(rows), out / "samples.png", nrow=10, num_values=model.spec.num_values, upscale=4
+        torch.cat(rows), out / "samples.png", nrow=10, num_values=model.spec.num_values, upscale=8
     )
 
     metrics: dict[str, Any] = {

@@ -73,12 +73,16 @@ class EMA:
         if online.keys() != shadow.keys():
             missing = sorted(set(shadow) ^ set(online))
             raise ValueError(f"EMA.update: model does not match the shadow (differing names: {missing[:5]})")
+        floats_s, floats_w = [], []
         for name, s in shadow.items():
             w = online[name].detach()
             if s.is_floating_point():
-                s.lerp_(w.to(device=s.device, dtype=s.dtype), 1.0 - self.decay)
+                floats_s.append(s)
+                floats_w.append(w.to(device=s.device, dtype=s.dtype))
             else:
                 s.copy_(w)
+        if floats_s:  # one fused multi-tensor kernel instead of one lerp per tensor
+            torch._foreach_lerp_(floats_s, floats_w, 1.0 - self.decay)
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:

@@ -46,9 +46,11 @@ class Generated:
 
 
 def balanced_labels(n: int, num_classes: int) -> Tensor:
-    """``[n]`` labels ``0, 0, …, 1, 1, …``: ``ceil(n / num_classes)`` of each class in order, cut to ``n``."""
-    per = -(-n // num_classes)
-    return torch.arange(num_classes).repeat_interleave(per)[:n]
+    """``[n]`` labels ``0, 1, …, num_classes−1, 0, 1, …``: cyclic, so every prefix is balanced over classes.
+
+    (The FID uses the first ``m`` samples; a class-major order would leave classes out of it.)
+    """
+    return torch.arange(n) % num_classes
 
 
 @torch.no_grad()
