@@ -306,7 +306,14 @@ def register(subparsers: Any) -> None:
         "sample", help="sample a grid PNG (+ .npz of integer samples) from a trained model"
     )
     _sampler_args(p)
-    p.add_argument("--n", type=_int("--n", 1), default=100, help="number of samples (default 100)")
+    p.add_argument(
+        "--n",
+        "--num-samples",
+        dest="n",
+        type=_int("--n", 1),
+        default=100,
+        help="number of samples (default 100)",
+    )
     p.add_argument("--out", required=True, help="the .png grid; the .npz is written beside it")
     p.add_argument("--nrow", type=_int("--nrow", 1), default=None, help="images per grid row")
     p.set_defaults(func=_cmd_sample)
@@ -315,7 +322,14 @@ def register(subparsers: Any) -> None:
         "evaluate", help="classifier FID (+ floor), KID, class accuracy, invalid codes of a trained model"
     )
     _sampler_args(p)
-    p.add_argument("--n", type=_int("--n", 2), default=None, help="number of samples (default: the run's)")
+    p.add_argument(
+        "--n",
+        "--num-samples",
+        dest="n",
+        type=_int("--n", 2),
+        default=None,
+        help="number of samples (default: the run's; under torchrun write --num-samples, torchrun takes --n*)",
+    )
     p.add_argument("--root", default=None, help="folder of the data files, if moved since training")
     p.add_argument("--data", default=None, help="the training .npz file, if moved since training")
     p.add_argument("--json", action="store_true", help="print one JSON line")

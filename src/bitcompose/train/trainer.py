@@ -207,7 +207,7 @@ class Trainer:
         net: torch.nn.Module = self.net
         if self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            net = DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
+            net = DistributedDataParallel(net, device_ids=ids)
         if config.compile:
             net = torch.compile(net)  # type: ignore[assignment]
         self.train_denoiser = make_denoiser(net, config.model)
