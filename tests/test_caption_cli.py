@@ -126,3 +126,14 @@ def test_sweep_rows_and_report(tmp_path: Path) -> None:
     text = render_markdown(result, "bitcompose caption sweep --preset scenes-tiny")
     assert "Table 3" in text and "Table 4" in text and "| 2 |" in text
     json.dumps(result.rows)  # JSON-serialisable
+
+
+def test_same_run_accepts_configs_written_before_newer_fields() -> None:
+    run = preset("scenes-tiny")
+    stored = run.to_dict()
+    stored.pop("init_from")  # a run saved before the field existed
+    assert run.same_run(stored)
+    assert not preset("scenes-tiny", seed=5).same_run(stored)
+    assert not run.same_run({"no_such_field": 1})
+    assert "init_from" not in json.dumps(run.cache_key())
+    assert preset("scenes-small-long").init_from == "scenes-small"

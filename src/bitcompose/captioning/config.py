@@ -41,6 +41,9 @@ class CaptionRunConfig:
         self_cond_prob: fraction of examples trained with a self-conditioning estimate (paper 0.5).
         ce_weight: weight of an auxiliary label-smoothed (0.1) cross-entropy on the vocabulary logits of the
             softmax head, added to the bit MSE (SCD-Net's recipe; 0 = the paper's pure MSE).
+        init_from: name of a preset whose finished run (same model kind and seed, trained or loaded from the
+            cache first) provides the initial weights (online and EMA); ``""`` = random initialisation. The
+            optimiser and the learning-rate schedule start afresh (a continuation run).
         seed: seed of initialisation, batches and noise.
         log_every / save_every: logging and checkpoint intervals in steps.
     """
@@ -66,6 +69,7 @@ class CaptionRunConfig:
     ema_decay: float = 0.999
     self_cond_prob: float = 0.5
     ce_weight: float = 0.0
+    init_from: str = ""
     seed: int = 0
     log_every: int = 100
     save_every: int = 500
@@ -110,11 +114,20 @@ class CaptionRunConfig:
             raise ValueError(f"unknown captioning config keys: {', '.join(unknown)}")
         return cls(**d)
 
+    def same_run(self, stored: dict[str, Any]) -> bool:
+        """Whether a stored :meth:`to_dict` (possibly from an older version, missing newer fields) is this run."""
+        try:
+            return CaptionRunConfig.from_dict(stored) == self
+        except (TypeError, ValueError):
+            return False
+
     def cache_key(self) -> str:
         """``<preset>-<model>-<hash>``: the folder name of this run in the cache (logging fields excluded)."""
         d = self.to_dict()
         for k in ("log_every", "save_every"):
             d.pop(k)
+        if not d["init_from"]:  # added later: absent from the keys of earlier runs
+            d.pop("init_from")
         digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.preset}-{self.model}-{digest}"
 
@@ -136,7 +149,19 @@ PRESETS: dict[str, CaptionRunConfig] = {
         save_every=300,
     ),
     # The results preset of docs/results/captioning.md (measured times there).
-    "scenes-small": CaptionRunConfig(preset="scenes-small", steps=3000, batch_size=48, warmup=200, ce_weight=0.5),
+    "scenes-small": CaptionRunConfig(
+        preset="scenes-small", steps=3000, batch_size=48, warmup=200, ce_weight=0.5
+    ),
+    # scenes-small continued for 2000 more steps (5000 in all) at a lower peak learning rate.
+    "scenes-small-long": CaptionRunConfig(
+        preset="scenes-small-long",
+        steps=2000,
+        batch_size=48,
+        lr=5e-4,
+        warmup=100,
+        ce_weight=0.5,
+        init_from="scenes-small",
+    ),
     # The paper's decoder size (6 layers x 512); far too slow for a CPU, for GPUs.
     "scenes-paper": CaptionRunConfig(
         preset="scenes-paper",

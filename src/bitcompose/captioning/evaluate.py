@@ -27,6 +27,7 @@ def evaluate_captioner(
     sampler: str = "ddim",
     beam: int = 1,
     seed: int = 0,
+    decode: str = "bits",
 ) -> dict[str, float]:
     """Caption every image of ``split`` once and score the captions against the references.
 
@@ -36,12 +37,13 @@ def evaluate_captioner(
         steps, td, sampler: diffusion sampling settings (ignored by the AR model).
         beam: AR beam width (ignored by the diffusion model).
         seed: seed of the diffusion noise.
+        decode: diffusion read-out, ``"bits"`` (threshold, the paper) or ``"argmax"`` (softmax head).
 
     Returns:
         ``{"bleu4", "cider", "rouge_l"}`` (BLEU and ROUGE in 0–1, CIDEr-D as a plain ratio, e.g. 1.15).
     """
     gen = torch.Generator().manual_seed(seed)
     candidates = captioner.caption(
-        split.images, steps=steps, td=td, sampler=sampler, beam=beam, generator=gen
+        split.images, steps=steps, td=td, sampler=sampler, beam=beam, generator=gen, decode=decode
     )
     return score_captions(candidates, split.captions)

@@ -35,6 +35,23 @@ def build_net(run: CaptionRunConfig, net_config: CaptionNetConfig) -> nn.Module:
     return CaptionDiffusionNet(net_config) if run.model == "diffusion" else CaptionARNet(net_config)
 
 
+class _LogitsRecorder(nn.Module):
+    """Calls a :class:`CaptionDiffusionNet` and keeps the head output of the last call (``[B, L, V]``)."""
+
+    def __init__(self, net: CaptionDiffusionNet) -> None:
+        super().__init__()
+        self.net = net
+        self.last: Tensor | None = None
+
+    def forward(self, x_in: Tensor, gamma: Tensor, cond: Tensor | None = None) -> Tensor:
+        out = self.net.logits(x_in, gamma, cond)
+        self.last = out
+        if self.net.config.output_head == "softmax":
+            table: Tensor = self.net.code_table  # type: ignore[assignment]
+            return torch.softmax(out.float(), dim=-1) @ table.to(out.device)
+        return out
+
+
 @dataclass
 class Captioner:
     """A captioning model ready for sampling.
@@ -69,6 +86,7 @@ class Captioner:
         beam: int = 1,
         generator: torch.Generator | None = None,
         batch_size: int = 256,
+        decode: str = "bits",
     ) -> Tensor:
         """Token ids of one caption per image: long ``[B, L]``.
 
@@ -78,7 +96,14 @@ class Captioner:
             beam: beam width of the AR model (1 = greedy); ignored by the diffusion model.
             generator: source of the diffusion noise.
             batch_size: images per forward batch.
+            decode: diffusion output rule: ``"bits"`` thresholds the final x0 estimate at 0 (the paper's rule);
+                ``"argmax"`` (softmax head only) takes the most probable token of the last network call's
+                vocabulary softmax — the same sampling trajectory, only the final read-out differs.
         """
+        if decode not in ("bits", "argmax"):
+            raise ValueError(f"decode must be 'bits' or 'argmax', got {decode!r}")
+        if decode == "argmax" and self.net_config.output_head != "softmax":
+            raise ValueError("decode='argmax' needs a diffusion model with the softmax output head")
         self.net.eval()
         outs = []
         for start in range(0, images.shape[0], batch_size):
@@ -91,8 +116,9 @@ class Captioner:
                 )
                 continue
             assert isinstance(self.net, CaptionDiffusionNet)
+            recorder = _LogitsRecorder(self.net)
             den = BitDenoiser(
-                self.net,
+                recorder,
                 scale=self.net_config.bit_scale,
                 self_condition=self.net_config.self_condition,
                 channel_dim=-1,
@@ -109,7 +135,11 @@ class Captioner:
                 generator=generator,
                 progress=False,
             )
-            outs.append(self.net_config.codec.decode_sequence(bits))
+            if decode == "argmax":
+                assert recorder.last is not None
+                outs.append(recorder.last.argmax(dim=-1))
+            else:
+                outs.append(self.net_config.codec.decode_sequence(bits))
         return torch.cat(outs, dim=0)
 
     def caption(self, images: Tensor, **kwargs: Any) -> list[str]:

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from bitcompose.captioning.config import CaptionRunConfig, default_cache_dir
+from bitcompose.captioning.config import CaptionRunConfig, default_cache_dir, preset
 from bitcompose.captioning.data import load_splits, tokenize_references
 from bitcompose.captioning.model import TOKENIZER_FILE, build_net
 from bitcompose.captioning.tokenizer import load_tokenizer, train_tokenizer
@@ -57,7 +58,7 @@ def run_is_complete(run_dir: str | Path, run: CaptionRunConfig | None = None) ->
         config = json.loads((ckpt / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    if run is not None and config.get("run") != run.to_dict():
+    if run is not None and not run.same_run(config.get("run", {})):
         return False
     return bool(config.get("complete", False))
 
@@ -72,13 +73,20 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def train_captioner(run: CaptionRunConfig, run_dir: str | Path, *, progress: bool = True) -> Path:
+def train_captioner(
+    run: CaptionRunConfig,
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    cache_dir: str | Path | None = None,
+) -> Path:
     """Train (or resume, or skip if finished) a captioning run in ``run_dir``.
 
     Args:
         run: the configuration.
         run_dir: the run folder (created); an existing run of another configuration there is an error.
         progress: show a tqdm bar.
+        cache_dir: where the parent run of ``run.init_from`` is cached (default :func:`default_cache_dir`).
 
     Returns:
         ``run_dir`` as a Path, holding ``tokenizer.model``, ``checkpoint/`` and ``train_log.json``.
@@ -89,7 +97,7 @@ def train_captioner(run: CaptionRunConfig, run_dir: str | Path, *, progress: boo
     resume = None
     if (ckpt_dir / "config.json").is_file():
         resume = load_checkpoint(ckpt_dir)
-        if resume.config.get("run") != run.to_dict():
+        if not run.same_run(resume.config.get("run", {})):
             raise ValueError(f"{run_dir} holds a run of another configuration; choose another --out folder")
         if resume.config.get("complete"):
             return run_dir
@@ -97,6 +105,16 @@ def train_captioner(run: CaptionRunConfig, run_dir: str | Path, *, progress: boo
     splits = load_splits(run)
     train = splits["train"]
     tok_path = run_dir / TOKENIZER_FILE
+    parent = None
+    if run.init_from and resume is None:
+        parent_run = preset(run.init_from, model=run.model, seed=run.seed)
+        parent_dir = train_or_load(parent_run, cache_dir=cache_dir, progress=progress)
+        parent = load_checkpoint(parent_dir / CHECKPOINT_DIR)
+        if not tok_path.is_file():
+            shutil.copyfile(parent_dir / TOKENIZER_FILE, tok_path)
+        parent_log = (
+            json.loads((parent_dir / LOG_FILE).read_text()) if (parent_dir / LOG_FILE).is_file() else {}
+        )
     if tok_path.is_file():
         tokenizer = load_tokenizer(tok_path)
     else:
@@ -122,6 +140,12 @@ def train_captioner(run: CaptionRunConfig, run_dir: str | Path, *, progress: boo
     ignore = pad_id if pad_id != eos_id else -100
 
     step, seconds, cpu_seconds, losses = 0, 0.0, 0.0, []
+    if parent is not None:
+        if parent.config.get("net") != net_config.to_dict():
+            raise ValueError(f"init_from={run.init_from!r}: the parent run's network differs from this run's")
+        load_state_strict(net, parent.model_state, what=f"model weights of {parent.path}")
+        if parent.ema_state is not None:
+            ema.load_state_dict(parent.ema_state)
     if resume is not None:
         load_state_strict(net, resume.model_state, what=f"model weights of {ckpt_dir}")
         if resume.ema_state is not None:
@@ -134,6 +158,19 @@ def train_captioner(run: CaptionRunConfig, run_dir: str | Path, *, progress: boo
         losses = [list(x) for x in state.get("losses", [])]
 
     config = {"kind": "captioning", "run": run.to_dict(), "net": net_config.to_dict(), "complete": False}
+    parent_info: dict[str, Any] = {}
+    if run.init_from:
+        if parent is not None:
+            parent_info = {
+                "init_from": str(parent.path),
+                "parent_steps": parent_log.get("steps"),
+                "parent_train_seconds": parent_log.get("train_seconds"),
+                "parent_train_cpu_seconds": parent_log.get("train_cpu_seconds"),
+            }
+            config["parent"] = parent_info
+        elif resume is not None:
+            parent_info = dict(resume.config.get("parent", {}))
+            config["parent"] = parent_info
 
     def save(complete: bool) -> None:
         config["complete"] = complete
@@ -203,6 +240,7 @@ def train_captioner(run: CaptionRunConfig, run_dir: str | Path, *, progress: boo
         "steps": step,
         "train_seconds": round(seconds, 1),
         "train_cpu_seconds": round(cpu_seconds, 1),
+        **parent_info,
         "losses": losses,
         "machine": _machine(),
         "parameters": sum(p.numel() for p in net.parameters()),
@@ -219,4 +257,4 @@ def train_or_load(
     run_dir = base / run.cache_key()
     if run_is_complete(run_dir, run):
         return run_dir
-    return train_captioner(run, run_dir, progress=progress)
+    return train_captioner(run, run_dir, progress=progress, cache_dir=cache_dir)

@@ -50,7 +50,7 @@ def _train(args: argparse.Namespace) -> int:
     run = preset(args.preset, **overrides)
     t0 = time.perf_counter()
     if args.out is not None:
-        run_dir = train_captioner(run, args.out, progress=not args.no_progress)
+        run_dir = train_captioner(run, args.out, progress=not args.no_progress, cache_dir=args.cache_dir)
     else:
         run_dir = train_or_load(run, cache_dir=args.cache_dir, progress=not args.no_progress)
     print(
@@ -70,7 +70,9 @@ def _sample(args: argparse.Namespace) -> int:
     cap = load_captioner(_check_run_dir(args.run_dir))
     data = load_splits(cap.run)[args.split].head(args.n)
     gen = torch.Generator().manual_seed(args.seed)
-    captions = cap.caption(data.images, steps=args.steps, td=args.td, beam=args.beam, generator=gen)
+    captions = cap.caption(
+        data.images, steps=args.steps, td=args.td, beam=args.beam, generator=gen, decode=args.decode
+    )
     for image_id, text in zip(data.ids, captions, strict=True):
         print(f"{image_id}\t{text}")
     if args.out is not None:
@@ -86,7 +88,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     cap = load_captioner(_check_run_dir(args.run_dir))
     data = load_splits(cap.run)[args.split]
-    scores = evaluate_captioner(cap, data, steps=args.steps, td=args.td, beam=args.beam, seed=args.seed)
+    scores = evaluate_captioner(
+        cap, data, steps=args.steps, td=args.td, beam=args.beam, seed=args.seed, decode=args.decode
+    )
     row = {
         "model": cap.kind,
         "steps": args.steps if cap.kind == "diffusion" else cap.net_config.max_len,
@@ -159,6 +163,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="PNG sheet of images with their captions")
+    p.add_argument(
+        "--decode",
+        choices=("bits", "argmax"),
+        default="bits",
+        help="diffusion read-out: threshold the bits (paper) or argmax of the softmax head",
+    )
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("evaluate", help="BLEU-4, CIDEr-D, ROUGE-L on a split")
@@ -168,6 +178,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--beam", type=_positive_int, default=1)
     p.add_argument("--split", choices=("val", "test"), default="test")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--decode",
+        choices=("bits", "argmax"),
+        default="bits",
+        help="diffusion read-out: threshold the bits (paper) or argmax of the softmax head",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_evaluate)
 
