@@ -9,28 +9,9 @@ import time
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
+from bitcompose.cli.types import float_arg, int_arg
 
 __all__ = ["register"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value}")
-    return value
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -92,10 +73,19 @@ def register(subparsers: Any) -> None:
         "--root", default=None, help="folder of the data files (cifar10, imagenet64, fashion_mnist)"
     )
     p.add_argument("--path", default=None, help="the .npz file for --dataset npz")
-    p.add_argument("--levels", type=_positive_int, default=None, help="requantise pixels to this many values")
-    p.add_argument("--steps", type=_positive_int, default=None, help="training steps (default per data set)")
+    p.add_argument(
+        "--levels", type=int_arg("--levels", 1), default=None, help="requantise pixels to this many values"
+    )
+    p.add_argument(
+        "--steps", type=int_arg("--steps", 1), default=None, help="training steps (default per data set)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and batches")
-    p.add_argument("--val-fraction", type=_fraction, default=0.1, help="held-out fraction (default 0.1)")
+    p.add_argument(
+        "--val-fraction",
+        type=float_arg("--val-fraction", 0.0, 1.0, open_interval=True),
+        default=0.1,
+        help="held-out fraction (default 0.1)",
+    )
     p.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split")
     p.add_argument("--cache-dir", default=None, help="cache folder (default $BITCOMPOSE_CACHE/classifiers)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -20,34 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
+from bitcompose.cli.types import float_arg, int_arg
 
 __all__ = ["register"]
-
-
-def _int(name: str, minimum: int | None = None):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if minimum is not None and value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _float(name: str):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {value}")
-        return value
-
-    return parse
 
 
 # ------------------------------------------------------------------------------------------------------- train
@@ -268,14 +243,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder (with checkpoint/) or checkpoint folder")
     p.add_argument(
-        "--steps", type=_int("--steps", 1), default=None, help="sampling steps (default: the run's)"
+        "--steps", type=int_arg("--steps", 1), default=None, help="sampling steps (default: the run's)"
     )
     p.add_argument("--sampler", choices=("ddim", "ddpm"), default=None, help="default: the run's")
-    p.add_argument("--td", type=_float("--td"), default=None, help="asymmetric time interval, in steps")
-    p.add_argument("--guidance", type=_float("--guidance"), default=None, help="classifier-free guidance w")
-    p.add_argument("--label", type=_int("--label"), default=None, help="sample only this class")
-    p.add_argument("--seed", type=_int("--seed", 0), default=0, help="sampling seed (default 0)")
-    p.add_argument("--batch-size", type=_int("--batch-size", 1), default=500, help="images per batch")
+    p.add_argument(
+        "--td", type=float_arg("--td", 0.0), default=None, help="asymmetric time interval, in steps"
+    )
+    p.add_argument(
+        "--guidance", type=float_arg("--guidance", 0.0), default=None, help="classifier-free guidance w"
+    )
+    p.add_argument("--label", type=int_arg("--label"), default=None, help="sample only this class")
+    p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="sampling seed (default 0)")
+    p.add_argument("--batch-size", type=int_arg("--batch-size", 1), default=500, help="images per batch")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-ema", action="store_true", help="use the online instead of the EMA weights")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -296,7 +275,7 @@ def register(subparsers: Any) -> None:
         "--root", default=None, help="folder of the data files (cifar10, imagenet64, fashion_mnist)"
     )
     p.add_argument("--out", default=None, help="run folder (default runs/PRESET)")
-    p.add_argument("--steps", type=_int("--steps", 1), default=None, help="total training steps")
+    p.add_argument("--steps", type=int_arg("--steps", 1), default=None, help="total training steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -310,12 +289,12 @@ def register(subparsers: Any) -> None:
         "--n",
         "--num-samples",
         dest="n",
-        type=_int("--n", 1),
+        type=int_arg("--n", 1),
         default=100,
         help="number of samples (default 100)",
     )
     p.add_argument("--out", required=True, help="the .png grid; the .npz is written beside it")
-    p.add_argument("--nrow", type=_int("--nrow", 1), default=None, help="images per grid row")
+    p.add_argument("--nrow", type=int_arg("--nrow", 1), default=None, help="images per grid row")
     p.set_defaults(func=_cmd_sample)
 
     p = subparsers.add_parser(
@@ -326,7 +305,7 @@ def register(subparsers: Any) -> None:
         "--n",
         "--num-samples",
         dest="n",
-        type=_int("--n", 2),
+        type=int_arg("--n", 2),
         default=None,
         help="number of samples (default: the run's; under torchrun write --num-samples, torchrun takes --n*)",
     )
@@ -340,8 +319,10 @@ def register(subparsers: Any) -> None:
         "demo", help="train + sample + score a class-conditional digits model on the CPU"
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--steps", type=_int("--steps", 1), default=None, help="training steps (default: preset)")
-    p.add_argument("--seed", type=_int("--seed", 0), default=None, help="seed (default: preset)")
+    p.add_argument(
+        "--steps", type=int_arg("--steps", 1), default=None, help="training steps (default: preset)"
+    )
+    p.add_argument("--seed", type=int_arg("--seed", 0), default=None, help="seed (default: preset)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
