@@ -66,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="store_true",
         help="score annealed-MCMC samples at level 0 instead of after the final noise-free step to the data",
     )
+    p.add_argument(
+        "--mixture-sharpen",
+        type=float,
+        default=None,
+        help="mixture task: the notebook's heuristic sharpening of raw energies (3.5); default: exact mixture",
+    )
     p.add_argument("--json", action="store_true", help="print compact JSON (one line)")
     p.add_argument("--progress", action="store_true", help="show progress bars on stderr")
     p.add_argument("--table", action="store_true", help="run every task x param x sampler; write --out")
@@ -114,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
             cache=args.cache,
             workers=args.workers,
             final_step=not args.no_final_step,
+            mixture_sharpen=args.mixture_sharpen,
             command=command,
             tasks=tasks,
             params=params,
@@ -137,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
         cache=args.cache,
         use_cache=not args.no_cache,
         final_step=not args.no_final_step,
+        mixture_sharpen=args.mixture_sharpen,
         progress=args.progress,
     )
     print(json.dumps(result.metrics, indent=None if args.json else 2))

@@ -28,7 +28,7 @@ from bitcompose.sampling.annealed import annealed_mcmc
 from bitcompose.sampling.ddpm import ddpm_step, reverse_diffusion
 from bitcompose.sampling.mcmc import HMC, MALA, UHMC, ULA, Kernel
 from bitcompose.toy2d.metrics import MMD_BANDWIDTH, mmd2, wasserstein2
-from bitcompose.toy2d.tasks import TASKS
+from bitcompose.toy2d.tasks import MIXTURE_SHARPEN, TASKS
 from bitcompose.toy2d.train import PARAMS, TrainConfig, load_or_train
 
 __all__ = [
@@ -126,6 +126,7 @@ def run_cell(
     cache: str | None = None,
     use_cache: bool = True,
     final_step: bool = True,
+    mixture_sharpen: float | None = MIXTURE_SHARPEN,
     progress: bool = False,
 ) -> CellResult:
     """Train/load the task's two models, compose them, draw ``n`` samples and compute every metric.
@@ -139,6 +140,7 @@ def run_cell(
         use_cache: ``False`` retrains without touching the cache.
         final_step: apply the noise-free ancestral step from level 0 to the data after annealed MCMC (as reverse
             diffusion does); ``False`` scores the level-0 samples.
+        mixture_sharpen: ``None`` (exact mixture) or the notebook's heuristic factor (3.5); mixture task only.
         progress: show progress bars.
 
     Returns:
@@ -163,6 +165,7 @@ def run_cell(
         "applicable": True,
         "reason": None,
         "final_step": final_step if sampler != "reverse" else True,
+        "mixture_sharpen": mixture_sharpen if task == "mixture" else None,
     }
     empty = dict.fromkeys(("log_likelihood", "w2", "mmd", "in_support", "acceptance", "nfe"), None)
     if spec.needs_energy and param == "score":
@@ -172,7 +175,7 @@ def run_cell(
         load_or_train(cfg, cache=cache, use_cache=use_cache, progress=progress).model
         for cfg in component_configs(task, param, train_steps, train_seed, train_batch)
     ]
-    composed: LevelModel = spec.compose(models[0], models[1])
+    composed: LevelModel = spec.compose(models[0], models[1], mixture_sharpen=mixture_sharpen)
     gen = torch.Generator().manual_seed(seed)
     sample_start = time.perf_counter()
     if sampler == "reverse":
