@@ -9,28 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
+from bitcompose.cli.types import float_arg, int_arg
 
 __all__ = ["register"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
 
 
 def _check_run_dir(path: str) -> Path:
@@ -146,7 +127,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--preset", default="scenes-small", help="scenes-tiny | scenes-small | scenes-paper")
     p.add_argument("--model", choices=("diffusion", "ar"), default="diffusion")
     p.add_argument("--out", default=None, help="run folder (default: the cache folder of this configuration)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="override the preset's training steps")
+    p.add_argument(
+        "--steps", type=int_arg("--steps", 1), default=None, help="override the preset's training steps"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--cache-dir", default=None, help="default $BITCOMPOSE_CACHE/captions or ~/.cache/bitcompose/captions"
@@ -156,10 +139,10 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("sample", help="caption N images of a split; optional PNG sheet")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--n", type=_positive_int, default=8)
-    p.add_argument("--steps", type=_positive_int, default=10, help="diffusion sampling steps")
-    p.add_argument("--td", type=_non_negative_float, default=0.0, help="time difference in steps")
-    p.add_argument("--beam", type=_positive_int, default=1, help="AR beam width (1 = greedy)")
+    p.add_argument("--n", type=int_arg("--n", 1), default=8)
+    p.add_argument("--steps", type=int_arg("--steps", 1), default=10, help="diffusion sampling steps")
+    p.add_argument("--td", type=float_arg("--td", 0.0), default=0.0, help="time difference in steps")
+    p.add_argument("--beam", type=int_arg("--beam", 1), default=1, help="AR beam width (1 = greedy)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="PNG sheet of images with their captions")
@@ -173,9 +156,9 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("evaluate", help="BLEU-4, CIDEr-D, ROUGE-L on a split")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--steps", type=_positive_int, default=10)
-    p.add_argument("--td", type=_non_negative_float, default=0.0)
-    p.add_argument("--beam", type=_positive_int, default=1)
+    p.add_argument("--steps", type=int_arg("--steps", 1), default=10)
+    p.add_argument("--td", type=float_arg("--td", 0.0), default=0.0)
+    p.add_argument("--beam", type=int_arg("--beam", 1), default=1)
     p.add_argument("--split", choices=("val", "test"), default="test")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -195,7 +178,10 @@ def register(subparsers: Any) -> None:
         "--out", default=None, help="folder for captioning.md and captioning.json (e.g. docs/results)"
     )
     p.add_argument(
-        "--train-steps", type=_positive_int, default=None, help="override the preset's training steps"
+        "--train-steps",
+        type=int_arg("--train-steps", 1),
+        default=None,
+        help="override the preset's training steps",
     )
     p.add_argument("--json", action="store_true", help="print the rows as one JSON list")
     p.add_argument("--no-progress", action="store_true")
