@@ -8,21 +8,9 @@ import shlex
 import sys
 
 from bitcompose.cli.errors import CLIError
+from bitcompose.cli.types import float_arg, int_arg
 
 __all__ = ["register"]
-
-
-def _positive_int(name: str, minimum: int = 1):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,21 +30,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--task", choices=sorted(TASKS), default="product")
     p.add_argument("--param", choices=PARAMS, default="energy", help="score (ε) or energy parameterisation")
     p.add_argument("--sampler", choices=SAMPLERS, default="hmc")
-    p.add_argument("--n", type=_positive_int("--n", 2), default=2000, help="number of samples (default 2000)")
-    p.add_argument("--seed", type=_positive_int("--seed", 0), default=0, help="sampling seed")
+    p.add_argument("--n", type=int_arg("--n", 2), default=2000, help="number of samples (default 2000)")
+    p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="sampling seed")
     p.add_argument(
         "--train-steps",
-        type=_positive_int("--train-steps", 0),
+        type=int_arg("--train-steps", 0),
         default=DEFAULT_TRAIN_STEPS,
         help=f"training steps per model (default {DEFAULT_TRAIN_STEPS}; the paper's setting is 15000)",
     )
     p.add_argument(
         "--train-batch",
-        type=_positive_int("--train-batch"),
+        type=int_arg("--train-batch", 1),
         default=DEFAULT_TRAIN_BATCH,
         help=f"training batch (fresh samples per step; default {DEFAULT_TRAIN_BATCH}; the paper's is 1000)",
     )
-    p.add_argument("--train-seed", type=_positive_int("--train-seed", 0), default=0, help="training seed")
+    p.add_argument("--train-seed", type=int_arg("--train-seed", 0), default=0, help="training seed")
     p.add_argument(
         "--cache", default=None, help="model cache dir (default $BITCOMPOSE_CACHE/toy2d or ~/.cache/...)"
     )
@@ -68,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument(
         "--mixture-sharpen",
-        type=float,
+        type=float_arg("--mixture-sharpen", 0.0, open_interval=True),
         default=None,
         help="mixture task: the notebook's heuristic sharpening of raw energies (3.5); default: exact mixture",
     )
@@ -81,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--samplers", default=None, help="--table: comma-separated subset of samplers (default all)"
     )
-    p.add_argument("--workers", type=_positive_int("--workers"), default=2, help="processes for --table")
+    p.add_argument("--workers", type=int_arg("--workers", 1), default=2, help="processes for --table")
     p.set_defaults(func=_run)
 
 
