@@ -76,6 +76,18 @@ def test_cli_mixture_with_score_models_is_not_applicable(capsys: pytest.CaptureF
     assert res["log_likelihood"] is None and res["w2"] is None and res["in_support"] is None
 
 
+def test_cli_exact_components_with_more_steps_per_level(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        capsys,
+        *("--task", "mixture", "--param", "exact", "--sampler", "ula", "--n", "32"),
+        *("--steps-per-level", "2", "--json"),
+    )
+    res = json.loads(out)
+    assert code == 0 and res["param"] == "exact" and res["train_steps"] is None
+    assert res["steps_per_level"] == 2 and res["nfe"] == 100 * 2 + 1  # 2 ULA steps per level + final step
+    assert res["in_support"] > 0.9
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -85,6 +97,7 @@ def test_cli_mixture_with_score_models_is_not_applicable(capsys: pytest.CaptureF
         ["--n", "1"],
         ["--train-steps", "-5"],
         ["--seed", "x"],
+        ["--steps-per-level", "0"],
     ],
 )
 def test_cli_bad_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

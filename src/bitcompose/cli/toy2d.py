@@ -15,9 +15,16 @@ __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``toy2d`` command."""
-    from bitcompose.toy2d.run import DEFAULT_TRAIN_BATCH, DEFAULT_TRAIN_STEPS, SAMPLERS
+    from bitcompose.toy2d.run import (
+        CELL_N,
+        CELL_PARAMS,
+        DEFAULT_TRAIN_BATCH,
+        DEFAULT_TRAIN_STEPS,
+        SAMPLERS,
+        STEPS_PER_LEVEL,
+        TABLE_N,
+    )
     from bitcompose.toy2d.tasks import TASKS
-    from bitcompose.toy2d.train import PARAMS
 
     p = subparsers.add_parser(
         "toy2d",
@@ -28,9 +35,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         ),
     )
     p.add_argument("--task", choices=sorted(TASKS), default="product")
-    p.add_argument("--param", choices=PARAMS, default="energy", help="score (ε) or energy parameterisation")
+    p.add_argument(
+        "--param",
+        choices=CELL_PARAMS,
+        default="energy",
+        help="score (ε) or energy networks, or exact (closed-form component densities, no training)",
+    )
     p.add_argument("--sampler", choices=SAMPLERS, default="hmc")
-    p.add_argument("--n", type=int_arg("--n", 2), default=2000, help="number of samples (default 2000)")
+    p.add_argument(
+        "--n",
+        type=int_arg("--n", 2),
+        default=None,
+        help=f"number of samples (default {CELL_N} for one cell, {TABLE_N} per cell with --table)",
+    )
     p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="sampling seed")
     p.add_argument(
         "--train-steps",
@@ -60,12 +77,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=None,
         help="mixture task: the notebook's heuristic sharpening of raw energies (3.5); default: exact mixture",
     )
+    p.add_argument(
+        "--steps-per-level",
+        type=int_arg("--steps-per-level", 1),
+        default=STEPS_PER_LEVEL,
+        help=f"MCMC steps per noise level (default {STEPS_PER_LEVEL}, the notebook's)",
+    )
     p.add_argument("--json", action="store_true", help="print compact JSON (one line)")
     p.add_argument("--progress", action="store_true", help="show progress bars on stderr")
     p.add_argument("--table", action="store_true", help="run every task x param x sampler; write --out")
     p.add_argument("--out", default="docs/results", help="output dir of --table (toy2d.md, toy2d.png)")
     p.add_argument("--tasks", default=None, help="--table: comma-separated subset of tasks (default all)")
-    p.add_argument("--params", default=None, help="--table: comma-separated subset of params (default both)")
+    p.add_argument(
+        "--params", default=None, help="--table: comma-separated subset of params (default all three)"
+    )
     p.add_argument(
         "--samplers", default=None, help="--table: comma-separated subset of samplers (default all)"
     )
@@ -85,22 +110,21 @@ def _subset(text: str | None, allowed: tuple[str, ...], flag: str) -> tuple[str,
 
 def _run(args: argparse.Namespace) -> int:
     if args.table:
-        from bitcompose.toy2d.run import SAMPLERS
+        from bitcompose.toy2d.run import CELL_PARAMS, SAMPLERS, TABLE_N
         from bitcompose.toy2d.table import run_table, summary_checks
         from bitcompose.toy2d.tasks import TASKS
-        from bitcompose.toy2d.train import PARAMS
 
         if args.no_cache:
             raise CLIError(
                 "--table always uses the model cache; drop --no-cache or point --cache to a new dir"
             )
         tasks = _subset(args.tasks, tuple(TASKS), "--tasks")
-        params = _subset(args.params, PARAMS, "--params")
+        params = _subset(args.params, CELL_PARAMS, "--params")
         samplers = _subset(args.samplers, SAMPLERS, "--samplers")
         command = "bitcompose " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
         rows = run_table(
             args.out,
-            n=args.n,
+            n=TABLE_N if args.n is None else args.n,
             seed=args.seed,
             train_steps=args.train_steps,
             train_seed=args.train_seed,
@@ -109,6 +133,7 @@ def _run(args: argparse.Namespace) -> int:
             workers=args.workers,
             final_step=not args.no_final_step,
             mixture_sharpen=args.mixture_sharpen,
+            steps_per_level=args.steps_per_level,
             command=command,
             tasks=tasks,
             params=params,
@@ -118,13 +143,13 @@ def _run(args: argparse.Namespace) -> int:
             print(line)
         print(f"wrote {args.out}/toy2d.md and {args.out}/toy2d.png")
         return 0
-    from bitcompose.toy2d.run import run_cell
+    from bitcompose.toy2d.run import CELL_N, run_cell
 
     result = run_cell(
         args.task,
         args.param,
         args.sampler,
-        n=args.n,
+        n=CELL_N if args.n is None else args.n,
         seed=args.seed,
         train_steps=args.train_steps,
         train_seed=args.train_seed,
@@ -133,6 +158,7 @@ def _run(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         final_step=not args.no_final_step,
         mixture_sharpen=args.mixture_sharpen,
+        steps_per_level=args.steps_per_level,
         progress=args.progress,
     )
     print(json.dumps(result.metrics, indent=None if args.json else 2))

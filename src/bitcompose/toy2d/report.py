@@ -44,16 +44,17 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     )
     lines = []
     for r in rows:
+        steps = "–" if r.get("train_steps") is None else r["train_steps"]
         if not r.get("applicable", True):
             lines.append(
                 f"| {r['task']} | {r['param']} | {r['sampler']} | n/a | {_fmt(r['oracle_log_likelihood'])} "
-                f"| n/a | n/a | n/a | n/a | n/a | {r.get('train_steps', '–')} | – |"
+                f"| n/a | n/a | n/a | n/a | n/a | {steps} | – |"
             )
             continue
         lines.append(
             f"| {r['task']} | {r['param']} | {r['sampler']} | {_fmt(r['log_likelihood'])} "
             f"| {_fmt(r['oracle_log_likelihood'])} | {_fmt(r['w2'])} | {_fmt(r['mmd'], 4)} "
-            f"| {_fmt(r['in_support'])} | {_fmt(r['acceptance'])} | {r['nfe']} | {r.get('train_steps', '–')} "
+            f"| {_fmt(r['in_support'])} | {_fmt(r['acceptance'])} | {r['nfe']} | {steps} "
             f"| {r['seconds']:.0f} |"
         )
     return head + "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """The full 2-D benchmark: every task × parameterisation × sampler, written to ``docs/results/toy2d.{md,png}``.
 
-Training (12 models) and sampling (30 cells) are spread over ``workers`` single-threaded processes; trained models
+Training (10 models: the score mixture is not applicable) and sampling (45 cells, 15 of them with the exact
+``exact`` component densities, which need no training and cost seconds) are spread over ``workers`` single-threaded processes; trained models
 land in the cache first, so the sampling workers only load them.
 """
 
@@ -25,10 +26,13 @@ from torch import Tensor
 from bitcompose.toy2d.metrics import MMD_BANDWIDTH
 from bitcompose.toy2d.report import markdown_table, render_figure
 from bitcompose.toy2d.run import (
+    CELL_PARAMS,
     DEFAULT_TRAIN_BATCH,
     DEFAULT_TRAIN_STEPS,
     PAPER_TRAIN_STEPS,
     SAMPLERS,
+    STEPS_PER_LEVEL,
+    TABLE_N,
     component_configs,
     run_cell,
 )
@@ -39,6 +43,7 @@ __all__ = ["run_table", "summary_checks", "save_cells", "load_cells"]
 
 # Relative sampling cost of a cell (composite evaluations per step × network cost), to schedule big jobs first.
 _COST = {"reverse": 0.1, "ula": 1.0, "mala": 2.0, "uhmc": 3.0, "hmc": 4.0}
+_PARAM_COST = {"energy": 3.0, "score": 1.0, "exact": 0.1}
 
 
 def _init_worker() -> None:
@@ -76,20 +81,33 @@ def summary_checks(rows: Sequence[dict[str, Any]]) -> list[str]:
             f"gap {gap:+.3f} nats (target ≥ +0.3)"
         )
     for task, goal in (("mixture", 0.95), ("negation", 0.90)):
-        cand = [r for r in rows if r["task"] == task and r.get("in_support") is not None]
+        cand = [
+            r for r in rows if r["task"] == task and r["param"] in PARAMS and r.get("in_support") is not None
+        ]
         if cand:
             best = max(cand, key=lambda r: r["in_support"])
             out.append(
                 f"{task}: best in-support fraction {best['in_support']:.3f} ({best['param']} {best['sampler']}; "
                 f"target ≥ {goal})"
             )
+    for task in TASKS:
+        exact = [r for r in rows if r["task"] == task and r["param"] == "exact" and r.get("applicable", True)]
+        if exact:
+            cells = ", ".join(
+                f"{r['sampler']} {_short(r['log_likelihood'])} / {_short(r['in_support'])}" for r in exact
+            )
+            out.append(f"{task} with exact component densities (LL / in-support): {cells}")
     return out
+
+
+def _short(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
 
 
 def run_table(
     out_dir: str | Path = "docs/results",
     *,
-    n: int = 2000,
+    n: int = TABLE_N,
     seed: int = 0,
     train_steps: int = DEFAULT_TRAIN_STEPS,
     train_seed: int = 0,
@@ -99,8 +117,9 @@ def run_table(
     final_step: bool = True,
     mixture_sharpen: float | None = None,
     tasks: Sequence[str] = tuple(TASKS),
-    params: Sequence[str] = PARAMS,
+    params: Sequence[str] = CELL_PARAMS,
     samplers: Sequence[str] = SAMPLERS,
+    steps_per_level: int = STEPS_PER_LEVEL,
     command: str | None = None,
     log: bool = True,
 ) -> list[dict[str, Any]]:
@@ -111,7 +130,7 @@ def run_table(
     configs: list[TrainConfig] = []
     for task in tasks:
         for param in params:
-            if TASKS[task].needs_energy and param == "score":
+            if param not in PARAMS or (TASKS[task].needs_energy and param == "score"):
                 continue
             for cfg in component_configs(task, param, train_steps, train_seed, train_batch):
                 if cfg not in configs:
@@ -128,7 +147,7 @@ def run_table(
                 f"[toy2d] model {key}: {'cache hit' if hit else f'trained in {secs:.0f} s'}", file=sys.stderr
             )
     jobs = [(t, p, s) for t in tasks for p in params for s in samplers]
-    order = sorted(range(len(jobs)), key=lambda i: -_COST[jobs[i][2]] * (3 if jobs[i][1] == "energy" else 1))
+    order = sorted(range(len(jobs)), key=lambda i: -_COST[jobs[i][2]] * _PARAM_COST[jobs[i][1]])
     kwargs = {
         "n": n,
         "seed": seed,
@@ -138,6 +157,7 @@ def run_table(
         "cache": cache,
         "final_step": final_step,
         "mixture_sharpen": mixture_sharpen,
+        "steps_per_level": steps_per_level,
     }
     results: dict[int, tuple[dict[str, Any], Tensor | None]] = {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
@@ -172,6 +192,8 @@ def run_table(
             fresh,
             len(trained),
             workers,
+            n,
+            steps_per_level,
         )
     )
     return rows
@@ -206,6 +228,8 @@ def _document(
     fresh: int,
     total_models: int,
     workers: int,
+    n: int,
+    steps_per_level: int,
 ) -> str:
     machine = (
         f"{platform.machine()}, {os.cpu_count()} CPU cores visible, {platform.system()} {platform.release()}, "
@@ -222,7 +246,7 @@ def _document(
     return f"""# 2-D composition benchmark (Reduce, Reuse, Recycle)
 
 Command: `{command or "bitcompose toy2d --table"}`
-Sampling seed {seed}; models trained with seed {train_seed} for {train_steps} steps at batch {train_batch}
+Sampling seed {seed}, {n} samples per cell; models trained with seed {train_seed} for {train_steps} steps at batch {train_batch}
 ({steps_note}).
 Machine: {machine}. Date: {when}.
 Wall time: {wall / 60:.1f} min in total, of which {train_wall / 60:.1f} min training ({fresh} of {total_models}
@@ -245,7 +269,10 @@ Checks:
 - Models: the notebook's residual MLP (4 blocks, width 128, inner 256, learned 32-d time embedding), T = 100
   cosine β, ε-MSE, Adam 1e-3, batch 1000 fresh samples, EMA 0.999 (with warm-up); score = ε-prediction,
   energy = ‖f(x, t) − x‖² with ε = ∇ₓE (double backprop).
-- Samplers: 100 levels × 10 steps from N(0, I); ULA/MALA η = 1e-3; U-HMC/HMC ε = 0.03, 3 leapfrog steps,
+- Parameterisations: `score` and `energy` are the trained networks; `exact` composes the closed-form level
+  densities of the data sets (perfect component models, no training), which separates the sampler's error from
+  the models'.
+- Samplers: 100 levels × {steps_per_level} steps from N(0, I) (the notebook's is 10); ULA/MALA η = 1e-3; U-HMC/HMC ε = 0.03, 3 leapfrog steps,
   damping 0.5, mass 1; `reverse` = ancestral DDPM with the composed score. For score models MALA/HMC use the
   3-node trapezoid estimate of the energy difference (Sjöberg et al.). The mixture needs energies: n/a for score.
   Annealed MCMC ends at level 0 (forward noise σ₀ ≈ 0.025); unless `--no-final-step` is given, its samples then

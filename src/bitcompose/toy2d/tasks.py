@@ -9,9 +9,15 @@
 The mixture uses the exact ``−logsumexp(−E_1, −E_2)`` of the level energies by default. The released notebook's
 heuristic (log-sum-exp of the *raw* network energies sharpened by 3.5, ``Mixture(sharpen=3.5)``) is available via
 ``mixture_sharpen=3.5``; with our models it puts most samples in the gap between the bars (in-support 0.42 with
-reverse diffusion vs 0.88 for the exact mixture; see docs/results/toy2d.md). The
-negation's composed density ``q_1^{1.3}/q_2^{0.3}`` is only approximately the frame (where both models are
-uniform it is flat, but it is not exactly zero inside the inner box): the metrics are against the frame.
+reverse diffusion vs 0.88 for the exact mixture; see docs/results/toy2d.md).
+
+The negation ``q_1^{1.3}/q_2^{0.3}`` is the frame only at t = 0 exactly. At every noise level both factors have
+Gaussian tails, ``log q_t^i ≈ −d_i²/(2σ_t²)`` at distance ``d_i`` outside box ``i``, so past the outer wall the
+composed log-density is ``≈ (−1.3 d_1² + 0.3 (d_1 + 0.4)²)/(2σ_t²)``: it *rises* up to ``d_1 = 0.4α = 0.12`` beyond
+the wall. With the exact level densities (``param="exact"``) less than 1% of the level-0 mass (σ₀ ≈ 0.025) lies
+in the frame, so a sampler that samples the composed levels correctly leaves the support; trained models
+only land inside as far as their tails are wrong. The metrics are still against the frame (the intended
+target), and the results page reports this.
 """
 
 from __future__ import annotations
