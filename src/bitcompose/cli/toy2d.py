@@ -6,6 +6,7 @@ import argparse
 import json
 import shlex
 import sys
+from typing import Any
 
 from bitcompose.cli.errors import CLIError
 from bitcompose.cli.types import float_arg, int_arg
@@ -108,6 +109,20 @@ def _subset(text: str | None, allowed: tuple[str, ...], flag: str) -> tuple[str,
     return tuple(item for item in allowed if item in items)
 
 
+def _shared_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments ``run_cell`` and ``run_table`` share (sampling seed, training, sampler options)."""
+    return {
+        "seed": args.seed,
+        "train_steps": args.train_steps,
+        "train_seed": args.train_seed,
+        "train_batch": args.train_batch,
+        "cache": args.cache,
+        "final_step": not args.no_final_step,
+        "mixture_sharpen": args.mixture_sharpen,
+        "steps_per_level": args.steps_per_level,
+    }
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.table:
         from bitcompose.toy2d.run import CELL_PARAMS, SAMPLERS, TABLE_N
@@ -125,19 +140,12 @@ def _run(args: argparse.Namespace) -> int:
         rows = run_table(
             args.out,
             n=TABLE_N if args.n is None else args.n,
-            seed=args.seed,
-            train_steps=args.train_steps,
-            train_seed=args.train_seed,
-            train_batch=args.train_batch,
-            cache=args.cache,
             workers=args.workers,
-            final_step=not args.no_final_step,
-            mixture_sharpen=args.mixture_sharpen,
-            steps_per_level=args.steps_per_level,
             command=command,
             tasks=tasks,
             params=params,
             samplers=samplers,
+            **_shared_options(args),
         )
         for line in summary_checks(rows):
             print(line)
@@ -150,16 +158,9 @@ def _run(args: argparse.Namespace) -> int:
         args.param,
         args.sampler,
         n=CELL_N if args.n is None else args.n,
-        seed=args.seed,
-        train_steps=args.train_steps,
-        train_seed=args.train_seed,
-        train_batch=args.train_batch,
-        cache=args.cache,
         use_cache=not args.no_cache,
-        final_step=not args.no_final_step,
-        mixture_sharpen=args.mixture_sharpen,
-        steps_per_level=args.steps_per_level,
         progress=args.progress,
+        **_shared_options(args),
     )
     print(json.dumps(result.metrics, indent=None if args.json else 2))
     return 0
