@@ -98,6 +98,7 @@ def test_cli_exact_components_with_more_steps_per_level(capsys: pytest.CaptureFi
         ["--train-steps", "-5"],
         ["--seed", "x"],
         ["--steps-per-level", "0"],
+        ["--resample-ess", "0"],
     ],
 )
 def test_cli_bad_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -106,6 +107,24 @@ def test_cli_bad_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[s
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err
+
+
+def test_cli_resampling_is_refused_for_score_models(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "--param", "score", "--resample-ess", "0.5", "--n", "8")
+    assert code == 2 and err.count("\n") == 1 and "energies" in err
+    code, _, err = _run(capsys, "--table", "--params", "score", "--resample-ess", "0.5")
+    assert code == 2 and err.count("\n") == 1 and "energies" in err
+
+
+def test_cli_exact_product_with_resampling(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        capsys,
+        *("--task", "product", "--param", "exact", "--sampler", "ula", "--n", "300"),
+        *("--steps-per-level", "2", "--resample-ess", "0.5", "--json"),
+    )
+    res = json.loads(out)
+    assert code == 0 and res["resample_ess"] == 0.5 and res["resampled"] > 0
+    assert res["in_support"] > 0.97
 
 
 def test_cli_table_refuses_no_cache(capsys: pytest.CaptureFixture[str]) -> None:

@@ -84,6 +84,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=STEPS_PER_LEVEL,
         help=f"MCMC steps per noise level (default {STEPS_PER_LEVEL}, the notebook's)",
     )
+    p.add_argument(
+        "--resample-ess",
+        type=float_arg("--resample-ess", 0.0, 1.0, open_interval=True),
+        default=None,
+        help="extension: resample annealed-MCMC particles by their importance weights when the ESS falls below "
+        "this fraction of n (energy/exact models; default off = the paper's samplers)",
+    )
     p.add_argument("--json", action="store_true", help="print compact JSON (one line)")
     p.add_argument("--progress", action="store_true", help="show progress bars on stderr")
     p.add_argument("--table", action="store_true", help="run every task x param x sampler; write --out")
@@ -120,6 +127,7 @@ def _shared_options(args: argparse.Namespace) -> dict[str, Any]:
         "final_step": not args.no_final_step,
         "mixture_sharpen": args.mixture_sharpen,
         "steps_per_level": args.steps_per_level,
+        "resample_ess": args.resample_ess,
     }
 
 
@@ -136,6 +144,10 @@ def _run(args: argparse.Namespace) -> int:
         tasks = _subset(args.tasks, tuple(TASKS), "--tasks")
         params = _subset(args.params, CELL_PARAMS, "--params")
         samplers = _subset(args.samplers, SAMPLERS, "--samplers")
+        if args.resample_ess is not None and "score" in params:
+            raise CLIError(
+                "--resample-ess needs energies: add --params energy,exact (score models have none)"
+            )
         command = "bitcompose " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
         rows = run_table(
             args.out,

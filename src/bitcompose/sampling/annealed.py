@@ -11,6 +11,12 @@ run an MCMC kernel (:mod:`bitcompose.sampling.mcmc`) that leaves each level inva
   ``t − 1``, followed by ``K`` kernel steps **at level ``t − 1``** (the released code used level ``t`` there: a
   bug), only for levels ``≥ mcmc_min_t`` (the released code's "MCMC for t > 50" of 100 is ``mcmc_min_t=50``).
   The last ancestral step lands on the data.
+
+``resample_ess`` (``driver="anneal"``, energies needed) adds sequential-Monte-Carlo resampling between levels
+(:mod:`bitcompose.sampling.smc`): particles carry the annealed-importance weights ``E(x, t+1) − E(x, t)`` and are
+resampled when the effective sample size falls below ``resample_ess·B`` (and once at the end), which restores
+the share of each mode that pure annealing loses when the modes separate. This is an extension, not the
+paper's sampler; it costs 2 energy evaluations (forward passes) per level.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from tqdm.auto import tqdm
 from bitcompose.energy import LevelModel
 from bitcompose.sampling.ddpm import ddpm_step, initial_noise
 from bitcompose.sampling.mcmc import Kernel, KernelState, MCMCResult, StepSizeLike, make_kernel
+from bitcompose.sampling.smc import effective_sample_size, systematic_resample
 
 __all__ = ["annealed_mcmc"]
 
@@ -40,6 +47,7 @@ def annealed_mcmc(
     driver: str = "anneal",
     mcmc_min_t: int = 0,
     carry_momentum: bool = True,
+    resample_ess: float | None = None,
     init: str = "noise",
     generator: torch.Generator | None = None,
     progress: bool = False,
@@ -60,6 +68,9 @@ def annealed_mcmc(
         mcmc_min_t: lowest level at which MCMC runs (``"reverse"`` only; levels below get only DDPM steps).
         carry_momentum: keep the U-HMC/HMC momentum across levels (notebook) instead of redrawing it per level
             (released PyTorch code).
+        resample_ess: ``None`` (the paper's samplers) or a fraction in ``(0, 1]``: resample the particles by
+            their annealed-importance weights whenever the effective sample size is below ``resample_ess·B``
+            (``driver="anneal"`` only; needs ``model.has_energy``).
         init: ``"noise"`` (``N(0, I)``; the only start distribution for now) when a shape is given.
         generator: source of all randomness (a fresh randomly seeded one if ``None``).
         progress: tqdm bar over levels.
@@ -79,6 +90,15 @@ def annealed_mcmc(
     T = model.schedule.num_steps
     if not 0 <= mcmc_min_t <= T:
         raise ValueError(f"mcmc_min_t must lie in [0, {T}], got {mcmc_min_t}")
+    if resample_ess is not None:
+        if not 0 < resample_ess <= 1:
+            raise ValueError(f"resample_ess must lie in (0, 1], got {resample_ess}")
+        if driver != "anneal":
+            raise ValueError("resample_ess needs driver='anneal'")
+        if not model.has_energy:
+            raise ValueError(
+                "resample_ess needs a model with energies (importance weights); this one is score-only"
+            )
     if isinstance(kernel, str):
         kernel = make_kernel(kernel)
     if step_size is not None:
@@ -90,8 +110,15 @@ def annealed_mcmc(
         generator.seed()
     x = initial_noise(x_or_shape, generator=generator, dtype=dtype, device=device)
     acceptance = torch.full((T,), float("nan"), dtype=torch.float64)
-    totals = {"nfe": 0, "rejected": 0}
+    totals = {"nfe": 0, "rejected": 0, "resampled": 0}
     state = KernelState()
+    log_w = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+
+    def resample(x: Tensor, state: KernelState, log_w: Tensor) -> tuple[Tensor, KernelState, Tensor]:
+        idx = systematic_resample(log_w, generator)
+        mom = None if state.momentum is None else state.momentum[idx]
+        totals["resampled"] += 1
+        return x[idx], KernelState(momentum=mom), torch.zeros_like(log_w)
 
     def run_level(x: Tensor, t: int, state: KernelState) -> tuple[Tensor, KernelState]:
         if not carry_momentum:
@@ -114,7 +141,14 @@ def annealed_mcmc(
         bar = tqdm(range(T - 1, -1, -1), disable=not progress, desc=f"annealed {type(kernel).__name__}")
         if driver == "anneal":
             for t in bar:
+                if resample_ess is not None and t < T - 1:
+                    log_w = log_w + (model.energy(x, t + 1) - model.energy(x, t)).double()
+                    totals["nfe"] += 2
+                    if effective_sample_size(log_w) < resample_ess * x.shape[0]:
+                        x, state, log_w = resample(x, state, log_w)
                 x, state = run_level(x, t, state)
+            if resample_ess is not None and bool((log_w != 0).any()):
+                x, state, log_w = resample(x, state, log_w)
         else:
             if T - 1 >= mcmc_min_t:
                 x, state = run_level(x, T - 1, state)
@@ -124,5 +158,9 @@ def annealed_mcmc(
                 if t >= 1 and t - 1 >= mcmc_min_t:
                     x, state = run_level(x, t - 1, state)
     return MCMCResult(
-        samples=x, acceptance=acceptance, nfe=totals["nfe"], rejected_nonfinite=totals["rejected"]
+        samples=x,
+        acceptance=acceptance,
+        nfe=totals["nfe"],
+        rejected_nonfinite=totals["rejected"],
+        resampled=totals["resampled"],
     )

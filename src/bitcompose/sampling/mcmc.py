@@ -441,12 +441,14 @@ class MCMCResult:
             samples run at that level (NaN where no Metropolis kernel ran).
         nfe: total model evaluations (each on the whole batch).
         rejected_nonfinite: total proposals rejected for being non-finite.
+        resampled: how many times the particles were resampled (annealed driver with ``resample_ess``).
     """
 
     samples: Tensor
     acceptance: Tensor
     nfe: int
     rejected_nonfinite: int
+    resampled: int = 0
 
 
 KERNELS: dict[str, type] = {"ula": ULA, "mala": MALA, "uhmc": UHMC, "hmc": HMC}

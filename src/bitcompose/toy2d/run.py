@@ -144,6 +144,7 @@ def run_cell(
     final_step: bool = True,
     mixture_sharpen: float | None = MIXTURE_SHARPEN,
     steps_per_level: int = STEPS_PER_LEVEL,
+    resample_ess: float | None = None,
     progress: bool = False,
 ) -> CellResult:
     """Train/load the task's two models, compose them, draw ``n`` samples and compute every metric.
@@ -160,6 +161,8 @@ def run_cell(
             diffusion does); ``False`` scores the level-0 samples.
         mixture_sharpen: ``None`` (exact mixture) or the notebook's heuristic factor (3.5); mixture task only.
         steps_per_level: MCMC steps per level (the notebook's 10); ignored by ``reverse``.
+        resample_ess: ``None`` (the paper's samplers) or the ESS fraction below which annealed MCMC resamples its
+            particles by their importance weights (SMC extension; energy and exact models only).
         progress: show progress bars.
 
     Returns:
@@ -168,6 +171,8 @@ def run_cell(
         rejected_nonfinite, seconds.
     """
     _validate(task, param, sampler, n, steps_per_level)
+    if resample_ess is not None and param == "score":
+        raise ValueError("resampling needs energies (importance weights); use param 'energy' or 'exact'")
     spec = TASKS[task]
     target = spec.target
     start = time.perf_counter()
@@ -181,6 +186,7 @@ def run_cell(
         "train_seed": train_seed if param != "exact" else None,
         "train_batch": train_batch if param != "exact" else None,
         "steps_per_level": steps_per_level if sampler != "reverse" else None,
+        "resample_ess": resample_ess if sampler != "reverse" else None,
         "oracle_log_likelihood": target.oracle_log_likelihood(),
         "applicable": True,
         "reason": None,
@@ -212,6 +218,7 @@ def run_cell(
             kernel=make_kernel(sampler),
             steps_per_level=steps_per_level,
             driver="anneal",
+            resample_ess=resample_ess,
             generator=gen,
             progress=progress,
         )
@@ -235,6 +242,7 @@ def run_cell(
         "acceptance": float(acc.mean()) if acc.numel() else None,
         "nfe": nfe,
         "rejected_nonfinite": int(result.rejected_nonfinite),
+        "resampled": int(result.resampled),
         "sample_seconds": sample_seconds,
         "seconds": time.perf_counter() - start,
     }

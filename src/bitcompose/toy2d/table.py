@@ -120,6 +120,7 @@ def run_table(
     params: Sequence[str] = CELL_PARAMS,
     samplers: Sequence[str] = SAMPLERS,
     steps_per_level: int = STEPS_PER_LEVEL,
+    resample_ess: float | None = None,
     command: str | None = None,
     log: bool = True,
 ) -> list[dict[str, Any]]:
@@ -158,6 +159,7 @@ def run_table(
         "final_step": final_step,
         "mixture_sharpen": mixture_sharpen,
         "steps_per_level": steps_per_level,
+        "resample_ess": resample_ess,
     }
     results: dict[int, tuple[dict[str, Any], Tensor | None]] = {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
@@ -194,6 +196,7 @@ def run_table(
             workers,
             n,
             steps_per_level,
+            resample_ess,
         )
     )
     return rows
@@ -230,6 +233,7 @@ def _document(
     workers: int,
     n: int,
     steps_per_level: int,
+    resample_ess: float | None,
 ) -> str:
     machine = (
         f"{platform.machine()}, {os.cpu_count()} CPU cores visible, {platform.system()} {platform.release()}, "
@@ -242,6 +246,11 @@ def _document(
         "the paper's setting"
         if paper
         else f"the paper's setting is `--train-steps {PAPER_TRAIN_STEPS} --train-batch 1000`"
+    )
+    smc = (
+        ""
+        if resample_ess is None
+        else f", with SMC resampling between levels when the ESS drops below {resample_ess}·n (an extension)"
     )
     return f"""# 2-D composition benchmark (Reduce, Reuse, Recycle)
 
@@ -272,7 +281,7 @@ Checks:
 - Parameterisations: `score` and `energy` are the trained networks; `exact` composes the closed-form level
   densities of the data sets (perfect component models, no training), which separates the sampler's error from
   the models'.
-- Samplers: 100 levels × {steps_per_level} steps from N(0, I) (the notebook's is 10); ULA/MALA η = 1e-3; U-HMC/HMC ε = 0.03, 3 leapfrog steps,
+- Samplers: 100 levels × {steps_per_level} steps from N(0, I) (the notebook's is 10){smc}; ULA/MALA η = 1e-3; U-HMC/HMC ε = 0.03, 3 leapfrog steps,
   damping 0.5, mass 1; `reverse` = ancestral DDPM with the composed score. For score models MALA/HMC use the
   3-node trapezoid estimate of the energy difference (Sjöberg et al.). The mixture needs energies: n/a for score.
   Annealed MCMC ends at level 0 (forward noise σ₀ ≈ 0.025); unless `--no-final-step` is given, its samples then
