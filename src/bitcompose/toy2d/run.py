@@ -167,7 +167,8 @@ def run_cell(
 
     Returns:
         :class:`CellResult`; ``metrics`` has task, param, sampler, n, seed, train_steps, train_seed, applicable,
-        reason, log_likelihood, oracle_log_likelihood, w2, mmd, mmd_bandwidth, in_support, acceptance, nfe,
+        reason, steps_per_level, resample_ess, log_likelihood, oracle_log_likelihood, w2, mmd, mmd_bandwidth,
+        in_support, acceptance, nfe, resampled,
         rejected_nonfinite, seconds.
     """
     _validate(task, param, sampler, n, steps_per_level)
