@@ -247,6 +247,11 @@ def _document(
         if paper
         else f"the paper's setting is `--train-steps {PAPER_TRAIN_STEPS} --train-batch 1000`"
     )
+    training = (
+        f"models trained with seed {train_seed} for {train_steps} steps at batch {train_batch} ({steps_note})"
+        if total_models
+        else "no trained models (exact component densities only)"
+    )
     smc = (
         ""
         if resample_ess is None
@@ -255,8 +260,7 @@ def _document(
     return f"""# 2-D composition benchmark (Reduce, Reuse, Recycle)
 
 Command: `{command or "bitcompose toy2d --table"}`
-Sampling seed {seed}, {n} samples per cell; models trained with seed {train_seed} for {train_steps} steps at batch {train_batch}
-({steps_note}).
+Sampling seed {seed}, {n} samples per cell; {training}.
 Machine: {machine}. Date: {when}.
 Wall time: {wall / 60:.1f} min in total, of which {train_wall / 60:.1f} min training ({fresh} of {total_models}
 models trained, the rest loaded from the cache).
