@@ -2,7 +2,8 @@
 
 * Bit Diffusion: :func:`sample` (DDIM / DDPM with asymmetric time intervals and self-conditioning).
 * Composition: :func:`reverse_diffusion` (ancestral DDPM on a composed score, the baseline) and
-  :func:`annealed_mcmc` with the kernels :class:`ULA`, :class:`MALA`, :class:`UHMC`, :class:`HMC`.
+  :func:`annealed_mcmc` with the kernels :class:`ULA`, :class:`MALA`, :class:`UHMC`, :class:`HMC` (optionally
+  with SMC resampling between levels: :func:`effective_sample_size`, :func:`systematic_resample`).
 """
 
 from bitcompose.sampling.annealed import annealed_mcmc
@@ -19,6 +20,7 @@ from bitcompose.sampling.mcmc import (
     make_kernel,
 )
 from bitcompose.sampling.reverse import SAMPLERS, StepInfo, sample, time_pairs
+from bitcompose.sampling.smc import effective_sample_size, systematic_resample
 
 __all__ = [
     "sample",
@@ -37,4 +39,6 @@ __all__ = [
     "MCMCResult",
     "StepSize",
     "make_kernel",
+    "effective_sample_size",
+    "systematic_resample",
 ]
