@@ -273,6 +273,9 @@ Checks:
 
 ![samples](toy2d.png)
 
+The runs at the paper's training length, the analysis of each task (why the notebook's negation cannot reach its
+support) and the commands: `docs/results/toy2d_findings.md`.
+
 ## Setup
 
 - Tasks: product = ring of 8 Gaussians (std 0.03, radius 0.5) × bar [−0.2, 0.2]×[−1, 1] (sum of energies/scores);
