@@ -144,10 +144,6 @@ def _run(args: argparse.Namespace) -> int:
         tasks = _subset(args.tasks, tuple(TASKS), "--tasks")
         params = _subset(args.params, CELL_PARAMS, "--params")
         samplers = _subset(args.samplers, SAMPLERS, "--samplers")
-        if args.resample_ess is not None and "score" in params:
-            raise CLIError(
-                "--resample-ess needs energies: add --params energy,exact (score models have none)"
-            )
         command = "bitcompose " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
         rows = run_table(
             args.out,

@@ -99,8 +99,3 @@ class ExactToyModel:
     def score(self, x: Tensor, t: TimeLike) -> Tensor:
         """Exact ``∇ₓ log q_t(x)``, ``[B, 2]``."""
         return self.energy_and_score(x, t)[1]
-
-    def eps(self, x: Tensor, t: TimeLike, *, create_graph: bool | None = None) -> Tensor:
-        """The optimal ε-prediction ``−σ_t·score``, ``[B, 2]``."""
-        _, s = self._levels(x, t)
-        return -s.to(x.dtype) * self.score(x, t)

@@ -18,12 +18,13 @@ from torch import Tensor
 
 from bitcompose.toy2d.tasks import TASKS
 
-__all__ = ["markdown_table", "render_figure", "PLOT_EXTENT"]
+__all__ = ["format_value", "markdown_table", "render_figure", "PLOT_EXTENT"]
 
 PLOT_EXTENT = 1.2
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
+def format_value(v: Any, digits: int = 3) -> str:
+    """A metric for tables: ``n/a`` for None, ``–`` for NaN, 3 decimals (scientific below 1e-3)."""
     if v is None:
         return "n/a"
     if isinstance(v, float):
@@ -47,14 +48,14 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         steps = "–" if r.get("train_steps") is None else r["train_steps"]
         if not r.get("applicable", True):
             lines.append(
-                f"| {r['task']} | {r['param']} | {r['sampler']} | n/a | {_fmt(r['oracle_log_likelihood'])} "
+                f"| {r['task']} | {r['param']} | {r['sampler']} | n/a | {format_value(r['oracle_log_likelihood'])} "
                 f"| n/a | n/a | n/a | n/a | n/a | {steps} | – |"
             )
             continue
         lines.append(
-            f"| {r['task']} | {r['param']} | {r['sampler']} | {_fmt(r['log_likelihood'])} "
-            f"| {_fmt(r['oracle_log_likelihood'])} | {_fmt(r['w2'])} | {_fmt(r['mmd'], 4)} "
-            f"| {_fmt(r['in_support'])} | {_fmt(r['acceptance'])} | {r['nfe']} | {steps} "
+            f"| {r['task']} | {r['param']} | {r['sampler']} | {format_value(r['log_likelihood'])} "
+            f"| {format_value(r['oracle_log_likelihood'])} | {format_value(r['w2'])} | {format_value(r['mmd'], 4)} "
+            f"| {format_value(r['in_support'])} | {format_value(r['acceptance'])} | {r['nfe']} | {steps} "
             f"| {r['seconds']:.0f} |"
         )
     return head + "\n".join(lines) + "\n"

@@ -34,7 +34,7 @@ from bitcompose.schedules import DiscreteSchedule
 from bitcompose.toy2d.exact import ExactToyModel
 from bitcompose.toy2d.metrics import MMD_BANDWIDTH, mmd2, wasserstein2
 from bitcompose.toy2d.tasks import MIXTURE_SHARPEN, TASKS
-from bitcompose.toy2d.train import DATASETS, PARAMS, TrainConfig, load_or_train
+from bitcompose.toy2d.train import DATASETS, NUM_LEVELS, PARAMS, TrainConfig, load_or_train
 
 __all__ = [
     "SAMPLERS",
@@ -200,7 +200,7 @@ def run_cell(
         return CellResult({**base, **empty, "applicable": False, "reason": reason, "seconds": 0.0}, None)
     models: list[LevelModel]
     if param == "exact":
-        schedule = DiscreteSchedule.cosine(TrainConfig(spec.datasets[0]).num_steps)
+        schedule = DiscreteSchedule.cosine(NUM_LEVELS)
         models = [ExactToyModel(DATASETS[d], schedule) for d in spec.datasets]
     else:
         models = [

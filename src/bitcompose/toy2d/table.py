@@ -1,8 +1,8 @@
 """The full 2-D benchmark: every task × parameterisation × sampler, written to ``docs/results/toy2d.{md,png}``.
 
-Training (10 models: the score mixture is not applicable) and sampling (45 cells, 15 of them with the exact
-``exact`` component densities, which need no training and cost seconds) are spread over ``workers`` single-threaded processes; trained models
-land in the cache first, so the sampling workers only load them.
+Training (10 models: the score mixture is not applicable) and sampling (45 cells, 15 of them with the
+closed-form ``exact`` component densities, which need no training and cost seconds) are spread over ``workers``
+single-threaded processes; trained models land in the cache first, so the sampling workers only load them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from bitcompose.toy2d.metrics import MMD_BANDWIDTH
-from bitcompose.toy2d.report import markdown_table, render_figure
+from bitcompose.toy2d.report import format_value, markdown_table, render_figure
 from bitcompose.toy2d.run import (
     CELL_PARAMS,
     DEFAULT_TRAIN_BATCH,
@@ -94,14 +94,11 @@ def summary_checks(rows: Sequence[dict[str, Any]]) -> list[str]:
         exact = [r for r in rows if r["task"] == task and r["param"] == "exact" and r.get("applicable", True)]
         if exact:
             cells = ", ".join(
-                f"{r['sampler']} {_short(r['log_likelihood'])} / {_short(r['in_support'])}" for r in exact
+                f"{r['sampler']} {format_value(r['log_likelihood'])} / {format_value(r['in_support'])}"
+                for r in exact
             )
             out.append(f"{task} with exact component densities (LL / in-support): {cells}")
     return out
-
-
-def _short(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
 
 
 def run_table(
@@ -127,6 +124,8 @@ def run_table(
     """Run every cell, write ``toy2d.md`` and ``toy2d.png`` into ``out_dir`` and return the metric rows."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if resample_ess is not None and "score" in params:
+        raise ValueError("--resample-ess needs energies: add --params energy,exact (score models have none)")
     start = time.perf_counter()
     configs: list[TrainConfig] = []
     for task in tasks:
@@ -288,8 +287,8 @@ support) and the commands: `docs/results/toy2d_findings.md`.
 - Parameterisations: `score` and `energy` are the trained networks; `exact` composes the closed-form level
   densities of the data sets (perfect component models, no training), which separates the sampler's error from
   the models'.
-- Samplers: 100 levels × {steps_per_level} steps from N(0, I) (the notebook's is 10){smc}; ULA/MALA η = 1e-3; U-HMC/HMC ε = 0.03, 3 leapfrog steps,
-  damping 0.5, mass 1; `reverse` = ancestral DDPM with the composed score. For score models MALA/HMC use the
+- Samplers: 100 levels × {steps_per_level} steps from N(0, I) (the notebook's is 10){smc};
+  ULA/MALA η = 1e-3; U-HMC/HMC ε = 0.03, 3 leapfrog steps, damping 0.5, mass 1; `reverse` = ancestral DDPM with the composed score. For score models MALA/HMC use the
   3-node trapezoid estimate of the energy difference (Sjöberg et al.). The mixture needs energies: n/a for score.
   Annealed MCMC ends at level 0 (forward noise σ₀ ≈ 0.025); unless `--no-final-step` is given, its samples then
   take the same noise-free ancestral step to the data that reverse diffusion ends with (1 extra evaluation).

@@ -60,6 +60,8 @@ DATASETS: dict[str, data.GaussianRing | data.UniformRects] = {
 }
 
 PARAMS = ("score", "energy")
+#: Diffusion levels T of the 2-D models (the notebook's 100 cosine steps).
+NUM_LEVELS = 100
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class TrainConfig:
     lr: float = 1e-3
     ema: float = 0.999
     seed: int = 0
-    num_steps: int = 100  # diffusion steps T (cosine β)
+    num_steps: int = NUM_LEVELS  # diffusion steps T (cosine β)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
