@@ -2,7 +2,7 @@
 
 Measures, on one device:
 
-* training images/s: full optimiser steps of :class:`bitcompose.train.trainer.Trainer` (batch preparation, the
+* training images/s: full optimiser steps of :class:`bitcompose.images.trainer.Trainer` (batch preparation, the
   self-conditioning first pass, forward, backward, clipping, Adam, EMA) on fabricated data of the preset's shape;
 * sampling images/s: DDIM with the run's sampler settings (``--sample-steps`` network evaluations per image), and
   network evaluations (NFE) per second;
@@ -29,13 +29,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bitcompose.data.images import IMAGE_DATASETS, ImageDataset
-from bitcompose.denoiser import diffusion_loss
+from bitcompose.diffusion import diffusion_loss
+from bitcompose.diffusion.samplers import sample
+from bitcompose.images.config import TrainConfig, apply_overrides, preset
+from bitcompose.images.model import make_denoiser
+from bitcompose.images.trainer import Trainer
 from bitcompose.nets.unet import count_parameters
-from bitcompose.sampling.reverse import sample
-from bitcompose.train.config import TrainConfig, apply_overrides, preset
-from bitcompose.train.dist import DistInfo, resolve_device
-from bitcompose.train.model import make_denoiser
-from bitcompose.train.trainer import Trainer
+from bitcompose.training.dist import DistInfo, resolve_device
 
 
 def _sync(device: torch.device) -> None:

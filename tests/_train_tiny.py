@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from bitcompose.data.images import ImageDataset
-from bitcompose.train.config import DataConfig, ModelConfig, OptimConfig, SampleConfig, TrainConfig
+from bitcompose.images.config import DataConfig, ModelConfig, OptimConfig, SampleConfig, TrainConfig
 
 
 def tiny_dataset(n: int = 24, num_values: int = 4, num_classes: int = 3, size: int = 4) -> ImageDataset:

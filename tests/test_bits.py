@@ -1,4 +1,4 @@
-"""Tests for bitcompose.bits.BitCodec (integers <-> analog bits)."""
+"""Tests for bitcompose.core.bits.BitCodec (integers <-> analog bits)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitcompose.bits import ENCODINGS, BitCodec
+from bitcompose.core.bits import ENCODINGS, BitCodec
 
 FAST = settings(max_examples=40, deadline=None)
 KS = st.one_of(st.integers(2, 300), st.sampled_from([1000, 1024, 1025, 32000, 32768, 2**16]))

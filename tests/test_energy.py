@@ -1,4 +1,4 @@
-"""Tests of the energy / ε parameterisations and the analytic Gaussian model (bitcompose.energy)."""
+"""Tests of the energy / ε parameterisations on DDPM levels and the analytic Gaussian model (bitcompose.compose)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,21 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from bitcompose.energy import (
-    EnergyModel,
-    EnergyUnavailableError,
-    EpsModel,
-    GaussianModel,
-    LevelModel,
-    eps_loss,
-    time_index,
-)
-from bitcompose.schedules import DiscreteSchedule
+from bitcompose.compose import EnergyModel, EpsModel, GaussianModel, eps_loss
+from bitcompose.core.model import DiffusionModel, EnergyUnavailableError, as_times
+from bitcompose.core.schedules import DiscreteSchedule
 
 T = 20
+
+
+def tm(level: int) -> float:
+    """The time of a level of the T-level schedule."""
+    return (level + 1) / T
+
+
+def lv(level: int, n: int = 5) -> Tensor:
+    """A level index for a batch of n."""
+    return torch.full((n,), level)
 
 
 class TinyNet(nn.Module):
@@ -53,32 +56,32 @@ def test_energy_model_eps_is_gradient_of_energy_finite_differences(
     kind: str, schedule: DiscreteSchedule
 ) -> None:
     model = EnergyModel(TinyNet(), schedule, kind=kind).eval()
-    x, t, h = _x(), 7, 1e-6
+    x, t, h = _x(), tm(7), 1e-6
     eps = model.eps(x, t)
     fd = torch.zeros_like(x)
     for j in range(x.shape[1]):
         dx = torch.zeros_like(x)
         dx[:, j] = h
-        fd[:, j] = (model.raw_energy(x + dx, t) - model.raw_energy(x - dx, t)) / (2 * h)
+        fd[:, j] = (model.raw_energy(x + dx, lv(7)) - model.raw_energy(x - dx, lv(7))) / (2 * h)
     assert torch.allclose(eps, fd, atol=1e-7, rtol=1e-6)
+    f = model.net(x, lv(7))
     if kind == "diff":
-        f = model.net(x, time_index(t, x, schedule))
-        assert torch.allclose(model.raw_energy(x, t), ((f - x) ** 2).sum(1))
+        assert torch.allclose(model.raw_energy(x, lv(7)), ((f - x) ** 2).sum(1))
     else:
-        f = model.net(x, time_index(t, x, schedule))
-        assert torch.allclose(model.raw_energy(x, t), 0.5 * (f**2).sum(1))
+        assert torch.allclose(model.raw_energy(x, lv(7)), 0.5 * (f**2).sum(1))
 
 
 @pytest.mark.parametrize("kind", ["diff", "norm"])
 def test_energy_model_energy_score_consistency(kind: str, schedule: DiscreteSchedule) -> None:
     model = EnergyModel(TinyNet(seed=3), schedule, kind=kind).eval()
     x = _x(6)
-    t = torch.tensor([0, 3, 5, 9, 15, 19])
+    levels = torch.tensor([0, 3, 5, 9, 15, 19])
+    t = schedule.times[levels]
     sig = schedule.sigma(t)[:, None]
     e, s = model.energy_and_score(x, t)
     assert e.shape == (6,) and s.shape == (6, 2)
     assert torch.allclose(s, -model.eps(x, t) / sig)
-    assert torch.allclose(e, model.raw_energy(x, t) / sig[:, 0])
+    assert torch.allclose(e, model.raw_energy(x, levels) / sig[:, 0])
     assert torch.allclose(model.energy(x, t), e)
     assert torch.allclose(model.score(x, t), s)
     xr = x.clone().requires_grad_(True)
@@ -91,8 +94,8 @@ def test_energy_model_works_under_no_grad_and_detaches(schedule: DiscreteSchedul
     model.eval()
     x = _x()
     with torch.no_grad():
-        e, s = model.energy_and_score(x, 4)
-        eps = model.eps(x, 4)
+        e, s = model.energy_and_score(x, tm(4))
+        eps = model.eps(x, tm(4))
     assert not e.requires_grad and not s.requires_grad and not eps.requires_grad
     assert torch.isfinite(s).all()
 
@@ -119,14 +122,14 @@ def test_energy_model_double_backprop_gives_parameter_gradients(schedule: Discre
 def test_eps_model_score_and_no_energy(schedule: DiscreteSchedule) -> None:
     model = EpsModel(TinyNet(), schedule)
     x = _x()
-    t = torch.full((5,), 12)
-    assert torch.allclose(model.score(x, t), -model.eps(x, t) / schedule.sigma(12))
+    t = torch.full((5,), tm(12), dtype=torch.float64)
+    assert torch.allclose(model.score(x, t), -model.eps(x, t) / schedule.sigma(tm(12)))
     assert model.has_energy is False
     with pytest.raises(EnergyUnavailableError, match="score-only"):
         model.energy(x, t)
     with pytest.raises(ValueError):
         model.energy_and_score(x, t)
-    assert isinstance(model, LevelModel)
+    assert isinstance(model, DiffusionModel)
 
 
 def test_eps_loss_value_for_zero_net_is_noise_power(schedule: DiscreteSchedule) -> None:
@@ -152,7 +155,7 @@ def test_gaussian_model_exact_density_and_score(schedule: DiscreteSchedule) -> N
     cov = torch.tensor([[0.5, 0.2], [0.2, 0.3]], dtype=torch.float64)
     model = GaussianModel(mean, cov, schedule)
     x = _x(7)
-    for t in (0, 9, T - 1):
+    for t in (tm(0), tm(9), tm(T - 1)):
         ab = float(schedule.gamma(t))
         dist = torch.distributions.MultivariateNormal(ab**0.5 * mean, ab * cov + (1 - ab) * torch.eye(2))
         assert torch.allclose(model.energy(x, t), -dist.log_prob(x), atol=1e-12)
@@ -161,7 +164,7 @@ def test_gaussian_model_exact_density_and_score(schedule: DiscreteSchedule) -> N
         assert torch.allclose(model.score(x, t), g, atol=1e-12)
         assert torch.allclose(model.eps(x, t), -float(schedule.sigma(t)) * g, atol=1e-12)
     m, c = model.level_mean_cov(0)
-    ab = float(schedule.gamma(0))
+    ab = float(schedule.alphas_cumprod[0])
     assert torch.allclose(c, ab * cov + (1 - ab) * torch.eye(2, dtype=torch.float64))
 
 
@@ -169,23 +172,27 @@ def test_gaussian_model_std_and_bad_input(schedule: DiscreteSchedule) -> None:
     a = GaussianModel([0.0, 1.0], schedule=schedule, std=[0.5, 2.0])
     b = GaussianModel([0.0, 1.0], torch.diag(torch.tensor([0.25, 4.0])), schedule)
     x = _x()
-    assert torch.allclose(a.energy(x, 3), b.energy(x, 3))
+    assert torch.allclose(a.energy(x, tm(3)), b.energy(x, tm(3)))
     with pytest.raises(ValueError, match="exactly one"):
         GaussianModel([0.0], schedule=schedule)
     with pytest.raises(ValueError, match="positive definite"):
         GaussianModel([0.0, 0.0], torch.tensor([[1.0, 2.0], [2.0, 1.0]]), schedule)
     with pytest.raises(ValueError, match="shape"):
-        a.score(torch.zeros(3, 3, dtype=torch.float64), 0)
+        a.score(torch.zeros(3, 3, dtype=torch.float64), tm(0))
 
 
-def test_time_index_validation(schedule: DiscreteSchedule) -> None:
+def test_time_validation_and_level_round_trip(schedule: DiscreteSchedule) -> None:
     x = _x(3)
-    assert time_index(4, x, schedule).tolist() == [4, 4, 4]
-    with pytest.raises(ValueError, match="integer"):
-        time_index(torch.tensor([0.5, 0.5, 0.5]), x, schedule)
-    with pytest.raises(ValueError, match="out of range"):
-        time_index(T, x, schedule)
+    assert as_times(0.5, x).tolist() == [0.5, 0.5, 0.5]
+    assert schedule.level(schedule.times).tolist() == list(range(T))  # level -> time -> level
+    assert schedule.level(torch.tensor([0.0, 0.51 / T, 1.49 / T, 1.0])).tolist() == [0, 0, 0, T - 1]
+    with pytest.raises(ValueError, match="level index is not a time"):
+        as_times(4, x)
+    with pytest.raises(ValueError, match="levels are not times"):
+        as_times(torch.tensor([1, 2, 3]), x)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        EpsModel(TinyNet(), schedule).score(x, 1.5)
     with pytest.raises(ValueError, match="shape"):
-        time_index(torch.tensor([1, 2]), x, schedule)
+        as_times(torch.tensor([0.1, 0.2]), x)
     with pytest.raises(ValueError, match="kind"):
         EnergyModel(TinyNet(), schedule, kind="dot")

@@ -1,4 +1,4 @@
-"""Tests of the MCMC kernels, the annealed drivers and reverse diffusion (bitcompose.sampling)."""
+"""Tests of the MCMC kernels, the annealed drivers and reverse diffusion (bitcompose.compose)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from bitcompose.compose import Product
-from bitcompose.energy import GaussianModel, TimeLike
-from bitcompose.sampling.annealed import annealed_mcmc
-from bitcompose.sampling.ddpm import reverse_diffusion
-from bitcompose.sampling.mcmc import (
+from bitcompose.compose import GaussianModel, Product
+from bitcompose.compose.drivers import annealed_mcmc, reverse_diffusion
+from bitcompose.compose.kernels import (
     HMC,
     MALA,
     UHMC,
@@ -23,9 +21,12 @@ from bitcompose.sampling.mcmc import (
     make_kernel,
     resolve_step_size,
 )
-from bitcompose.schedules import DiscreteSchedule
+from bitcompose.core.model import DiffusionModel, Prediction, TimeLike
+from bitcompose.core.schedules import DiscreteSchedule
 
 SCHED = DiscreteSchedule.cosine(100)
+GRID = SCHED.grid()
+L0 = GRID[0]  # the least noisy level
 # Two 2-D Gaussians with different means and small, correlated covariances: their product is a Gaussian with a
 # closed form, and summed-score reverse diffusion misses it badly (mean and covariance; note §2.2).
 MU1, MU2 = torch.tensor([-0.5, 0.0], dtype=torch.float64), torch.tensor([1.0, 1.0], dtype=torch.float64)
@@ -54,7 +55,7 @@ def _reverse_moments() -> tuple[Tensor, Tensor]:
     m1, m2 = _models()
     mean, cov = torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64)
     for t in range(SCHED.num_steps - 1, -1, -1):
-        beta = float(SCHED.beta(t))
+        beta = float(SCHED.betas[t])
         (a, c1), (b, c2) = m1.level_mean_cov(t), m2.level_mean_cov(t)
         p = torch.linalg.inv(c1) + torch.linalg.inv(c2)
         bias = torch.linalg.inv(c1) @ a + torch.linalg.inv(c2) @ b
@@ -113,7 +114,7 @@ def test_mala_acceptance_tends_to_one_for_small_steps() -> None:
     rates = {}
     for eta in (1e-7, 1e-3, 3e-2):
         _, _, info = MALA(step_size=eta).step(
-            m, x, 0, KernelState(), generator=torch.Generator().manual_seed(1)
+            m, x, L0, KernelState(), generator=torch.Generator().manual_seed(1)
         )
         assert info.accepted is not None and info.accepted.shape == (2000,)
         rates[eta] = info.acceptance_rate
@@ -128,10 +129,10 @@ def test_hmc_energy_error_scales_like_step_squared() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(500, 2, generator=g, dtype=torch.float64) * 0.4
     v = torch.randn(500, 2, generator=g, dtype=torch.float64)
-    e0, s0 = m.energy_and_score(x, 0)
+    e0, s0 = m.energy_and_score(x, L0.t)
 
     def mean_dh(eps: float, n_steps: int) -> float:
-        x1, v1, e1, _, _, _ = _leapfrog(m, x, v, s0, 0, eps, 1.0, n_steps, True)
+        x1, v1, e1, _, _, _ = _leapfrog(m, x, v, s0, L0.t, eps, 1.0, n_steps, True)
         assert e1 is not None
         return float((e1 + 0.5 * (v1**2).sum(1) - e0 - 0.5 * (v**2).sum(1)).abs().mean())
 
@@ -139,14 +140,14 @@ def test_hmc_energy_error_scales_like_step_squared() -> None:
     assert 3.6 < ratio < 4.4, ratio
 
 
-class _Quadratic:
+class _Quadratic(DiffusionModel):
     """A score-only view of a Gaussian (has_energy False) for trapezoid-vs-exact comparisons."""
 
     def __init__(self, m: GaussianModel) -> None:
         self.m, self.schedule, self.has_energy = m, m.schedule, False
 
-    def score(self, x: Tensor, t: TimeLike) -> Tensor:
-        return self.m.score(x, t)
+    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+        return self.m.predict(x, t)
 
 
 @pytest.mark.parametrize(
@@ -164,8 +165,8 @@ def test_trapezoid_metropolis_equals_exact_on_quadratic_energy(exact: MALA | HMC
     x = torch.randn(300, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 0.3
     # "auto" picks trapezoid for the score-only view; the explicit options work on the energy model too
     target = _Quadratic(m) if trap.energy_diff == "auto" else m
-    xe, se, ie = exact.step(m, x, 0, KernelState(), generator=torch.Generator().manual_seed(3))
-    xt, st, it = trap.step(target, x, 0, KernelState(), generator=torch.Generator().manual_seed(3))  # type: ignore[arg-type]
+    xe, se, ie = exact.step(m, x, L0, KernelState(), generator=torch.Generator().manual_seed(3))
+    xt, st, it = trap.step(target, x, L0, KernelState(), generator=torch.Generator().manual_seed(3))  # type: ignore[arg-type]
     assert ie.log_accept is not None and it.log_accept is not None
     assert (ie.log_accept - it.log_accept).abs().max() < 1e-10
     assert torch.equal(ie.accepted, it.accepted)  # type: ignore[arg-type]
@@ -177,19 +178,19 @@ def test_trapezoid_nfe_and_exact_requires_energy() -> None:
     m = GaussianModel([0.0, 0.0], COV1, SCHED)
     x = torch.zeros(4, 2, dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
-    _, st, info = MALA(n_points=2).step(_Quadratic(m), x, 0, KernelState(), generator=g)  # type: ignore[arg-type]
+    _, st, info = MALA(n_points=2).step(_Quadratic(m), x, L0, KernelState(), generator=g)  # type: ignore[arg-type]
     assert info.nfe == 2  # current + proposal, no extra for n = 2
-    _, _, info = MALA(n_points=2).step(_Quadratic(m), st.x, 0, st, generator=g)  # type: ignore[arg-type]
+    _, _, info = MALA(n_points=2).step(_Quadratic(m), st.x, L0, st, generator=g)  # type: ignore[arg-type]
     assert info.nfe == 1  # cached current score
-    _, _, info = MALA(n_points=5).step(_Quadratic(m), st.x, 0, st, generator=g)  # type: ignore[arg-type]
+    _, _, info = MALA(n_points=5).step(_Quadratic(m), st.x, L0, st, generator=g)  # type: ignore[arg-type]
     assert info.nfe == 4  # proposal + 3 interior points
     with pytest.raises(ValueError, match="exact"):
-        MALA(energy_diff="exact").step(_Quadratic(m), x, 0, KernelState(), generator=g)  # type: ignore[arg-type]
+        MALA(energy_diff="exact").step(_Quadratic(m), x, L0, KernelState(), generator=g)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="energy_diff"):
-        MALA(energy_diff="path").step(m, x, 0, KernelState(), generator=g)
+        MALA(energy_diff="path").step(m, x, L0, KernelState(), generator=g)
 
 
-class _NaNRegion:
+class _NaNRegion(DiffusionModel):
     """A Gaussian whose energy and score are NaN for x[:, 0] > 0.5."""
 
     def __init__(self) -> None:
@@ -199,14 +200,11 @@ class _NaNRegion:
     def _mask(self, x: Tensor) -> Tensor:
         return x[:, 0] > 0.5
 
-    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
         return torch.where(self._mask(x), torch.nan, self.m.energy(x, t))
 
-    def score(self, x: Tensor, t: TimeLike) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
         return torch.where(self._mask(x)[:, None], torch.nan, self.m.score(x, t))
-
-    def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
-        return self.energy(x, t), self.score(x, t)
 
 
 @pytest.mark.parametrize("kernel", [MALA(step_size=0.05), HMC(step_size=0.2), UHMC(step_size=0.2)])
@@ -225,7 +223,7 @@ def test_ula_keeps_samples_with_nonfinite_score() -> None:
     model = _NaNRegion()
     x = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
     x1, _, info = ULA(step_size=1e-3).step(
-        model, x, 0, KernelState(), generator=torch.Generator().manual_seed(0)
+        model, x, L0, KernelState(), generator=torch.Generator().manual_seed(0)
     )  # type: ignore[arg-type]
     assert info.rejected_nonfinite == 1 and info.accepted is None
     assert torch.equal(x1[1], x[1]) and not torch.equal(x1[0], x[0])
@@ -237,7 +235,7 @@ def test_hmc_flip_on_reject_option() -> None:
     out = {}
     for flip in (True, False):
         kern = HMC(step_size=0.15, damping=0.5, flip_on_reject=flip)
-        out[flip] = kern.step(m, x, 0, KernelState(), generator=torch.Generator().manual_seed(5))
+        out[flip] = kern.step(m, x, L0, KernelState(), generator=torch.Generator().manual_seed(5))
     (xf, sf, inf_f), (xn, sn, _) = out[True], out[False]
     assert torch.equal(xf, xn)  # same proposals and decisions
     rej = ~inf_f.accepted  # type: ignore[operator]
@@ -269,21 +267,26 @@ def test_annealed_is_reproducible_and_counts_nfe() -> None:
     assert nfe_u == sched_levels * 2 and torch.isnan(acc_u).all()
 
 
-class _Recorder:
+class _Recorder(DiffusionModel):
     """Records the level of every evaluation."""
 
     def __init__(self, m: GaussianModel) -> None:
         self.m, self.schedule, self.has_energy, self.calls = m, m.schedule, True, []
 
-    def score(self, x: Tensor, t: TimeLike) -> Tensor:
-        self.calls.append(("score", int(t)))  # type: ignore[call-overload]
+    def _level(self, t: TimeLike) -> int:
+        return int(self.m.schedule.level(torch.as_tensor(t)))
+
+    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+        self.calls.append(("score", self._level(t)))
         return self.m.score(x, t)
 
-    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
         return self.m.energy(x, t)
 
-    def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
-        self.calls.append(("both", int(t)))  # type: ignore[call-overload]
+    def energy_and_score(
+        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        self.calls.append(("both", self._level(t)))
         return self.m.energy_and_score(x, t)
 
 
@@ -291,7 +294,7 @@ def test_reverse_driver_runs_mcmc_at_level_t_minus_1_above_cutoff() -> None:
     sched = DiscreteSchedule.cosine(6)
     rec = _Recorder(GaussianModel([0.0, 0.0], schedule=sched, std=0.5))
     res = annealed_mcmc(
-        rec, (8, 2), kernel=MALA(), steps_per_level=1, driver="reverse", mcmc_min_t=3,
+        rec, (8, 2), kernel=MALA(), steps_per_level=1, driver="reverse", mcmc_min_level=3,
         generator=torch.Generator().manual_seed(0),
     )  # fmt: skip
     # MCMC at 5 (start); reverse step 5 -> 4, MCMC at 4; 4 -> 3, MCMC at 3; then plain reverse steps 3, 2, 1, 0
@@ -303,15 +306,15 @@ def test_reverse_driver_runs_mcmc_at_level_t_minus_1_above_cutoff() -> None:
 
 
 def test_step_size_specs_and_validation() -> None:
-    assert resolve_step_size(0.1, 5, SCHED) == 0.1
-    assert math.isclose(resolve_step_size(StepSize(2.0, 1.0), 50, SCHED), 2.0 * float(SCHED.beta(50)))
-    assert resolve_step_size(lambda t: 0.01 * (t + 1), 4, SCHED) == pytest.approx(0.05)
+    assert resolve_step_size(0.1, GRID[5]) == 0.1
+    assert math.isclose(resolve_step_size(StepSize(2.0, 1.0), GRID[50]), 2.0 * float(SCHED.betas[50]))
+    assert resolve_step_size(lambda i: 0.01 * (i + 1), GRID[4]) == pytest.approx(0.05)
     with pytest.raises(ValueError, match="> 0"):
-        resolve_step_size(-1.0, 0, SCHED)
+        resolve_step_size(-1.0, L0)
     with pytest.raises(ValueError, match="driver"):
         annealed_mcmc(Product(*_models()), (4, 2), kernel=ULA(), driver="bogus")
     with pytest.raises(ValueError, match="damping"):
-        UHMC(damping=1.5).step(_models()[0], torch.zeros(3, 2, dtype=torch.float64), 0, KernelState(),
+        UHMC(damping=1.5).step(_models()[0], torch.zeros(3, 2, dtype=torch.float64), L0, KernelState(),
                                generator=torch.Generator())  # fmt: skip
 
 
@@ -340,8 +343,7 @@ class _TinyEnergyNet(torch.nn.Module):
 
 
 def test_annealed_sampling_of_learned_energy_composites_runs_end_to_end() -> None:
-    from bitcompose.compose import Mixture, Negation
-    from bitcompose.energy import EnergyModel, EpsModel
+    from bitcompose.compose import EnergyModel, EpsModel, Mixture, Negation
 
     sched = DiscreteSchedule.cosine(10)
     a, b = EnergyModel(_TinyEnergyNet(0), sched).eval(), EnergyModel(_TinyEnergyNet(1), sched).eval()
@@ -352,7 +354,7 @@ def test_annealed_sampling_of_learned_energy_composites_runs_end_to_end() -> Non
         (Mixture(a, b), MALA(step_size=1e-3)),
     ]:
         res = annealed_mcmc(model, (32, 2), kernel=kernel, steps_per_level=2, generator=torch.Generator().manual_seed(0),
-                            callback=lambda d: levels.append(d["t"]))  # fmt: skip
+                            callback=lambda info: levels.append(int(sched.level(info.t))))  # fmt: skip
         assert torch.isfinite(res.samples).all() and res.samples.shape == (32, 2)
         assert ((res.acceptance >= 0) & (res.acceptance <= 1)).all()
     assert levels == list(range(9, -1, -1)) * 3
@@ -376,7 +378,7 @@ def test_metropolis_kernels_leave_the_target_invariant(kernel: MALA | HMC, score
     target = _Quadratic(m) if score_only else m
     state, rates = KernelState(), []
     for _ in range(15):
-        x, state, info = kernel.step(target, x, 0, state, generator=g)  # type: ignore[arg-type]
+        x, state, info = kernel.step(target, x, L0, state, generator=g)  # type: ignore[arg-type]
         rates.append(info.acceptance_rate)
     assert 0.2 < sum(rates) / len(rates) < 0.95
     _check_moments(x, mean, cov, n_se=5)
@@ -385,10 +387,10 @@ def test_metropolis_kernels_leave_the_target_invariant(kernel: MALA | HMC, score
 class _InfEnergyRegion(_NaNRegion):
     """Zero density (energy +inf) for x[:, 0] > 0.5, with a finite score everywhere."""
 
-    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
         return torch.where(self._mask(x), torch.inf, self.m.energy(x, t))
 
-    def score(self, x: Tensor, t: TimeLike) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
         return self.m.score(x, t)
 
 
@@ -398,10 +400,10 @@ def test_chains_leave_a_zero_density_start_and_never_enter_it(kernel: MALA | HMC
     x = torch.full((400, 2), 0.8, dtype=torch.float64)
     state, g = KernelState(), torch.Generator().manual_seed(0)
     for _ in range(5):
-        x, state, info = kernel.step(model, x, 0, state, generator=g)  # type: ignore[arg-type]
+        x, state, info = kernel.step(model, x, L0, state, generator=g)  # type: ignore[arg-type]
     inside = x[:, 0] <= 0.5
     assert torch.isfinite(x).all() and 0 < int(inside.sum()) < 400
     for _ in range(5):
-        x2, state, info = kernel.step(model, x, 0, state, generator=g)  # type: ignore[arg-type]
+        x2, state, info = kernel.step(model, x, L0, state, generator=g)  # type: ignore[arg-type]
         assert (x2[inside, 0] <= 0.5).all()  # once in the support, never proposed out of it successfully
         x = x2

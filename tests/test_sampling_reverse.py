@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from bitcompose import BitCodec, CosineSchedule, sample, time_pairs
-from bitcompose.sampling.reverse import StepInfo
+from bitcompose.diffusion.samplers import StepInfo
 
 
 class GaussianDenoiser(nn.Module):

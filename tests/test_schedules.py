@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from bitcompose.schedules import CosineSchedule, DiscreteSchedule
+from bitcompose.core.schedules import CosineSchedule, DiscreteSchedule
 
 
 def test_cosine_gamma_matches_formula_and_endpoints() -> None:
@@ -30,11 +30,11 @@ def test_cosine_monotone_and_consistent() -> None:
     assert bool((g[1:] < g[:-1]).all())
     torch.testing.assert_close(s.alpha(t) ** 2 + s.sigma(t) ** 2, torch.ones_like(t))
     torch.testing.assert_close(s.log_snr(t), torch.log(g / (1 - g)))
-    # beta(t) = -d log gamma / dt, checked by finite differences.
+    # rate(t) = -d log gamma / dt, checked by finite differences.
     h = 1e-6
     tm = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
     fd = -(torch.log(s.gamma(tm + h)) - torch.log(s.gamma(tm - h))) / (2 * h)
-    torch.testing.assert_close(s.beta(tm), fd, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(s.rate(tm), fd, rtol=1e-5, atol=1e-6)
 
 
 def test_discrete_linear_against_definition() -> None:
@@ -42,9 +42,11 @@ def test_discrete_linear_against_definition() -> None:
     betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
     torch.testing.assert_close(s.betas, betas)
     i = torch.tensor([0, 10, 999])
-    torch.testing.assert_close(s.gamma(i), torch.cumprod(1 - betas, 0)[i])
-    torch.testing.assert_close(s.beta(i), betas[i])
-    torch.testing.assert_close(s.sigma(i), (1 - torch.cumprod(1 - betas, 0)[i]).sqrt())
+    t = s.times[i]  # level i sits at time (i + 1)/T
+    torch.testing.assert_close(t, (i + 1).double() / 1000)
+    torch.testing.assert_close(s.gamma(t), torch.cumprod(1 - betas, 0)[i])
+    torch.testing.assert_close(s.grid().betas[i], betas[i])
+    torch.testing.assert_close(s.sigma(t), (1 - torch.cumprod(1 - betas, 0)[i]).sqrt())
 
 
 def test_discrete_cosine_against_definition() -> None:
@@ -56,22 +58,41 @@ def test_discrete_cosine_against_definition() -> None:
 
     for i in (0, 49, 98, 99):
         expected = min(1 - f((i + 1) / T) / f(i / T), 0.999)
-        assert float(sched.beta(i)) == pytest.approx(expected, rel=1e-12)
+        assert float(sched.betas[i]) == pytest.approx(expected, rel=1e-12)
     # values quoted in the paper note: beta_0 = 6.3e-4, beta_99 clipped to 0.999, sigma_0 = 0.025
-    assert float(sched.beta(0)) == pytest.approx(6.3e-4, rel=0.02)
-    assert float(sched.beta(99)) == pytest.approx(0.999)
-    assert float(sched.sigma(0)) == pytest.approx(0.025, rel=0.02)
-    g = sched.gamma(torch.arange(T))
+    assert float(sched.betas[0]) == pytest.approx(6.3e-4, rel=0.02)
+    assert float(sched.betas[99]) == pytest.approx(0.999)
+    assert float(sched.sigma(sched.times[0])) == pytest.approx(0.025, rel=0.02)
+    g = sched.gamma(sched.times)
     assert bool((g[1:] < g[:-1]).all())
-    torch.testing.assert_close(sched.log_snr(5), torch.log(g[5] / (1 - g[5])))
+    torch.testing.assert_close(sched.log_snr(sched.times[5]), torch.log(g[5] / (1 - g[5])))
+
+
+def test_grids_levels_and_round_trips() -> None:
+    sched = DiscreteSchedule.cosine(50)
+    grid = sched.grid()
+    assert len(grid) == 50 and torch.equal(grid.betas, sched.betas)  # the discrete grid keeps its own betas
+    assert sched.level(grid.times).tolist() == list(range(50))  # level -> time -> level
+    for i in (0, 7, 49):
+        lvl = grid[i]
+        assert lvl.index == i and lvl.gamma == float(sched.gamma(lvl.t)) and lvl.beta == float(sched.betas[i])
+    with pytest.raises(ValueError, match="exactly 50 levels"):
+        sched.grid(20)
+    cos = CosineSchedule()
+    g = cos.grid(20)
+    assert len(g) == 20 and [lv.index for lv in g.descending()] == list(range(19, -1, -1))
+    torch.testing.assert_close(g.times, torch.arange(1, 21, dtype=torch.float64) / 20)
+    torch.testing.assert_close(g.gammas, cos.gamma(g.times))
+    # beta_i = 1 - gamma_i/gamma_{i-1}: the ancestral steps compose to the level's gamma
+    torch.testing.assert_close(torch.cumprod(1 - g.betas, 0), g.gammas)
 
 
 def test_discrete_errors() -> None:
     sched = DiscreteSchedule.cosine(10)
-    with pytest.raises(ValueError, match="out of range"):
-        sched.gamma(10)
-    with pytest.raises(ValueError, match="integer"):
-        sched.gamma(torch.tensor(0.5))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        sched.gamma(torch.tensor(1.5))
+    with pytest.raises(ValueError, match="float times"):
+        sched.gamma(torch.tensor(3))
     with pytest.raises(ValueError, match=r"\(0, 1\)"):
         DiscreteSchedule(torch.tensor([0.1, 1.0]))
     with pytest.raises(ValueError):

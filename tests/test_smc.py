@@ -7,12 +7,11 @@ import math
 import pytest
 import torch
 
-from bitcompose.compose import Mixture, Product
-from bitcompose.energy import EpsModel, GaussianModel
-from bitcompose.sampling.annealed import annealed_mcmc
-from bitcompose.sampling.mcmc import HMC
-from bitcompose.sampling.smc import effective_sample_size, systematic_resample
-from bitcompose.schedules import DiscreteSchedule
+from bitcompose.compose import EpsModel, GaussianModel, Mixture, Product
+from bitcompose.compose.drivers import annealed_mcmc
+from bitcompose.compose.kernels import HMC
+from bitcompose.compose.smc import effective_sample_size, systematic_resample
+from bitcompose.core.schedules import DiscreteSchedule
 
 SCHEDULE = DiscreteSchedule.cosine(100)
 
@@ -49,7 +48,8 @@ def _two_modes_times_wide_gaussian() -> Product:
 @pytest.mark.parametrize("steps", [2, 5])
 def test_resampling_restores_the_mode_share_that_annealing_loses(steps: int) -> None:
     model = _two_modes_times_wide_gaussian()
-    abar, sig2 = float(SCHEDULE.gamma(0)), 1 - float(SCHEDULE.gamma(0))
+    abar = float(SCHEDULE.alphas_cumprod[0])
+    sig2 = 1 - abar
     s2 = abar * (0.05**2 + 0.5**2) + 2 * sig2
     odds = math.exp(-((1.6 * math.sqrt(abar)) ** 2 - (0.4 * math.sqrt(abar)) ** 2) / (2 * s2))
     exact_left = odds / (1 + odds)

@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("sentencepiece")
 
-from bitcompose.bits import BitCodec  # noqa: E402
+from bitcompose.core.bits import BitCodec  # noqa: E402
 from bitcompose.data.scenes import make_scenes  # noqa: E402
 from bitcompose.text import (  # noqa: E402
     EOS_ID,

@@ -9,12 +9,17 @@ import torch
 from torch.special import ndtr
 
 from bitcompose.compose import Mixture, Negation
+from bitcompose.core.schedules import DiscreteSchedule
 from bitcompose.data import toy2d as data
-from bitcompose.schedules import DiscreteSchedule
 from bitcompose.toy2d.exact import ExactToyModel, log_diff_ndtr
 from bitcompose.toy2d.run import run_cell
 
 SCHEDULE = DiscreteSchedule.cosine(100)
+
+
+def _t(level: int) -> float:
+    """The time of a level of SCHEDULE."""
+    return float(SCHEDULE.times[level])
 
 
 def _grid(lo: float, hi: float, size: int) -> tuple[torch.Tensor, float]:
@@ -47,7 +52,7 @@ def test_level_density_integrates_to_one(name: str, t: int) -> None:
     dist = {"ring": data.toy_gmm(8, std=0.03), "bar": data.bar(0.2), "frame": data.frame(0.7, 0.3)}[name]
     model = ExactToyModel(dist, SCHEDULE)
     pts, cell = _grid(-6.0, 6.0, 1200)
-    mass = float(torch.exp(-model.energy(pts, t)).sum() * cell)
+    mass = float(torch.exp(-model.energy(pts, _t(t))).sum() * cell)
     assert mass == pytest.approx(1.0, abs=2e-3)
 
 
@@ -56,13 +61,13 @@ def test_level_density_equals_the_noised_data(t: int) -> None:
     """q_t(x) = E_{x0}[N(x; a_t x0, σ_t² I)], estimated with 400k exact data samples."""
     dist = data.right_bar(0.1)
     model = ExactToyModel(dist, SCHEDULE)
-    abar = float(SCHEDULE.gamma(t))
+    abar = float(SCHEDULE.alphas_cumprod[t])
     a, s = math.sqrt(abar), math.sqrt(1 - abar)
     x0 = dist.sample(400_000, torch.Generator().manual_seed(0)).double()
     pts = torch.tensor([[0.2, 0.0], [0.1, 0.5], [0.33, -0.2], [0.0, 0.9]], dtype=torch.float64)
     d2 = ((pts[:, None, :] - a * x0[None]) ** 2).sum(-1)
     mc = torch.exp(-0.5 * d2 / s**2).mean(1) / (2 * math.pi * s**2)
-    exact = torch.exp(-model.energy(pts, t))
+    exact = torch.exp(-model.energy(pts, _t(t)))
     torch.testing.assert_close(exact, mc, rtol=0.03, atol=1e-4)
 
 
@@ -70,7 +75,7 @@ def test_score_is_the_gradient_of_the_log_density() -> None:
     model = ExactToyModel(data.toy_gmm(8, std=0.03), SCHEDULE)
     x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.5
     h = 1e-6
-    for t in (0, 20):
+    for t in (_t(0), _t(20)):
         score = model.score(x, t)
         for d in range(2):
             e = torch.zeros_like(x)
@@ -78,14 +83,14 @@ def test_score_is_the_gradient_of_the_log_density() -> None:
             fd = -(model.energy(x + e, t) - model.energy(x - e, t)) / (2 * h)
             torch.testing.assert_close(score[:, d], fd, rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="shape"):
-        model.energy(torch.zeros(3, 3), 0)
+        model.energy(torch.zeros(3, 3), _t(0))
     with pytest.raises(ValueError, match="GaussianRing or UniformRects"):
         ExactToyModel("ring", SCHEDULE)  # type: ignore[arg-type]
 
 
 def _mass_in(model: Negation | Mixture, support: data.UniformRects, t: int) -> float:
     pts, _ = _grid(-1.5, 1.5, 600)
-    p = torch.softmax(-model.energy(pts, t), 0)
+    p = torch.softmax(-model.energy(pts, _t(t)), 0)
     return float((p * support.contains(pts).double()).sum())
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bitcompose.energy import EnergyModel, EpsModel, eps_loss
+from bitcompose.compose import EnergyModel, EpsModel, eps_loss
 from bitcompose.nets.mlp import ResidualMLP, ResidualMLPConfig
 from bitcompose.toy2d.train import DATASETS, TrainConfig, cache_dir, load_or_train, make_model, train
 
@@ -48,7 +48,7 @@ def test_make_model_parameterisations() -> None:
     assert isinstance(energy, EnergyModel) and energy.kind == "diff"
     # untrained energy model is E = ||x||^2 (zero-init), so eps = 2x
     x = torch.randn(5, 2)
-    assert torch.allclose(energy.eps(x, 10), 2 * x)
+    assert torch.allclose(energy.eps(x, 0.11), 2 * x)
 
 
 def _eval_loss(model: torch.nn.Module, dataset: str) -> float:
@@ -86,7 +86,7 @@ def test_cache_hit_skips_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     ):
         assert ka == kb and torch.equal(a, b)
     x = torch.randn(4, 2)
-    assert torch.allclose(first.model.score(x, 5), second.model.score(x, 5))
+    assert torch.allclose(first.model.score(x, 0.06), second.model.score(x, 0.06))
 
 
 def test_cache_key_covers_the_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

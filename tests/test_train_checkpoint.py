@@ -7,8 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from bitcompose.train import checkpoint as ckpt
-from bitcompose.train.checkpoint import find_checkpoint, load_checkpoint, load_state_strict, save_checkpoint
+from bitcompose.training import checkpoint as ckpt
+from bitcompose.training.checkpoint import (
+    find_checkpoint,
+    load_checkpoint,
+    load_state_strict,
+    save_checkpoint,
+)
 
 
 def _save(path: Path, value: float = 1.0, ema: bool = True) -> None:

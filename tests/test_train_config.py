@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bitcompose.train.config import PRESET_NAMES, TrainConfig, apply_overrides, preset
+from bitcompose.images.config import PRESET_NAMES, TrainConfig, apply_overrides, preset
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)

@@ -8,8 +8,8 @@ import torch
 import torch.multiprocessing as mp
 
 from _train_tiny import tiny_config, tiny_dataset
-from bitcompose.train.dist import DistInfo, GlobalBatchOrder, cleanup_distributed, gather_to_main, mix_seed
-from bitcompose.train.trainer import Trainer
+from bitcompose.images.trainer import Trainer
+from bitcompose.training.dist import DistInfo, GlobalBatchOrder, cleanup_distributed, gather_to_main, mix_seed
 
 STEPS = 3
 

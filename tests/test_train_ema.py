@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from bitcompose.train.ema import EMA
+from bitcompose.training.ema import EMA
 
 
 def _model() -> nn.Module:

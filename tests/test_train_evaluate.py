@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from _train_tiny import tiny_config, tiny_dataset
-from bitcompose.train.evaluate import balanced_labels, generate
-from bitcompose.train.model import load_model
-from bitcompose.train.trainer import Trainer
-from bitcompose.utils.images import make_grid, save_grid
+from bitcompose.figures.grids import make_grid, save_grid
+from bitcompose.images.evaluate import balanced_labels, generate
+from bitcompose.images.model import load_model
+from bitcompose.images.trainer import Trainer
 
 
 def test_balanced_labels_every_prefix_is_balanced() -> None:

@@ -8,10 +8,10 @@ import torch
 
 from _train_tiny import tiny_config, tiny_dataset
 from bitcompose.data.images import ImageDataset
-from bitcompose.train.checkpoint import load_checkpoint
-from bitcompose.train.config import apply_overrides
-from bitcompose.train.model import load_model
-from bitcompose.train.trainer import Trainer, learning_rate
+from bitcompose.images.config import apply_overrides
+from bitcompose.images.model import load_model
+from bitcompose.images.trainer import Trainer, learning_rate
+from bitcompose.training.checkpoint import load_checkpoint
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:

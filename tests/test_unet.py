@@ -205,7 +205,7 @@ def test_softmax_head_equals_probs_at_table_and_stays_in_range() -> None:
 
 
 def test_softmax_head_matches_bitcodec_layout() -> None:
-    bits = pytest.importorskip("bitcompose.bits")
+    bits = pytest.importorskip("bitcompose.core.bits")
     codec = bits.BitCodec(num_values=6, encoding="gray")
     groups = 3
     net = UNet(_softmax_cfg(groups, 6, codec.num_bits), code_table=codec.code_table()).eval()

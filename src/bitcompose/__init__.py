@@ -1,30 +1,73 @@
-"""bitcompose: Bit Diffusion (analog bits) and composable energy-based diffusion with annealed MCMC."""
+"""bitcompose: Bit Diffusion (analog bits) and composable energy-based diffusion with annealed MCMC, on one core."""
 
-from bitcompose.bits import BitCodec
-from bitcompose.compose import CFGConjunction, ClassifierGuidance, Mixture, Negation, Product
-from bitcompose.denoiser import BitDenoiser, LossOutput, diffusion_loss
-from bitcompose.energy import EnergyModel, EpsModel, GaussianModel, eps_loss
+from bitcompose.compose import (
+    HMC,
+    MALA,
+    UHMC,
+    ULA,
+    CFGConjunction,
+    ClassifierGuidance,
+    EnergyModel,
+    EpsModel,
+    GaussianModel,
+    Mixture,
+    Negation,
+    Product,
+    StepSize,
+    annealed_mcmc,
+    eps_loss,
+    reverse_diffusion,
+)
+from bitcompose.core import (
+    BitCodec,
+    CosineSchedule,
+    DiffusionModel,
+    DiscreteSchedule,
+    Level,
+    LevelGrid,
+    Prediction,
+    SampleResult,
+    StepInfo,
+)
+from bitcompose.diffusion import (
+    BitDenoiser,
+    DenoiserModel,
+    LossOutput,
+    as_model,
+    diffusion_loss,
+    sample,
+    sample_model,
+    time_pairs,
+)
 from bitcompose.nets.unet import UNet, UNetConfig, unet_config
-from bitcompose.sampling.annealed import annealed_mcmc
-from bitcompose.sampling.ddpm import reverse_diffusion
-from bitcompose.sampling.mcmc import HMC, MALA, UHMC, ULA, MCMCResult, StepSize
-from bitcompose.sampling.reverse import sample, time_pairs
-from bitcompose.schedules import CosineSchedule, DiscreteSchedule
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+#: The result type of every sampler, under its former name.
+MCMCResult = SampleResult
 
 __all__ = [
-    # Bit Diffusion
+    # core
     "BitCodec",
-    "BitDenoiser",
     "CosineSchedule",
     "DiscreteSchedule",
+    "DiffusionModel",
+    "Level",
+    "LevelGrid",
+    "Prediction",
+    "SampleResult",
+    "StepInfo",
+    # Bit Diffusion
+    "BitDenoiser",
+    "DenoiserModel",
     "LossOutput",
     "UNet",
     "UNetConfig",
+    "as_model",
     "unet_config",
     "diffusion_loss",
     "sample",
+    "sample_model",
     "time_pairs",
     # composition
     "EnergyModel",

@@ -19,11 +19,11 @@ from torch import Tensor, nn
 
 from bitcompose.captioning.config import CaptionRunConfig
 from bitcompose.captioning.tokenizer import load_tokenizer
-from bitcompose.denoiser import BitDenoiser
+from bitcompose.diffusion import BitDenoiser
+from bitcompose.diffusion.samplers import sample
 from bitcompose.nets.ar_decoder import CaptionARNet
 from bitcompose.nets.caption import CaptionDiffusionNet, CaptionNetConfig
-from bitcompose.sampling.reverse import sample
-from bitcompose.train.checkpoint import find_checkpoint, load_checkpoint, load_state_strict
+from bitcompose.training.checkpoint import find_checkpoint, load_checkpoint, load_state_strict
 
 __all__ = ["Captioner", "build_net", "load_captioner", "TOKENIZER_FILE"]
 

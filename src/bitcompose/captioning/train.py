@@ -27,11 +27,11 @@ from bitcompose.captioning.config import CaptionRunConfig, default_cache_dir, pr
 from bitcompose.captioning.data import load_splits, tokenize_references
 from bitcompose.captioning.model import TOKENIZER_FILE, build_net
 from bitcompose.captioning.tokenizer import load_tokenizer, train_tokenizer
-from bitcompose.denoiser import BitDenoiser, diffusion_loss
+from bitcompose.diffusion import BitDenoiser, diffusion_loss
 from bitcompose.nets.ar_decoder import CaptionARNet
 from bitcompose.nets.caption import CaptionDiffusionNet
-from bitcompose.train.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from bitcompose.train.ema import EMA
+from bitcompose.training.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
+from bitcompose.training.ema import EMA
 
 __all__ = ["train_captioner", "train_or_load", "run_is_complete", "learning_rate"]
 

@@ -29,9 +29,9 @@ __all__ = ["register"]
 
 
 def _train_config(args: argparse.Namespace) -> Any:
-    from bitcompose.train.checkpoint import find_checkpoint, load_checkpoint
-    from bitcompose.train.config import apply_overrides, preset
-    from bitcompose.train.model import parse_checkpoint_config
+    from bitcompose.images.config import apply_overrides, preset
+    from bitcompose.images.model import parse_checkpoint_config
+    from bitcompose.training.checkpoint import find_checkpoint, load_checkpoint
 
     out = Path(args.out) if args.out else Path("runs") / (args.preset or "run")
     overrides = list(args.set or [])
@@ -56,8 +56,8 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from bitcompose.train.dist import cleanup_distributed
-    from bitcompose.train.trainer import Trainer
+    from bitcompose.images.trainer import Trainer
+    from bitcompose.training.dist import cleanup_distributed
 
     config, out = _train_config(args)
     try:
@@ -85,8 +85,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from bitcompose.train.dist import resolve_device
-    from bitcompose.train.model import load_model
+    from bitcompose.images.model import load_model
+    from bitcompose.training.dist import resolve_device
 
     return load_model(args.run, ema=not args.no_ema, device=resolve_device(args.device))
 
@@ -110,8 +110,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from bitcompose.train.evaluate import generate
-    from bitcompose.utils.images import save_grid
+    from bitcompose.figures.grids import save_grid
+    from bitcompose.images.evaluate import generate
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":
@@ -153,12 +153,12 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from bitcompose.metrics.classifier import load_or_train_classifier
-    from bitcompose.train.config import apply_overrides
-    from bitcompose.train.dist import cleanup_distributed, init_distributed
-    from bitcompose.train.evaluate import generate, score_samples
-    from bitcompose.train.model import load_model
-    from bitcompose.train.trainer import load_training_data
+    from bitcompose.images.config import apply_overrides
+    from bitcompose.images.evaluate import generate, score_samples
+    from bitcompose.images.model import load_model
+    from bitcompose.images.trainer import load_training_data
+    from bitcompose.nets.classifier import load_or_train_classifier
+    from bitcompose.training.dist import cleanup_distributed, init_distributed
 
     info = init_distributed(args.device)  # under torchrun the ranks share the sampling batches
     try:
@@ -218,7 +218,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from bitcompose.train.demo import run_demo
+    from bitcompose.images.demo import run_demo
 
     overrides = list(args.set or [])
     if args.steps is not None:
@@ -262,7 +262,7 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add ``train``, ``sample``, ``evaluate`` and ``demo``."""
-    from bitcompose.train.config import PRESET_NAMES
+    from bitcompose.images.config import PRESET_NAMES
 
     p = subparsers.add_parser(
         "train",

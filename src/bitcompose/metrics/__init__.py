@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-from bitcompose.metrics.classifier import (
-    ClassifierConfig,
-    ImageClassifier,
-    default_cache_dir,
-    load_or_train_classifier,
-    train_classifier,
-)
 from bitcompose.metrics.fid import (
     feature_statistics,
     frechet_distance,
@@ -17,6 +10,13 @@ from bitcompose.metrics.fid import (
 )
 from bitcompose.metrics.image_scores import class_accuracy, classifier_fid, classifier_kid, fid_floor
 from bitcompose.metrics.inception import InceptionFeatures, find_inception_weights, inception_fid
+from bitcompose.nets.classifier import (
+    ClassifierConfig,
+    ImageClassifier,
+    default_cache_dir,
+    load_or_train_classifier,
+    train_classifier,
+)
 
 __all__ = [
     "ClassifierConfig",

@@ -17,8 +17,8 @@ from __future__ import annotations
 from torch import Tensor
 
 from bitcompose.data.images import ImageDataset
-from bitcompose.metrics.classifier import ImageClassifier
 from bitcompose.metrics.fid import frechet_distance, kernel_inception_distance
+from bitcompose.nets.classifier import ImageClassifier
 
 __all__ = ["class_accuracy", "classifier_fid", "classifier_kid", "fid_floor"]
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bitcompose.bits import BitCodec
+from bitcompose.core.bits import BitCodec
 from bitcompose.nets.embeddings import sinusoidal_embedding
 
 __all__ = [

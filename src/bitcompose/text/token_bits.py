@@ -1,4 +1,4 @@
-"""Captions ↔ analog bits: tokenizer + :class:`~bitcompose.bits.BitCodec` + a fixed sequence length.
+"""Captions ↔ analog bits: tokenizer + :class:`~bitcompose.core.bits.BitCodec` + a fixed sequence length.
 
 Bit Diffusion §3.1: a caption becomes ``L`` token ids (here: truncated to ``L − 1``, then EOS, then PAD), and each
 id becomes ``⌈log2 V⌉`` analog bits, so a caption is a ``[L, nb]`` array in ``{−b, +b}``. Decoding thresholds the
@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-from bitcompose.bits import BitCodec
+from bitcompose.core.bits import BitCodec
 from bitcompose.text.tokenizer import CaptionTokenizer
 
 __all__ = ["DecodedCaptions", "TokenBits"]

@@ -6,7 +6,7 @@ With ``x_t = a_t x_0 + σ_t ε`` (``a_t = √ᾱ_t``) every level of the 2-D dat
 * uniform on disjoint rectangles ``r`` (total area ``A``):
   ``q_t(x) = Σ_r (|r|/A) Π_d [Φ((a_t hi_d − x_d)/σ_t) − Φ((a_t lo_d − x_d)/σ_t)] / (a_t (hi_d − lo_d))``.
 
-:class:`ExactToyModel` implements the model protocol of :mod:`bitcompose.energy` with these densities
+:class:`ExactToyModel` implements the model protocol of :mod:`bitcompose.core.model` with these densities
 (``energy = −log q_t`` exactly, normalised; ``score`` by autograd in float64), so every composition of the benchmark
 can be sampled with *perfect* component models. That separates sampler error from model error: what a correct
 sampler returns for ``Product(ExactToyModel(ring), ExactToyModel(bar))`` is the composed target of the paper's
@@ -21,9 +21,10 @@ import torch
 from torch import Tensor
 from torch.special import log_ndtr
 
+from bitcompose.core.model import DiffusionModel, Prediction, TimeLike, as_times
+from bitcompose.core.schedules import DiscreteSchedule
+from bitcompose.core.tensors import append_dims
 from bitcompose.data.toy2d import GaussianRing, UniformRects
-from bitcompose.energy import TimeLike, time_index
-from bitcompose.schedules import DiscreteSchedule
 
 __all__ = ["ExactToyModel", "log_diff_ndtr"]
 
@@ -40,7 +41,7 @@ def log_diff_ndtr(u: Tensor, v: Tensor) -> Tensor:
     return lhi + torch.log(-torch.expm1(llo - lhi))
 
 
-class ExactToyModel:
+class ExactToyModel(DiffusionModel):
     """The exact level densities of a 2-D data set (ring or union of rectangles) under a DDPM schedule.
 
     Args:
@@ -49,6 +50,8 @@ class ExactToyModel:
 
     ``energy(x [B, 2], t) -> [B]`` is exactly ``−log q_t(x)``; ``score(x, t) -> [B, 2]`` its negative gradient.
     """
+
+    schedule: DiscreteSchedule
 
     has_energy = True
 
@@ -61,8 +64,8 @@ class ExactToyModel:
     def _levels(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         if x.ndim != 2 or x.shape[1] != 2:
             raise ValueError(f"ExactToyModel expects x of shape [B, 2], got {tuple(x.shape)}")
-        idx = time_index(t, x, self.schedule).cpu()
-        abar = self.schedule.gamma(idx).to(device=x.device, dtype=torch.float64)
+        idx = self.schedule.level(as_times(t, x)).cpu()
+        abar = self.schedule.alphas_cumprod[idx].to(device=x.device)
         return abar.sqrt()[:, None], (1 - abar).sqrt()[:, None]  # a_t, σ_t: [B, 1]
 
     def _log_prob64(self, x: Tensor, a: Tensor, s: Tensor) -> Tensor:
@@ -82,12 +85,14 @@ class ExactToyModel:
             parts.append(per_dim.sum(1) + math.log(r.area / total))
         return torch.logsumexp(torch.stack(parts, dim=1), dim=1)
 
-    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
         """Exact ``−log q_t(x)``, ``[B]`` (in ``x``'s dtype)."""
         a, s = self._levels(x, t)
         return -self._log_prob64(x.detach().double(), a, s).to(x.dtype)
 
-    def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
+    def energy_and_score(
+        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Exact energy ``[B]`` and score ``∇ log q_t`` ``[B, 2]``."""
         a, s = self._levels(x, t)
         with torch.enable_grad():
@@ -96,6 +101,11 @@ class ExactToyModel:
             (grad,) = torch.autograd.grad(logp.sum(), xd)
         return -logp.detach().to(x.dtype), grad.to(x.dtype)
 
-    def score(self, x: Tensor, t: TimeLike) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
         """Exact ``∇ₓ log q_t(x)``, ``[B, 2]``."""
         return self.energy_and_score(x, t)[1]
+
+    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+        """The exact score as a :class:`~bitcompose.core.model.Prediction`."""
+        a, s = self._levels(x, t)
+        return Prediction("score", self.score(x, t), x, append_dims(a[:, 0], x), append_dims(s[:, 0], x))

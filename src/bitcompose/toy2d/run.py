@@ -26,11 +26,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bitcompose.energy import LevelModel
-from bitcompose.sampling.annealed import annealed_mcmc
-from bitcompose.sampling.ddpm import ddpm_step, reverse_diffusion
-from bitcompose.sampling.mcmc import HMC, MALA, UHMC, ULA, Kernel
-from bitcompose.schedules import DiscreteSchedule
+from bitcompose.compose.drivers import annealed_mcmc, reverse_diffusion
+from bitcompose.compose.kernels import HMC, MALA, UHMC, ULA, Kernel
+from bitcompose.core.model import DiffusionModel
+from bitcompose.core.schedules import DiscreteSchedule
 from bitcompose.toy2d.exact import ExactToyModel
 from bitcompose.toy2d.metrics import MMD_BANDWIDTH, mmd2, wasserstein2
 from bitcompose.toy2d.tasks import MIXTURE_SHARPEN, TASKS
@@ -198,7 +197,7 @@ def run_cell(
     if spec.needs_energy and param == "score":
         reason = f"the {spec.operator} operator needs energies; score-parameterised models have none"
         return CellResult({**base, **empty, "applicable": False, "reason": reason, "seconds": 0.0}, None)
-    models: list[LevelModel]
+    models: list[DiffusionModel]
     if param == "exact":
         schedule = DiscreteSchedule.cosine(NUM_LEVELS)
         models = [ExactToyModel(DATASETS[d], schedule) for d in spec.datasets]
@@ -207,7 +206,7 @@ def run_cell(
             load_or_train(cfg, cache=cache, use_cache=use_cache, progress=progress).model
             for cfg in component_configs(task, param, train_steps, train_seed, train_batch)
         ]
-    composed: LevelModel = spec.compose(models[0], models[1], mixture_sharpen=mixture_sharpen)
+    composed: DiffusionModel = spec.compose(models[0], models[1], mixture_sharpen=mixture_sharpen)
     gen = torch.Generator().manual_seed(seed)
     sample_start = time.perf_counter()
     if sampler == "reverse":
@@ -220,19 +219,16 @@ def run_cell(
             steps_per_level=steps_per_level,
             driver="anneal",
             resample_ess=resample_ess,
+            final_step=final_step,
             generator=gen,
             progress=progress,
         )
     nfe = int(result.nfe)
     samples = result.samples
-    if sampler != "reverse" and final_step:
-        with torch.no_grad():
-            samples = ddpm_step(composed, samples, 0, generator=gen)
-        nfe += 1
     sample_seconds = time.perf_counter() - sample_start
     x = samples.detach().float()
     exact = target.sample(n, torch.Generator().manual_seed(seed + 10**6))
-    acc = result.acceptance[~torch.isnan(result.acceptance)]
+    acc = torch.zeros(0) if result.acceptance is None else result.acceptance[~torch.isnan(result.acceptance)]
     metrics = {
         **base,
         "log_likelihood": _finite_or_none(target.log_likelihood(x)),

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bitcompose.compose import Mixture, Negation, Product
+from bitcompose.compose.operators import Mixture, Negation, Product
+from bitcompose.core.model import DiffusionModel
 from bitcompose.data import toy2d as data
-from bitcompose.energy import LevelModel
 from bitcompose.toy2d.metrics import ProductTarget, ToyTarget, UniformTarget
 
 __all__ = ["TASKS", "Task", "MIXTURE_SHARPEN", "NEGATION_ALPHA"]
@@ -47,8 +47,8 @@ class Task:
     needs_energy: bool
 
     def compose(
-        self, m1: LevelModel, m2: LevelModel, mixture_sharpen: float | None = MIXTURE_SHARPEN
-    ) -> LevelModel:
+        self, m1: DiffusionModel, m2: DiffusionModel, mixture_sharpen: float | None = MIXTURE_SHARPEN
+    ) -> DiffusionModel:
         """The composed model of the two trained component models (``mixture_sharpen``: mixture only)."""
         if self.operator == "product":
             return Product(m1, m2)

@@ -27,11 +27,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
+from bitcompose.compose.ddpm_models import EnergyModel, EpsModel, eps_loss
+from bitcompose.core.schedules import DiscreteSchedule
 from bitcompose.data import toy2d as data
-from bitcompose.energy import EnergyModel, EpsModel, eps_loss
 from bitcompose.nets.mlp import ResidualMLP, ResidualMLPConfig
-from bitcompose.schedules import DiscreteSchedule
-from bitcompose.train.ema import EMA
+from bitcompose.training.ema import EMA
 
 __all__ = [
     "DATASETS",

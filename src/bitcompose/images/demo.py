@@ -20,12 +20,12 @@ from typing import Any
 
 import torch
 
-from bitcompose.metrics.classifier import load_or_train_classifier
-from bitcompose.train.config import TrainConfig, apply_overrides, preset
-from bitcompose.train.evaluate import generate, score_samples
-from bitcompose.train.model import load_model
-from bitcompose.train.trainer import Trainer, load_training_data
-from bitcompose.utils.images import save_grid
+from bitcompose.figures.grids import save_grid
+from bitcompose.images.config import TrainConfig, apply_overrides, preset
+from bitcompose.images.evaluate import generate, score_samples
+from bitcompose.images.model import load_model
+from bitcompose.images.trainer import Trainer, load_training_data
+from bitcompose.nets.classifier import load_or_train_classifier
 
 __all__ = ["demo_config", "run_demo"]
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from bitcompose.bits import BitCodec
-from bitcompose.denoiser import BitDenoiser
+from bitcompose.core.bits import BitCodec
+from bitcompose.diffusion import BitDenoiser
+from bitcompose.images.config import ModelConfig, TrainConfig
 from bitcompose.nets.unet import UNet, UNetConfig
-from bitcompose.train.checkpoint import find_checkpoint, load_checkpoint, load_state_strict
-from bitcompose.train.config import ModelConfig, TrainConfig
+from bitcompose.training.checkpoint import find_checkpoint, load_checkpoint, load_state_strict
 
 __all__ = [
     "CHECKPOINT_FORMAT",

@@ -104,7 +104,7 @@ class EMA:
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         """Load shadow weights saved by :meth:`state_dict` (strict: names and shapes must match)."""
-        from bitcompose.train.checkpoint import load_state_strict
+        from bitcompose.training.checkpoint import load_state_strict
 
         load_state_strict(self.module, state, what="EMA weights")
         for tensor in self._tensors(self.module).values():

@@ -3,7 +3,7 @@
 Randomness. Nothing uses the global RNG except the weight initialisation, which runs inside
 ``torch.random.fork_rng`` with a seed derived from ``config.seed`` (the global state is restored afterwards).
 The data order and every per-example random draw (flip, t, noise, self-conditioning mask, label dropout) are
-functions of ``(seed, step, global position in the batch)`` (:mod:`bitcompose.train.dist`), so
+functions of ``(seed, step, global position in the batch)`` (:mod:`bitcompose.training.dist`), so
 
 * resuming from a checkpoint continues *exactly* as an uninterrupted run (bitwise on CPU), and
 * ``W`` ranks with batch ``B/W`` each compute the same gradients as one process with batch ``B``.
@@ -31,20 +31,11 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from bitcompose.data.images import ImageDataset, load_image_dataset, random_flip
-from bitcompose.denoiser import diffusion_loss
-from bitcompose.sampling.reverse import sample
-from bitcompose.train.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from bitcompose.train.config import TrainConfig
-from bitcompose.train.dist import (
-    DistInfo,
-    GlobalBatchOrder,
-    all_reduce_mean,
-    example_seed,
-    init_distributed,
-    mix_seed,
-)
-from bitcompose.train.ema import EMA
-from bitcompose.train.model import (
+from bitcompose.diffusion import diffusion_loss
+from bitcompose.diffusion.samplers import sample
+from bitcompose.figures.grids import save_grid
+from bitcompose.images.config import TrainConfig
+from bitcompose.images.model import (
     DataSpec,
     build_codec,
     build_unet,
@@ -52,7 +43,16 @@ from bitcompose.train.model import (
     make_denoiser,
     parse_checkpoint_config,
 )
-from bitcompose.utils.images import save_grid
+from bitcompose.training.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
+from bitcompose.training.dist import (
+    DistInfo,
+    GlobalBatchOrder,
+    all_reduce_mean,
+    example_seed,
+    init_distributed,
+    mix_seed,
+)
+from bitcompose.training.ema import EMA
 
 __all__ = ["Trainer", "TrainResult", "load_training_data", "data_spec_for", "learning_rate", "sample_grid"]
 

@@ -20,11 +20,11 @@ import torch
 from torch import Tensor
 
 from bitcompose.data.images import ImageDataset
-from bitcompose.metrics.classifier import ImageClassifier
+from bitcompose.diffusion.samplers import sample
+from bitcompose.images.model import LoadedModel
 from bitcompose.metrics.image_scores import class_accuracy, classifier_fid, classifier_kid, fid_floor
-from bitcompose.sampling.reverse import sample
-from bitcompose.train.dist import DistInfo, gather_to_main, mix_seed
-from bitcompose.train.model import LoadedModel
+from bitcompose.nets.classifier import ImageClassifier
+from bitcompose.training.dist import DistInfo, gather_to_main, mix_seed
 
 __all__ = ["Generated", "generate", "balanced_labels", "score_samples"]
 

@@ -1,10 +1,11 @@
 """MCMC kernels for one level of an annealed diffusion path: ULA, MALA, U-HMC, HMC (Du et al. 2023, §2.5).
 
-A kernel is a small frozen dataclass with ``step(model, x, t, state, *, generator) -> (x_new, state, info)``:
+A kernel is a small frozen dataclass with ``step(model, x, level, state, *, generator) -> (x_new, state, info)``:
 
-* ``model`` implements the protocol of :mod:`bitcompose.energy` (``score``, ``energy_and_score``, ``has_energy``,
-  ``schedule``); the kernel targets ``q̃_t ∝ exp(−model.energy(·, t))`` (score ``s = ∇ log q̃_t``).
-* ``t`` is the integer level; ``x`` is ``[B, *dims]``; every draw comes from ``generator``.
+* ``model`` is a :class:`~bitcompose.core.model.DiffusionModel` (or composite); the kernel targets
+  ``q̃_t ∝ exp(−model.energy(·, t))`` (score ``s = ∇ log q̃_t``) at the level's time ``t = level.t``.
+* ``level`` is a :class:`~bitcompose.core.schedules.Level` of the model's grid (its ``β`` scales step sizes given
+  as :class:`StepSize`); ``x`` is ``[B, *dims]``; every draw comes from ``generator``.
 * ``state`` (:class:`KernelState`) carries the momentum (U-HMC/HMC) and a cache of energy/score at the current
   ``x`` (valid only for the same tensor object and level: never modify ``x`` in place between steps).
 * ``info`` (:class:`KernelInfo`) holds the per-sample acceptance mask (``None`` without Metropolis), the number of
@@ -29,8 +30,12 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from bitcompose.energy import LevelModel
-from bitcompose.schedules import DiscreteSchedule
+from bitcompose.core.model import DiffusionModel
+from bitcompose.core.schedules import Level
+from bitcompose.core.tensors import all_finite as _finite
+from bitcompose.core.tensors import batch_where as _where
+from bitcompose.core.tensors import randn_like_from as _randn
+from bitcompose.core.tensors import sum_except_batch as _sumb
 
 __all__ = [
     "StepSize",
@@ -43,7 +48,6 @@ __all__ = [
     "MALA",
     "UHMC",
     "HMC",
-    "MCMCResult",
     "KERNELS",
     "make_kernel",
 ]
@@ -51,7 +55,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StepSize:
-    """A per-level size ``scale·β_t^power`` (``power=0``: the constant ``scale``).
+    """A per-level size ``scale·β^power`` with the level's per-step ``β`` (``power=0``: the constant ``scale``).
 
     Examples: the 2D notebook's MALA ``StepSize(1e-3)``; the released CLEVR MALA ``StepSize(0.035, 1.0)``.
     """
@@ -59,31 +63,29 @@ class StepSize:
     scale: float
     power: float = 0.0
 
-    def __call__(self, t: int, schedule: DiscreteSchedule) -> float:
+    def __call__(self, level: Level) -> float:
         if self.power == 0.0:
             return float(self.scale)
-        return float(self.scale * float(schedule.beta(t)) ** self.power)
+        return float(self.scale * level.beta**self.power)
 
 
 StepSizeLike = float | StepSize | Callable[[int], float]
 
 
-def resolve_step_size(
-    spec: StepSizeLike, t: int, schedule: DiscreteSchedule, what: str = "step size"
-) -> float:
-    """The size at level ``t``: a float (constant), a :class:`StepSize`, or a callable ``t -> float``."""
+def resolve_step_size(spec: StepSizeLike, level: Level, what: str = "step size") -> float:
+    """The size at ``level``: a float (constant), a :class:`StepSize`, or a callable ``level index -> float``."""
     if isinstance(spec, StepSize):
-        v = spec(t, schedule)
+        v = spec(level)
     elif isinstance(spec, int | float):
         v = float(spec)
     elif callable(spec):
-        v = float(spec(t))
+        v = float(spec(level.index))
     else:
         raise ValueError(
-            f"{what} must be a float, a StepSize or a callable t -> float, got {type(spec).__name__}"
+            f"{what} must be a float, a StepSize or a callable level index -> float, got {type(spec).__name__}"
         )
     if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{what} must be finite and > 0, got {v} at level t={t}")
+        raise ValueError(f"{what} must be finite and > 0, got {v} at level {level.index}")
     return v
 
 
@@ -93,7 +95,7 @@ class KernelState:
 
     momentum: Tensor | None = None
     x: Tensor | None = None
-    t: int | None = None
+    t: float | None = None
     energy: Tensor | None = None
     score: Tensor | None = None
 
@@ -127,32 +129,24 @@ class Kernel(Protocol):
     metropolis: bool
 
     def step(
-        self, model: LevelModel, x: Tensor, t: int, state: KernelState, *, generator: torch.Generator
+        self,
+        model: DiffusionModel,
+        x: Tensor,
+        level: Level,
+        state: KernelState,
+        *,
+        generator: torch.Generator,
     ) -> tuple[Tensor, KernelState, KernelInfo]: ...
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
-def _randn(x: Tensor, generator: torch.Generator) -> Tensor:
-    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
-
-
 def _rand(n: int, x: Tensor, generator: torch.Generator) -> Tensor:
     return torch.rand(n, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
 
 
-def _sumb(v: Tensor) -> Tensor:
-    """Sum over all non-batch dims: ``[B, *dims] -> [B]``."""
-    return v.flatten(1).sum(1)
-
-
-def _finite(v: Tensor) -> Tensor:
-    """bool ``[B]``: all entries of each sample finite."""
-    return torch.isfinite(v).flatten(1).all(1) if v.ndim > 1 else torch.isfinite(v)
-
-
-def _resolve_diff(mode: str, model: LevelModel, kernel: str, allow_path: bool = False) -> str:
+def _resolve_diff(mode: str, model: DiffusionModel, kernel: str, allow_path: bool = False) -> str:
     allowed = ("auto", "exact", "trapezoid", "path") if allow_path else ("auto", "exact", "trapezoid")
     if mode not in allowed:
         raise ValueError(f"{kernel}: energy_diff must be one of {allowed}, got {mode!r}")
@@ -166,7 +160,7 @@ def _resolve_diff(mode: str, model: LevelModel, kernel: str, allow_path: bool = 
 
 
 def _current(
-    model: LevelModel, x: Tensor, t: int, state: KernelState, need_energy: bool
+    model: DiffusionModel, x: Tensor, t: float, state: KernelState, need_energy: bool
 ) -> tuple[Tensor | None, Tensor, int]:
     """(energy or None, score, nfe) at ``x``, reusing the state's cache when it belongs to ``x`` and ``t``."""
     if (
@@ -182,14 +176,14 @@ def _current(
     return None, model.score(x, t), 1
 
 
-def _evaluate(model: LevelModel, x: Tensor, t: int, need_energy: bool) -> tuple[Tensor | None, Tensor]:
+def _evaluate(model: DiffusionModel, x: Tensor, t: float, need_energy: bool) -> tuple[Tensor | None, Tensor]:
     if need_energy:
         return model.energy_and_score(x, t)
     return None, model.score(x, t)
 
 
 def _trapezoid(
-    model: LevelModel, x0: Tensor, x1: Tensor, s0: Tensor, s1: Tensor, t: int, n_points: int
+    model: DiffusionModel, x0: Tensor, x1: Tensor, s0: Tensor, s1: Tensor, t: float, n_points: int
 ) -> tuple[Tensor, int]:
     """Trapezoid estimate of ``log q(x1) − log q(x0) = ∫₀¹ s(x0 + τd)·d dτ``, ``d = x1 − x0``; ([B], extra NFE)."""
     d = x1 - x0
@@ -214,11 +208,6 @@ def _metropolis(
     return ok & (torch.log(u) < log_alpha), log_alpha
 
 
-def _where(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """Per-sample select: ``mask`` bool ``[B]``, ``a``/``b`` ``[B, ...]``."""
-    return torch.where(mask.reshape(-1, *([1] * (a.ndim - 1))), a, b)
-
-
 # ---------------------------------------------------------------------------------------------------- kernels
 
 
@@ -233,9 +222,16 @@ class ULA:
     metropolis = False
 
     def step(
-        self, model: LevelModel, x: Tensor, t: int, state: KernelState, *, generator: torch.Generator
+        self,
+        model: DiffusionModel,
+        x: Tensor,
+        level: Level,
+        state: KernelState,
+        *,
+        generator: torch.Generator,
     ) -> tuple[Tensor, KernelState, KernelInfo]:
-        eta = resolve_step_size(self.step_size, t, model.schedule)
+        t = level.t
+        eta = resolve_step_size(self.step_size, level)
         s = model.score(x, t)
         prop = x + eta * s + math.sqrt(2 * eta) * _randn(x, generator)
         ok = _finite(prop)
@@ -252,7 +248,7 @@ class MALA:
     used ``/(2η²)`` and one accept decision for the whole batch; the JAX notebook and we do not.)
 
     Args:
-        step_size: η (float, :class:`StepSize` or callable ``t -> η``).
+        step_size: η (float, :class:`StepSize` or callable level index -> η).
         energy_diff: ``"auto"``, ``"exact"`` or ``"trapezoid"``.
         n_points: trapezoid nodes (≥ 2; ``n − 2`` extra NFE).
     """
@@ -263,13 +259,20 @@ class MALA:
     metropolis = True
 
     def step(
-        self, model: LevelModel, x: Tensor, t: int, state: KernelState, *, generator: torch.Generator
+        self,
+        model: DiffusionModel,
+        x: Tensor,
+        level: Level,
+        state: KernelState,
+        *,
+        generator: torch.Generator,
     ) -> tuple[Tensor, KernelState, KernelInfo]:
+        t = level.t
         if self.n_points < 2:
             raise ValueError(f"MALA n_points must be >= 2, got {self.n_points}")
         mode = _resolve_diff(self.energy_diff, model, "MALA")
         exact = mode == "exact"
-        eta = resolve_step_size(self.step_size, t, model.schedule)
+        eta = resolve_step_size(self.step_size, level)
         e0, s0, nfe = _current(model, x, t, state, exact)
         prop = x + eta * s0 + math.sqrt(2 * eta) * _randn(x, generator)
         e1, s1 = _evaluate(model, prop, t, exact)
@@ -294,11 +297,11 @@ class MALA:
 
 
 def _leapfrog(
-    model: LevelModel,
+    model: DiffusionModel,
     x: Tensor,
     v: Tensor,
     s: Tensor,
-    t: int,
+    t: float,
     eps: float,
     mass: float,
     n_steps: int,
@@ -336,7 +339,7 @@ class UHMC:
         step_size: leapfrog ε (2D notebook: 0.03).
         n_leapfrog: L (3).
         damping: γ in [0, 1) (notebook 0.5; PyTorch 0.7; follow-up 0.9).
-        mass: M (float, StepSize or callable).
+        mass: M (float, StepSize or callable level index -> M).
     """
 
     step_size: StepSizeLike = 0.03
@@ -357,10 +360,17 @@ class UHMC:
         return g * v + math.sqrt(1 - g * g) * math.sqrt(mass) * _randn(x, generator)
 
     def step(
-        self, model: LevelModel, x: Tensor, t: int, state: KernelState, *, generator: torch.Generator
+        self,
+        model: DiffusionModel,
+        x: Tensor,
+        level: Level,
+        state: KernelState,
+        *,
+        generator: torch.Generator,
     ) -> tuple[Tensor, KernelState, KernelInfo]:
-        eps = resolve_step_size(self.step_size, t, model.schedule)
-        mass = resolve_step_size(self.mass, t, model.schedule, "mass")
+        t = level.t
+        eps = resolve_step_size(self.step_size, level)
+        mass = resolve_step_size(self.mass, level, "mass")
         v = self._refresh(x, state, mass, generator)
         _, s0, nfe = _current(model, x, t, state, False)
         x1, v1, _, s1, _, n = _leapfrog(model, x, v, s0, t, eps, mass, self.n_leapfrog, False)
@@ -394,14 +404,21 @@ class HMC(UHMC):
     metropolis = True
 
     def step(
-        self, model: LevelModel, x: Tensor, t: int, state: KernelState, *, generator: torch.Generator
+        self,
+        model: DiffusionModel,
+        x: Tensor,
+        level: Level,
+        state: KernelState,
+        *,
+        generator: torch.Generator,
     ) -> tuple[Tensor, KernelState, KernelInfo]:
+        t = level.t
         if self.n_points < 2:
             raise ValueError(f"HMC n_points must be >= 2, got {self.n_points}")
         mode = _resolve_diff(self.energy_diff, model, "HMC", allow_path=True)
         exact = mode == "exact"
-        eps = resolve_step_size(self.step_size, t, model.schedule)
-        mass = resolve_step_size(self.mass, t, model.schedule, "mass")
+        eps = resolve_step_size(self.step_size, level)
+        mass = resolve_step_size(self.mass, level, "mass")
         v = self._refresh(x, state, mass, generator)
         e0, s0, nfe = _current(model, x, t, state, exact)
         x1, v1, e1, s1, path, n = _leapfrog(model, x, v, s0, t, eps, mass, self.n_leapfrog, exact)
@@ -429,26 +446,6 @@ class HMC(UHMC):
             state, momentum=_where(acc, v1, v_rej), x=x_new, t=t, energy=e_new, score=_where(acc, s1, s0)
         )
         return x_new, new_state, KernelInfo(acc, nfe, int((~ok).sum()), log_alpha)
-
-
-@dataclass(frozen=True)
-class MCMCResult:
-    """Output of the annealed drivers and of :func:`~bitcompose.sampling.ddpm.reverse_diffusion`.
-
-    Attributes:
-        samples: ``[B, *dims]``.
-        acceptance: float64 ``[T]``, indexed by level ``t``: the mean Metropolis acceptance over the steps and
-            samples run at that level (NaN where no Metropolis kernel ran).
-        nfe: total model evaluations (each on the whole batch).
-        rejected_nonfinite: total proposals rejected for being non-finite.
-        resampled: how many times the particles were resampled (annealed driver with ``resample_ess``).
-    """
-
-    samples: Tensor
-    acceptance: Tensor
-    nfe: int
-    rejected_nonfinite: int
-    resampled: int = 0
 
 
 KERNELS: dict[str, type] = {"ula": ULA, "mala": MALA, "uhmc": UHMC, "hmc": HMC}

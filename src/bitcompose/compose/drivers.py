@@ -1,0 +1,366 @@
+"""Samplers of (composed) models on their annealing grid: reverse diffusion and annealed MCMC.
+
+Both walk the model's :class:`~bitcompose.core.schedules.LevelGrid` (``model.grid()`` unless a grid is given)
+from the noisiest level down, with the sampling vocabulary of :mod:`bitcompose.core.sampling`.
+
+* :func:`reverse_diffusion`: ancestral DDPM steps with the model's (composed) score, ``σ² = β`` (Ho et al.
+  2020): ``x_{i−1} = (x_i + β_i·s(x_i, t_i))/√(1 − β_i) + √β_i·z``, noise-free from level 0 to the data. For a
+  composite this is "reverse diffusion with summed scores", which is biased for products.
+* :func:`annealed_mcmc` (Du et al. 2023, Algorithm 1): the levels ``q̃_t ∝ exp(−E(x, t))`` form an annealing
+  path and an MCMC kernel (:mod:`bitcompose.compose.kernels`) leaves each level invariant.
+  ``driver="anneal"``: start from ``N(0, I)`` and run ``steps_per_level`` kernel steps at every level.
+  ``driver="reverse"``: optionally ``K`` steps at the top level, then for every level an ancestral step down
+  followed by ``K`` kernel steps at the level it landed on, for levels ``≥ mcmc_min_level``.
+  ``resample_ess`` adds sequential-Monte-Carlo resampling between levels (:mod:`bitcompose.compose.smc`).
+
+Models with a data range (``x0_clip``, e.g. analog bits in ``[−b, b]``) take their ancestral steps with the
+clipped x0 estimate (ε re-derived from it, as Bit Diffusion's samplers do), so the last step returns the clipped
+estimate. Self-conditioned models get the previous clipped x0 estimate as ``self_cond``: from each ancestral
+step, and (``driver="anneal"``) from one extra evaluation at the start of every level; it is held fixed while
+the kernel runs at a level, so the kernel's target is one well-defined density.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import is_dataclass, replace
+
+import torch
+from torch import Tensor
+
+from bitcompose.compose.kernels import Kernel, KernelState, StepSizeLike, make_kernel
+from bitcompose.compose.smc import effective_sample_size, systematic_resample
+from bitcompose.core.model import DiffusionModel, Prediction, TimeLike, check_model
+from bitcompose.core.sampling import Callback, SampleResult, StepInfo, progress_bar, resolve_generator
+from bitcompose.core.schedules import Level, LevelGrid
+from bitcompose.core.tensors import randn_like_from
+
+__all__ = ["ddpm_step", "reverse_diffusion", "annealed_mcmc", "initial_noise", "DRIVERS"]
+
+DRIVERS = ("anneal", "reverse")
+
+
+class _WithSelfCond(DiffusionModel):
+    """``model`` with its ``self_cond`` input held fixed (the sampler state during one level)."""
+
+    def __init__(self, model: DiffusionModel, self_cond: Tensor | None) -> None:
+        self.model = model
+        self.self_cond = self_cond
+        self.schedule = model.schedule
+        self.num_levels = model.num_levels
+        self.has_energy = model.has_energy
+        self.x0_clip = model.x0_clip
+        self.self_conditioned = model.self_conditioned
+
+    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+        return self.model.predict(x, t, self.self_cond)
+
+    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+        return self.model.score(x, t, self.self_cond)
+
+    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+        return self.model.energy(x, t, self.self_cond)
+
+    def energy_and_score(
+        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        return self.model.energy_and_score(x, t, self.self_cond)
+
+
+def _clip(model: DiffusionModel, x0: Tensor) -> Tensor:
+    b = model.x0_clip
+    return x0 if b is None else x0.clamp(-b, b)
+
+
+def ddpm_step(
+    model: DiffusionModel,
+    x: Tensor,
+    level: Level,
+    *,
+    generator: torch.Generator,
+    self_cond: Tensor | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """One ancestral step from ``level`` to the level below (to the data from level 0); out of place.
+
+    Args:
+        model: a model or composite.
+        x: ``[B, *dims]`` at ``level``.
+        level: the level (its time and per-step ``β``).
+        generator: source of the noise.
+        self_cond: the previous clipped x0 estimate (self-conditioned models).
+
+    Returns:
+        ``(x at the level below [B, *dims], the clipped x0 estimate or None)``; the estimate is computed only for
+        models with ``x0_clip`` or self-conditioning (the others take the score directly).
+    """
+    beta = level.beta
+    x0: Tensor | None = None
+    if model.x0_clip is None and not model.self_conditioned:
+        score = model.score(x, level.t)
+    else:
+        pred = model.predict(x, level.t, self_cond)
+        x0 = _clip(model, pred.x0)
+        score = Prediction("x0", x0, x, pred.alpha, pred.sigma).score
+    mean = (x + beta * score) / math.sqrt(1.0 - beta)
+    if level.index == 0:
+        return mean, x0
+    return mean + math.sqrt(beta) * randn_like_from(x, generator), x0
+
+
+def initial_noise(
+    x_or_shape: Tensor | tuple[int, ...] | list[int] | torch.Size,
+    *,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """A tensor given as-is (cloned), or ``N(0, I)`` of the given shape drawn from ``generator``."""
+    if isinstance(x_or_shape, Tensor):
+        return x_or_shape.detach().clone()
+    shape = tuple(int(s) for s in x_or_shape)
+    if len(shape) < 2 or any(s < 1 for s in shape):
+        raise ValueError(f"shape must be [B, *dims] with positive sizes, got {shape}")
+    z = torch.randn(shape, generator=generator, device=generator.device, dtype=dtype)
+    return z.to(device) if device is not None else z
+
+
+def _grid(model: DiffusionModel, grid: LevelGrid | None) -> LevelGrid:
+    return model.grid() if grid is None else grid
+
+
+def reverse_diffusion(
+    model: DiffusionModel,
+    x_or_shape: Tensor | tuple[int, ...] | list[int] | torch.Size,
+    *,
+    grid: LevelGrid | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    callback: Callback | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> SampleResult:
+    """Ancestral DDPM sampling over every level of the grid with the model's (composed) score.
+
+    Args:
+        model: a model or composite.
+        x_or_shape: the start ``[B, *dims]`` at the top level, or a shape to draw it from ``N(0, I)``.
+        grid: the levels (default ``model.grid()``).
+        generator: source of all noise (``None``: a fresh one seeded from the OS).
+        progress: show a tqdm bar.
+        callback: called with a :class:`~bitcompose.core.sampling.StepInfo` after every step.
+        dtype, device: of the drawn start (ignored when a tensor is given).
+
+    Returns:
+        :class:`~bitcompose.core.sampling.SampleResult` with the samples at the data level and ``nfe = L``.
+    """
+    model = check_model(model, "reverse_diffusion")
+    levels = _grid(model, grid)
+    generator = resolve_generator(generator, device)
+    x = initial_noise(x_or_shape, generator=generator, dtype=dtype, device=device)
+    x0: Tensor | None = None
+    times: list[float] = []
+    with torch.no_grad():
+        walk = progress_bar(
+            levels.descending(), progress=progress, desc="reverse diffusion", total=len(levels)
+        )
+        for k, level in enumerate(walk):
+            x, x0 = ddpm_step(model, x, level, generator=generator, self_cond=x0)
+            times.append(level.t)
+            if callback is not None:
+                t_next = levels[level.index - 1].t if level.index > 0 else 0.0
+                callback(StepInfo(k, level.t, t_next, x, x0, k + 1))
+    return SampleResult(samples=x, nfe=len(levels), times=times)
+
+
+def _kernel(kernel: Kernel | str, step_size: StepSizeLike | None) -> Kernel:
+    if isinstance(kernel, str):
+        kernel = make_kernel(kernel)
+    if step_size is not None:
+        if not is_dataclass(kernel) or not hasattr(kernel, "step_size"):
+            raise ValueError(f"step_size= needs a kernel with a step_size field, got {type(kernel).__name__}")
+        kernel = replace(kernel, step_size=step_size)  # type: ignore[type-var]
+    return kernel
+
+
+def annealed_mcmc(
+    model: DiffusionModel,
+    x_or_shape: Tensor | tuple[int, ...] | list[int] | torch.Size,
+    *,
+    kernel: Kernel | str,
+    steps_per_level: int = 10,
+    step_size: StepSizeLike | None = None,
+    driver: str = "anneal",
+    mcmc_min_level: int = 0,
+    carry_momentum: bool = True,
+    resample_ess: float | None = None,
+    final_step: bool = False,
+    grid: LevelGrid | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    callback: Callback | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> SampleResult:
+    """Sample a (composed) model by annealed MCMC (see the module docstring).
+
+    Args:
+        model: model or composite; Metropolis kernels with ``energy_diff="exact"`` need ``has_energy``.
+        x_or_shape: the start ``[B, *dims]`` (used as given), or a shape to draw ``N(0, I)`` from.
+        kernel: a kernel object (``ULA``, ``MALA``, ``UHMC``, ``HMC``) or its name (default options).
+        steps_per_level: ``K`` kernel steps per level.
+        step_size: if given, replaces the kernel's ``step_size`` (float, ``StepSize`` or callable).
+        driver: ``"anneal"`` or ``"reverse"``.
+        mcmc_min_level: lowest level index at which MCMC runs (``"reverse"`` only; the levels below get only
+            ancestral steps).
+        carry_momentum: keep the U-HMC/HMC momentum across levels instead of redrawing it per level.
+        resample_ess: ``None`` or a fraction in ``(0, 1]``: resample the particles by their annealed-importance
+            weights whenever the effective sample size is below ``resample_ess·B`` (``driver="anneal"`` only;
+            needs ``model.has_energy``).
+        final_step: ``driver="anneal"``: end with the noise-free ancestral step from level 0 to the data (the
+            x0 estimate; 1 extra evaluation). The ``"reverse"`` driver always ends on the data.
+        grid: the levels (default ``model.grid()``).
+        generator: source of all randomness (``None``: a fresh one seeded from the OS).
+        progress: tqdm bar over levels.
+        callback: called after each level with a :class:`~bitcompose.core.sampling.StepInfo`.
+        dtype, device: of the drawn start.
+
+    Returns:
+        :class:`~bitcompose.core.sampling.SampleResult` with ``acceptance`` per level (NaN for kernels without
+        Metropolis and for levels without MCMC).
+    """
+    model = check_model(model, "annealed_mcmc")
+    if driver not in DRIVERS:
+        raise ValueError(f"driver must be one of {DRIVERS}, got {driver!r}")
+    if not isinstance(steps_per_level, int) or steps_per_level < 0:
+        raise ValueError(f"steps_per_level must be an integer >= 0, got {steps_per_level!r}")
+    levels = _grid(model, grid)
+    n_levels = len(levels)
+    if not 0 <= mcmc_min_level <= n_levels:
+        raise ValueError(f"mcmc_min_level must lie in [0, {n_levels}], got {mcmc_min_level}")
+    if resample_ess is not None:
+        if not 0 < resample_ess <= 1:
+            raise ValueError(f"resample_ess must lie in (0, 1], got {resample_ess}")
+        if driver != "anneal":
+            raise ValueError("resample_ess needs driver='anneal'")
+        if not model.has_energy:
+            raise ValueError(
+                "resample_ess needs a model with energies (importance weights); this one is score-only"
+            )
+    kern = _kernel(kernel, step_size)
+    generator = resolve_generator(generator, device)
+    x = initial_noise(x_or_shape, generator=generator, dtype=dtype, device=device)
+    run = _AnnealedRun(model, kern, steps_per_level, carry_momentum, generator, callback, n_levels, x)
+    with torch.no_grad():
+        walk = progress_bar(
+            levels.descending(), progress=progress, desc=f"annealed {type(kern).__name__}", total=n_levels
+        )
+        if driver == "anneal":
+            for level in walk:
+                if resample_ess is not None and level.index < n_levels - 1:
+                    run.reweight(levels[level.index + 1], level, resample_ess)
+                run.refresh_self_cond(level)
+                run.level(level, levels)
+            if resample_ess is not None and bool((run.log_w != 0).any()):
+                run.resample()
+            if final_step:
+                run.x, run.self_cond = ddpm_step(
+                    model, run.x, levels[0], generator=generator, self_cond=run.self_cond
+                )
+                run.nfe += 1
+        else:
+            top = levels[n_levels - 1]
+            if top.index >= mcmc_min_level:
+                run.level(top, levels)
+            for level in walk:
+                run.x, x0 = ddpm_step(model, run.x, level, generator=generator, self_cond=run.self_cond)
+                run.self_cond = x0 if model.self_conditioned else run.self_cond
+                run.nfe += 1
+                if level.index >= 1 and level.index - 1 >= mcmc_min_level:
+                    run.level(levels[level.index - 1], levels)
+    return SampleResult(
+        samples=run.x,
+        nfe=run.nfe,
+        acceptance=run.acceptance,
+        rejected_nonfinite=run.rejected,
+        resampled=run.resampled,
+        times=run.times,
+    )
+
+
+class _AnnealedRun:
+    """The state of one annealed-MCMC run: particles, kernel state, self-conditioning, weights and counters."""
+
+    def __init__(
+        self,
+        model: DiffusionModel,
+        kernel: Kernel,
+        steps_per_level: int,
+        carry_momentum: bool,
+        generator: torch.Generator,
+        callback: Callback | None,
+        n_levels: int,
+        x: Tensor,
+    ) -> None:
+        self.model, self.kernel, self.k = model, kernel, steps_per_level
+        self.carry_momentum, self.generator, self.callback = carry_momentum, generator, callback
+        self.x = x
+        self.state = KernelState()
+        self.self_cond: Tensor | None = None
+        self.log_w = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+        self.acceptance = torch.full((n_levels,), float("nan"), dtype=torch.float64)
+        self.nfe = self.rejected = self.resampled = self.steps = 0
+        self.times: list[float] = []
+
+    def _target(self) -> DiffusionModel:
+        if self.model.self_conditioned:
+            return _WithSelfCond(self.model, self.self_cond)
+        return self.model
+
+    def refresh_self_cond(self, level: Level) -> None:
+        """Self-conditioned models: the clipped x0 estimate at this level (1 evaluation) becomes the state."""
+        if self.model.self_conditioned:
+            pred = self.model.predict(self.x, level.t, self.self_cond)
+            self.self_cond = _clip(self.model, pred.x0)
+            self.nfe += 1
+
+    def level(self, level: Level, levels: LevelGrid) -> None:
+        """``K`` kernel steps at ``level``; records acceptance and reports to the callback."""
+        if not self.carry_momentum:
+            self.state = replace(self.state, momentum=None)
+        target = self._target()
+        acc_sum, acc_n = 0.0, 0
+        for _ in range(self.k):
+            self.x, self.state, info = self.kernel.step(
+                target, self.x, level, self.state, generator=self.generator
+            )
+            self.nfe += info.nfe
+            self.rejected += info.rejected_nonfinite
+            if info.accepted is not None:
+                acc_sum += float(info.accepted.double().sum())
+                acc_n += int(info.accepted.numel())
+        if acc_n > 0:
+            self.acceptance[level.index] = acc_sum / acc_n
+        self.times.append(level.t)
+        if self.callback is not None:
+            t_next = levels[level.index - 1].t if level.index > 0 else 0.0
+            acc = float(self.acceptance[level.index])
+            self.callback(StepInfo(self.steps, level.t, t_next, self.x, self.self_cond, self.nfe, acc))
+        self.steps += 1
+
+    def reweight(self, above: Level, level: Level, resample_ess: float) -> None:
+        """Annealed-importance weights for moving from ``above`` to ``level``; resample when the ESS is low."""
+        target = self._target()
+        self.log_w = self.log_w + (target.energy(self.x, above.t) - target.energy(self.x, level.t)).double()
+        self.nfe += 2
+        if effective_sample_size(self.log_w) < resample_ess * self.x.shape[0]:
+            self.resample()
+
+    def resample(self) -> None:
+        """Systematic resampling of the particles (and their momentum and self-conditioning) by weight."""
+        idx = systematic_resample(self.log_w, self.generator)
+        mom = None if self.state.momentum is None else self.state.momentum[idx]
+        self.x = self.x[idx]
+        self.self_cond = None if self.self_cond is None else self.self_cond[idx]
+        self.state = KernelState(momentum=mom)
+        self.log_w = torch.zeros_like(self.log_w)
+        self.resampled += 1

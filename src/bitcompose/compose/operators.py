@@ -1,0 +1,331 @@
+"""Composition operators on diffusion models read as per-level energy-based models (Du et al. 2023).
+
+Every operator is a :class:`~bitcompose.core.model.DiffusionModel` again, so composites nest
+(``Mixture(Product(a, b), c)``) and every sampler takes them. All operators act on the level energies
+``E_i(x, t) = −log q_t^i(x) + C_t^i``; the unknown constants ``C_t^i`` cancel in Metropolis ratios of products,
+negations and guidance, but not in mixtures of learned models (see docs/composition.md).
+
+* :class:`Product`: ``Π_i q_i^{w_i}`` (AND): energies and scores add (weighted).
+* :class:`Mixture`: ``Σ_i π_i q_i`` (OR): energy ``−logsumexp_i(log π_i − E_i)`` (needs energies).
+* :class:`Negation`: ``q_1^{1+α} / q_2^{α}`` (NOT): ``(1+α)E_1 − αE_2``.
+* :class:`ClassifierGuidance`: ``q_t(x)·p(y | x, t)^w``.
+* :class:`CFGConjunction`: ``ε̂ = ε_u + Σ_i w_i (ε_{c_i} − ε_u)`` with the consistent energy.
+
+The product of noised marginals is not the noised product: reverse diffusion with these scores is biased; sample
+them with the annealed MCMC drivers of :mod:`bitcompose.compose.drivers`.
+
+Self-conditioning: a composite passes the sampler's ``self_cond`` (its own previous clipped x0 estimate) to every
+component.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from bitcompose.core.model import (
+    DiffusionModel,
+    EnergyUnavailableError,
+    Prediction,
+    TimeLike,
+    as_times,
+    check_model,
+)
+
+__all__ = ["Product", "Mixture", "Negation", "ClassifierGuidance", "CFGConjunction", "Composite"]
+
+
+class Composite(DiffusionModel):
+    """Shared plumbing of the operators: components on one schedule, common grid and clip range.
+
+    Args:
+        models: the components.
+        op: the operator's name (for messages).
+    """
+
+    def __init__(self, models: Sequence[DiffusionModel], op: str) -> None:
+        if len(models) == 0:
+            raise ValueError(f"{op} needs at least one model")
+        self.models = [check_model(m, f"{op}: component {i}") for i, m in enumerate(models)]
+        ref = self.models[0]
+        for i, m in enumerate(self.models[1:], start=1):
+            if m.schedule != ref.schedule:
+                raise ValueError(
+                    f"{op}: component {i} uses a different schedule ({m.schedule}) from component 0 ({ref.schedule})"
+                )
+            if len(m.grid()) != len(ref.grid()):
+                raise ValueError(
+                    f"{op}: component {i} has {len(m.grid())} levels, component 0 has {len(ref.grid())}"
+                )
+        self.schedule = ref.schedule
+        self.num_levels = ref.num_levels
+        clips = {m.x0_clip for m in self.models}
+        self.x0_clip = clips.pop() if len(clips) == 1 else None
+        self.self_conditioned = any(m.self_conditioned for m in self.models)
+        self.op = op
+
+    def _check_energy(self) -> None:
+        if not self.has_energy:
+            raise EnergyUnavailableError(f"{self.op}: some component is score-only, so there is no energy")
+
+
+class _Linear(Composite):
+    """``E = Σ_i c_i E_i``, ``s = Σ_i c_i s_i``: the common form of Product, Negation and CFGConjunction."""
+
+    def __init__(self, models: Sequence[DiffusionModel], coeffs: Sequence[float], op: str) -> None:
+        super().__init__(models, op)
+        if len(coeffs) != len(models):
+            raise ValueError(f"{op}: got {len(coeffs)} weights for {len(models)} models")
+        self.coeffs = [float(c) for c in coeffs]
+        if not all(torch.isfinite(torch.tensor(self.coeffs))):
+            raise ValueError(f"{op}: weights must be finite, got {self.coeffs}")
+        self.has_energy = all(bool(m.has_energy) for m in self.models)
+
+    def _active(self) -> list[tuple[float, DiffusionModel]]:
+        return [(c, m) for c, m in zip(self.coeffs, self.models, strict=True) if c != 0.0]
+
+    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+        """The components' predictions combined in their common space (x0, ε, else the score).
+
+        In x0 space ``x0 = Σ c_i x0_i + (1 − Σ c_i)·x/α``, the same as ``s = Σ c_i s_i``.
+        """
+        preds = [(c, m.predict(x, t, self_cond)) for c, m in self._active()]
+        if not preds:
+            alpha, sigma = self.coefficients(x, t)
+            return Prediction("score", torch.zeros_like(x), x, alpha, sigma)
+        first = preds[0][1]
+        kinds = {p.kind for _, p in preds}
+        kind = kinds.pop() if len(kinds) == 1 else "score"
+        if kind == "score":
+            value = sum((c * p.score for c, p in preds), torch.zeros_like(x))
+        else:
+            value = sum((c * (p.x0 if kind == "x0" else p.eps) for c, p in preds), torch.zeros_like(x))
+            rest = 1.0 - sum(c for c, _ in preds)
+            if kind == "x0" and rest != 0.0:
+                value = value + rest * x / first.alpha
+        return Prediction(kind, value, x, first.alpha, first.sigma)
+
+    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+        """``Σ_i c_i s_i(x, t)``, ``[B, *dims]``."""
+        out = torch.zeros_like(x)
+        for c, m in self._active():
+            out = out + c * m.score(x, t, self_cond)
+        return out
+
+    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+        """``Σ_i c_i E_i`` ``[B]`` (differentiable w.r.t. ``x`` when the components' energies are)."""
+        self._check_energy()
+        e = x.new_zeros(x.shape[0])
+        for c, m in self._active():
+            e = e + c * m.energy(x, t, self_cond)
+        return e
+
+    def energy_and_score(
+        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(Σ_i c_i E_i [B], Σ_i c_i s_i [B, *dims])``."""
+        self._check_energy()
+        e = x.new_zeros(x.shape[0])
+        s = torch.zeros_like(x)
+        for c, m in self._active():
+            ei, si = m.energy_and_score(x, t, self_cond)
+            e, s = e + c * ei, s + c * si
+        return e, s
+
+
+class Product(_Linear):
+    """Product of experts ``Π_i q_i^{w_i}`` (AND): ``E = Σ w_i E_i``, ``s = Σ w_i s_i``.
+
+    Score-only components are allowed (then ``has_energy`` is False and only score-based or trapezoid-Metropolis
+    samplers apply).
+
+    Args:
+        *models: component models, all on the same schedule.
+        weights: per-model exponents ``w_i`` (default all 1; finite).
+    """
+
+    def __init__(self, *models: DiffusionModel, weights: Sequence[float] | None = None) -> None:
+        super().__init__(models, [1.0] * len(models) if weights is None else list(weights), "Product")
+
+
+class Negation(_Linear):
+    """``q_1^{1+α} / q_2^{α}`` (NOT; "extrapolate away from model 2"): ``(1+α)E_1 − αE_2``, scores likewise.
+
+    The released notebook uses α = 0.3 (exponents 1.3 and −0.3).
+    """
+
+    def __init__(self, m1: DiffusionModel, m2: DiffusionModel, alpha: float = 0.3) -> None:
+        if not alpha >= 0:
+            raise ValueError(f"Negation alpha must be >= 0, got {alpha}")
+        super().__init__([m1, m2], [1.0 + alpha, -alpha], "Negation")
+        self.alpha = float(alpha)
+
+
+class CFGConjunction(_Linear):
+    """Composable-Diffusion conjunction / classifier-free guidance (Liu et al. 2022):
+    ``ε̂ = ε_u + Σ_i w_i (ε_{c_i} − ε_u)``, i.e. ``s = s_u + Σ_i w_i (s_{c_i} − s_u)``, with the **consistent**
+    energy ``E = E_u + Σ_i w_i (E_{c_i} − E_u)``. A negative weight gives the Composable-Diffusion NOT.
+
+    Bit Diffusion's ``sample(..., guidance=g)`` is the one-concept case with ``w = 1 + g``.
+
+    Args:
+        uncond: the unconditional model.
+        conds: one conditional model per concept.
+        weight: the guidance weight ``w`` (float, shared) or one per concept.
+    """
+
+    def __init__(
+        self, uncond: DiffusionModel, conds: Sequence[DiffusionModel], weight: float | Sequence[float]
+    ) -> None:
+        conds = list(conds)
+        if len(conds) == 0:
+            raise ValueError("CFGConjunction needs at least one conditional model")
+        ws = [float(weight)] * len(conds) if isinstance(weight, int | float) else [float(w) for w in weight]
+        if len(ws) != len(conds):
+            raise ValueError(f"CFGConjunction: got {len(ws)} weights for {len(conds)} conditional models")
+        super().__init__([uncond, *conds], [1.0 - sum(ws), *ws], "CFGConjunction")
+        self.weights = ws
+
+
+class Mixture(Composite):
+    """Mixture ``Σ_i π_i q_i`` (OR). Needs energies: the weights of the component scores are densities.
+
+    ``sharpen=None`` (default): the exact ``energy = −logsumexp_i(log π_i − E_i(x, t))`` of the unnormalised
+    levels, ``score = Σ_i r_i s_i`` with ``r = softmax_i(log π_i − E_i)`` (its exact gradient).
+
+    ``sharpen=k`` (a float; the notebook uses 3.5): the released notebook's heuristic on the raw network
+    energies ``e_i = σ_t E_i``: ``energy = −(1/σ_t)·logsumexp_i(log π_i − k·e_i)``, ``score = k·Σ_i r_i s_i`` with
+    ``r = softmax_i(log π_i − k e_i)``. It is not ``log(q_1 + q_2)`` (see docs/composition.md).
+
+    Args:
+        *models: components with energies (``has_energy``); a score-only one raises ``ValueError``.
+        sharpen: ``None`` (exact) or the notebook factor ``k > 0``.
+        weights: mixture weights ``π_i > 0`` (default all 1; need not sum to 1).
+    """
+
+    has_energy = True
+
+    def __init__(
+        self, *models: DiffusionModel, sharpen: float | None = None, weights: Sequence[float] | None = None
+    ) -> None:
+        super().__init__(models, "Mixture")
+        for i, m in enumerate(self.models):
+            if not m.has_energy:
+                raise ValueError(
+                    f"Mixture: component {i} ({type(m).__name__}) is score-only; a mixture needs energies "
+                    "(use an energy-parameterised model)"
+                )
+        if sharpen is not None and not sharpen > 0:
+            raise ValueError(f"Mixture sharpen must be None or > 0, got {sharpen}")
+        ws = [1.0] * len(models) if weights is None else [float(w) for w in weights]
+        if len(ws) != len(models) or any(not (w > 0 and w < float("inf")) for w in ws):
+            raise ValueError(f"Mixture weights must be {len(models)} finite positive numbers, got {weights}")
+        self.sharpen = sharpen
+        self.log_weights = torch.log(torch.tensor(ws, dtype=torch.float64))
+
+    def _logits(self, e: Tensor, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor, float]:
+        """(logits [B, n], energy [B], score scale) from the stacked component energies ``e`` [B, n]."""
+        logw = self.log_weights.to(e)
+        if self.sharpen is None:
+            logits = logw - e
+            return logits, -torch.logsumexp(logits, dim=1), 1.0
+        sig = self.schedule.sigma(as_times(t, x).cpu()).to(e)[:, None]
+        logits = logw - self.sharpen * sig * e
+        return logits, -torch.logsumexp(logits, dim=1) / sig[:, 0], self.sharpen
+
+    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+        """The mixture energy ``[B]`` (differentiable w.r.t. ``x`` when the components' energies are)."""
+        e = torch.stack([m.energy(x, t, self_cond) for m in self.models], dim=1)
+        return self._logits(e, x, t)[1]
+
+    def energy_and_score(
+        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(energy [B], score [B, *dims])`` as described in the class docstring."""
+        es, ss = zip(*(m.energy_and_score(x, t, self_cond) for m in self.models), strict=True)
+        e = torch.stack(es, dim=1)  # [B, n]
+        s = torch.stack(ss, dim=1)  # [B, n, *dims]
+        logits, energy, scale = self._logits(e, x, t)
+        r = torch.softmax(logits, dim=1).reshape(*logits.shape, *([1] * (x.ndim - 1)))
+        return energy, scale * (r * s).sum(1)
+
+    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+        """The mixture score ``[B, *dims]`` (needs the component energies)."""
+        return self.energy_and_score(x, t, self_cond)[1]
+
+    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+        """The mixture score as a :class:`Prediction`."""
+        alpha, sigma = self.coefficients(x, t)
+        return Prediction("score", self.score(x, t, self_cond), x, alpha, sigma)
+
+
+class ClassifierGuidance(Composite):
+    """Classifier guidance ``q_t(x)·p(y | x, t)^w`` with a noise-conditioned classifier.
+
+    ``energy = E(x, t) − w·log p(y | x, t)``; ``score = s(x, t) + w·∇ₓ log p(y | x, t)`` (autograd on a detached
+    copy of ``x``; works under ``torch.no_grad()``).
+
+    Args:
+        model: the base model.
+        classifier: callable ``classifier(x [B, *dims], t [B] float times) -> logits [B, num_classes]``.
+        y: target class (int) or ``LongTensor [B]``.
+        weight: guidance weight ``w`` (finite).
+    """
+
+    def __init__(
+        self,
+        model: DiffusionModel,
+        classifier: Callable[[Tensor, Tensor], Tensor],
+        y: int | Tensor,
+        weight: float = 1.0,
+    ) -> None:
+        super().__init__([model], "ClassifierGuidance")
+        if not torch.isfinite(torch.tensor(float(weight))):
+            raise ValueError(f"ClassifierGuidance weight must be finite, got {weight}")
+        self.model = self.models[0]
+        self.classifier = classifier
+        self.y = y
+        self.weight = float(weight)
+        self.has_energy = bool(self.model.has_energy)
+
+    def _labels(self, x: Tensor) -> Tensor:
+        return torch.as_tensor(self.y, device=x.device).long().expand(x.shape[0])
+
+    def _log_prob(self, x: Tensor, t: TimeLike) -> Tensor:
+        logits = self.classifier(x, as_times(t, x))
+        if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+            raise ValueError(f"classifier must return logits [B, num_classes], got {tuple(logits.shape)}")
+        return torch.log_softmax(logits, dim=1).gather(1, self._labels(x)[:, None])[:, 0]
+
+    def log_prob_and_grad(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
+        """``(log p(y | x, t) [B], ∇ₓ log p(y | x, t) [B, *dims])``."""
+        with torch.enable_grad():
+            xin = x.detach().requires_grad_(True)
+            logp = self._log_prob(xin, t)
+            (grad,) = torch.autograd.grad(logp.sum(), xin)
+        return logp.detach(), grad.detach()
+
+    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+        """The guided score as a :class:`Prediction`."""
+        alpha, sigma = self.coefficients(x, t)
+        return Prediction("score", self.score(x, t, self_cond), x, alpha, sigma)
+
+    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+        """``s(x, t) + w ∇ log p(y | x, t)``, ``[B, *dims]``."""
+        return self.model.score(x, t, self_cond) + self.weight * self.log_prob_and_grad(x, t)[1]
+
+    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+        """``E(x, t) − w log p(y | x, t)`` ``[B]`` (differentiable w.r.t. ``x`` when the model's energy is)."""
+        self._check_energy()
+        return self.model.energy(x, t, self_cond) - self.weight * self._log_prob(x, t)
+
+    def energy_and_score(
+        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(E − w log p [B], s + w ∇ log p [B, *dims])``."""
+        self._check_energy()
+        e, s = self.model.energy_and_score(x, t, self_cond)
+        lp, g = self.log_prob_and_grad(x, t)
+        return e - self.weight * lp.to(e), s + self.weight * g
