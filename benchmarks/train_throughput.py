@@ -31,9 +31,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from bitcompose.data.images import IMAGE_DATASETS, ImageDataset
 from bitcompose.diffusion import diffusion_loss
 from bitcompose.diffusion.samplers import sample
-from bitcompose.images.config import TrainConfig, apply_overrides, preset
+from bitcompose.images.config import TrainConfig, preset
 from bitcompose.images.model import make_denoiser
-from bitcompose.images.trainer import Trainer
+from bitcompose.images.trainer import ImageTrainer
 from bitcompose.nets.unet import count_parameters
 from bitcompose.training.dist import DistInfo, resolve_device
 
@@ -71,7 +71,7 @@ def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, size: int, repe
     return 2.0 * size**3 / best
 
 
-def count_train_flops(trainer: Trainer) -> tuple[float, float]:
+def count_train_flops(trainer: ImageTrainer) -> tuple[float, float]:
     """FLOPs of one training step (loss + backward) and of one forward of the net, per image."""
     batch = trainer.make_batch(0)
     cfg = trainer.config
@@ -102,12 +102,12 @@ def count_train_flops(trainer: Trainer) -> tuple[float, float]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     overrides = [f"batch_size={args.batch_size}", "checkpoint_every=0", "sample_every=0", *args.set]
-    config = apply_overrides(preset(args.preset), overrides)
+    config = preset(args.preset).with_overrides(overrides)
     device = resolve_device(args.device)
-    config = apply_overrides(config, [f"device={device}"])
+    config = config.with_overrides([f"device={device}"])
     data = fake_dataset(config, max(4 * args.batch_size, 64))
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(config, tmp, dataset=data, progress=False, dist_info=DistInfo(device=device))
+        trainer = ImageTrainer(config, tmp, dataset=data, progress=False, dist_info=DistInfo(device=device))
         step_flops, fwd_flops = count_train_flops(trainer)
         for _ in range(args.warmup):
             trainer.train_step()
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "parameters": count_parameters(trainer.net),
         "batch_size": args.batch_size,
-        "precision": "bf16" if trainer.autocast_bf16 else "fp32",
+        "precision": trainer.precision,
         "train_step_ms": 1000 * train_s,
         "train_images_per_s": train_ips,
         "train_images_per_s_best_step": args.batch_size / best_s,

@@ -260,7 +260,7 @@ def test_dict_round_trip_and_repr(encoding: str) -> None:
 
 
 def test_from_dict_rejects_bad_configs() -> None:
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown config key"):
         BitCodec.from_dict({"num_values": 4, "bits": 2})
     with pytest.raises(ValueError, match="missing key"):
         BitCodec.from_dict({"encoding": "gray"})

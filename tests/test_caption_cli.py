@@ -10,8 +10,9 @@ import torch
 
 from bitcompose.captioning import load_captioner, preset, train_captioner, train_or_load
 from bitcompose.captioning.sweep import render_markdown, run_sweep, table3_rows
-from bitcompose.captioning.train import learning_rate, run_is_complete
+from bitcompose.captioning.train import optim_config, run_is_complete
 from bitcompose.cli import main
+from bitcompose.training.optim import learning_rate
 
 KEYS = {"model", "steps", "td", "bleu4", "cider", "rouge_l"}
 
@@ -51,10 +52,11 @@ def test_cache_reuses_finished_runs(tmp_path: Path) -> None:
 
 def test_learning_rate_schedule() -> None:
     run = preset("scenes-tiny", lr=1e-3, warmup=10, steps=110)
-    assert learning_rate(run, 0) == pytest.approx(1e-4)
-    assert learning_rate(run, 9) == pytest.approx(1e-3)
-    assert learning_rate(run, 10) == pytest.approx(1e-3)
-    assert learning_rate(run, 110) == pytest.approx(1e-4)  # cosine down to 10 %
+    opt = optim_config(run)
+    assert learning_rate(opt, 0, run.steps) == pytest.approx(1e-4)
+    assert learning_rate(opt, 9, run.steps) == pytest.approx(1e-3)
+    assert learning_rate(opt, 10, run.steps) == pytest.approx(1e-3)
+    assert learning_rate(opt, 110, run.steps) == pytest.approx(1e-4)  # cosine down to 10 %
 
 
 def test_bad_configs() -> None:

@@ -10,18 +10,17 @@ import pytest
 import torch
 
 from bitcompose.data import ImageDataset, load_image_dataset
+from bitcompose.images.classifier import load_or_train_classifier, train_classifier
 from bitcompose.metrics import (
-    ImageClassifier,
     classifier_fid,
-    default_cache_dir,
     feature_statistics,
     fid_floor,
     frechet_distance,
     frechet_distance_from_stats,
     kernel_inception_distance,
-    load_or_train_classifier,
-    train_classifier,
 )
+from bitcompose.nets.classifier import ImageClassifier
+from bitcompose.training.cache import cache_dir
 
 # ---------------------------------------------------------------- Fréchet distance
 
@@ -193,9 +192,9 @@ def test_load_or_train_caches(tmp_path: Path, small_digits: ImageDataset) -> Non
 
 def test_default_cache_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BITCOMPOSE_CACHE", str(tmp_path))
-    assert default_cache_dir() == tmp_path / "classifiers"
+    assert cache_dir("classifiers") == tmp_path / "classifiers"
     monkeypatch.delenv("BITCOMPOSE_CACHE")
-    assert default_cache_dir() == Path("~/.cache/bitcompose/classifiers").expanduser()
+    assert cache_dir("classifiers") == Path("~/.cache/bitcompose/classifiers").expanduser()
 
 
 def test_classifier_fid_and_floor(small_digits: ImageDataset) -> None:

@@ -73,7 +73,7 @@ def test_cache_hit_skips_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     first = load_or_train(cfg, cache=tmp_path)
     assert not first.from_cache
     entry = tmp_path / cfg.key()
-    assert (entry / "model.safetensors").is_file() and (entry / "meta.json").is_file()
+    assert (entry / "checkpoint" / "ema.safetensors").is_file() and (entry / "meta.json").is_file()
 
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("training must not run on a cache hit")

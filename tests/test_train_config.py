@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bitcompose.images.config import PRESET_NAMES, TrainConfig, apply_overrides, preset
+from bitcompose.images.config import PRESET_NAMES, TrainConfig, preset
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
@@ -38,8 +38,7 @@ def test_paper_settings() -> None:
 
 
 def test_overrides_are_typed() -> None:
-    cfg = apply_overrides(
-        preset("digits"),
+    cfg = preset("digits").with_overrides(
         [
             "optim.lr=3e-4",
             "model.encoding=gray",
@@ -57,7 +56,7 @@ def test_overrides_are_typed() -> None:
     assert cfg.model.attn_resolutions == ()
     assert cfg.optim.betas == (0.9, 0.99)
     assert cfg.data.levels == 8 and cfg.data.random_flip is True and cfg.steps == 7
-    assert apply_overrides(cfg, ["data.levels=none"]).data.levels is None
+    assert cfg.with_overrides(["data.levels=none"]).data.levels is None
     # Untouched fields keep their values.
     assert cfg.batch_size == preset("digits").batch_size
 
@@ -81,19 +80,19 @@ def test_overrides_are_typed() -> None:
 )
 def test_bad_overrides(override: str, message: str | None) -> None:
     if message is None:  # valid for the conditional digits preset
-        assert apply_overrides(preset("digits"), [override]).cond_drop_prob == 0.1
+        assert preset("digits").with_overrides([override]).cond_drop_prob == 0.1
         return
     with pytest.raises(ValueError, match=message):
-        apply_overrides(preset("digits"), [override])
+        preset("digits").with_overrides([override])
 
 
 def test_cross_field_checks_and_unknown_preset() -> None:
     with pytest.raises(ValueError, match="conditional"):
-        apply_overrides(preset("digits"), ["data.conditional=false", "cond_drop_prob=0.2"])
+        preset("digits").with_overrides(["data.conditional=false", "cond_drop_prob=0.2"])
     with pytest.raises(ValueError, match="self_condition"):
-        apply_overrides(preset("digits"), ["model.self_condition=false"])
+        preset("digits").with_overrides(["model.self_condition=false"])
     assert (
-        apply_overrides(preset("digits"), ["model.self_condition=false", "self_cond_prob=0"]).self_cond_prob
+        preset("digits").with_overrides(["model.self_condition=false", "self_cond_prob=0"]).self_cond_prob
         == 0
     )
     with pytest.raises(ValueError, match="unknown preset 'cifar100'"):

@@ -8,7 +8,7 @@ import torch
 import torch.multiprocessing as mp
 
 from _train_tiny import tiny_config, tiny_dataset
-from bitcompose.images.trainer import Trainer
+from bitcompose.images.trainer import ImageTrainer
 from bitcompose.training.dist import DistInfo, GlobalBatchOrder, cleanup_distributed, gather_to_main, mix_seed
 
 STEPS = 3
@@ -30,7 +30,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     )
     torch.set_num_threads(1)
     try:
-        trainer = Trainer(
+        trainer = ImageTrainer(
             tiny_config(steps=STEPS, device="cpu"), Path(out) / "run", dataset=tiny_dataset(), progress=False
         )
         assert trainer.info.world_size == world and trainer.order.local_batch == 8 // world
@@ -50,11 +50,11 @@ def test_two_gloo_ranks_match_one_process(tmp_path: Path) -> None:
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
-    single = Trainer(
+    single = ImageTrainer(
         tiny_config(steps=STEPS, device="cpu"), tmp_path / "single", dataset=tiny_dataset(), progress=False
     )
     single.train()
-    initial = Trainer(
+    initial = ImageTrainer(
         tiny_config(steps=STEPS, device="cpu"), tmp_path / "init", dataset=tiny_dataset(), progress=False
     )
     moved = 0.0

@@ -9,7 +9,7 @@ from _train_tiny import tiny_config, tiny_dataset
 from bitcompose.figures.grids import make_grid, save_grid
 from bitcompose.images.evaluate import balanced_labels, generate
 from bitcompose.images.model import load_model
-from bitcompose.images.trainer import Trainer
+from bitcompose.images.trainer import ImageTrainer
 
 
 def test_balanced_labels_every_prefix_is_balanced() -> None:
@@ -20,7 +20,7 @@ def test_balanced_labels_every_prefix_is_balanced() -> None:
 
 
 def test_generate_is_deterministic_and_checks_labels(tmp_path: Path) -> None:
-    Trainer(tiny_config(steps=1), tmp_path / "r", dataset=tiny_dataset(), progress=False).train()
+    ImageTrainer(tiny_config(steps=1), tmp_path / "r", dataset=tiny_dataset(), progress=False).train()
     model = load_model(tmp_path / "r")
     a = generate(model, 7, steps=2, seed=3, batch_size=4, progress=False)
     b = generate(model, 7, steps=2, seed=3, batch_size=4, progress=False)

@@ -8,9 +8,9 @@ import torch
 
 from _train_tiny import tiny_config, tiny_dataset
 from bitcompose.data.images import ImageDataset
-from bitcompose.images.config import apply_overrides
 from bitcompose.images.model import load_model
-from bitcompose.images.trainer import Trainer, learning_rate
+from bitcompose.images.trainer import ImageTrainer as Trainer
+from bitcompose.images.trainer import learning_rate
 from bitcompose.training.checkpoint import load_checkpoint
 
 
@@ -65,11 +65,11 @@ def test_existing_run_needs_resume_and_matching_config(tmp_path: Path) -> None:
     Trainer(cfg, tmp_path / "r", dataset=data, progress=False).train()
     with pytest.raises(ValueError, match="already holds a checkpoint"):
         Trainer(cfg, tmp_path / "r", dataset=data, progress=False)
-    other = apply_overrides(cfg, ["optim.lr=0.5", "model.base_channels=16"])
+    other = cfg.with_overrides(["optim.lr=0.5", "model.base_channels=16"])
     with pytest.raises(ValueError, match=r"differs from the checkpoint's in model\.base_channels, optim\.lr"):
         Trainer(other, tmp_path / "r", dataset=data, resume=True, progress=False)
     # Only the step budget changed: allowed.
-    more = apply_overrides(cfg, ["steps=3"])
+    more = cfg.with_overrides(["steps=3"])
     assert Trainer(more, tmp_path / "r", dataset=data, resume=True, progress=False).train().step == 3
 
 
@@ -87,7 +87,7 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="do not match the configured model"):
         load_model(tmp_path / "r")
     with pytest.raises(ValueError, match="do not match the configured model"):
-        Trainer(apply_overrides(cfg, ["model.base_channels=16"]), tmp_path / "r", dataset=data, resume=True)
+        Trainer(cfg.with_overrides(["model.base_channels=16"]), tmp_path / "r", dataset=data, resume=True)
     # A truncated weights file.
     conf["train"]["model"]["base_channels"] = 8
     (ck / "config.json").write_text(json.dumps(conf))
@@ -117,4 +117,4 @@ def test_data_checks() -> None:
 def test_warmup_schedule() -> None:
     cfg = tiny_config()  # lr 1e-3, 3 warm-up steps
     assert [learning_rate(cfg, s) for s in range(5)] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3, 1e-3])
-    assert learning_rate(apply_overrides(cfg, ["optim.warmup_steps=0"]), 0) == 1e-3
+    assert learning_rate(cfg.with_overrides(["optim.warmup_steps=0"]), 0) == 1e-3

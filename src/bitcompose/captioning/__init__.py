@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bitcompose.captioning.config import PRESETS, CaptionRunConfig, default_cache_dir, preset
+from bitcompose.captioning.config import PRESETS, CaptionRunConfig, preset
 from bitcompose.captioning.model import Captioner, load_captioner
 from bitcompose.captioning.train import train_captioner, train_or_load
 
@@ -10,7 +10,6 @@ __all__ = [
     "PRESETS",
     "CaptionRunConfig",
     "Captioner",
-    "default_cache_dir",
     "load_captioner",
     "preset",
     "train_captioner",

@@ -9,20 +9,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from bitcompose.core.config import Config
 from bitcompose.nets.caption import CaptionNetConfig, caption_net_config
 
-__all__ = ["CaptionRunConfig", "PRESETS", "preset", "default_cache_dir", "MODELS"]
+__all__ = ["CaptionRunConfig", "PRESETS", "preset", "MODELS"]
 
 MODELS = ("diffusion", "ar")
 
 
 @dataclass(frozen=True)
-class CaptionRunConfig:
+class CaptionRunConfig(Config):
     """Everything a captioning training run depends on.
 
     Attributes:
@@ -101,19 +100,6 @@ class CaptionRunConfig:
             encoding=self.encoding,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CaptionRunConfig:
-        """Inverse of :meth:`to_dict` (unknown keys raise ``ValueError``)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown captioning config keys: {', '.join(unknown)}")
-        return cls(**d)
-
     def same_run(self, stored: dict[str, Any]) -> bool:
         """Whether a stored :meth:`to_dict` (possibly from an older version, missing newer fields) is this run."""
         try:
@@ -185,10 +171,3 @@ def preset(name: str, **overrides: Any) -> CaptionRunConfig:
         return dataclasses.replace(PRESETS[name], **overrides)
     except TypeError as exc:
         raise ValueError(f"bad captioning config override: {exc}") from exc
-
-
-def default_cache_dir() -> Path:
-    """``$BITCOMPOSE_CACHE/captions`` if the variable is set, else ``~/.cache/bitcompose/captions``."""
-    root = os.environ.get("BITCOMPOSE_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "bitcompose"
-    return base / "captions"

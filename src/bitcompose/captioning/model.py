@@ -19,8 +19,10 @@ from torch import Tensor, nn
 
 from bitcompose.captioning.config import CaptionRunConfig
 from bitcompose.captioning.tokenizer import load_tokenizer
+from bitcompose.core.sampling import StepInfo, resolve_generator
 from bitcompose.diffusion import BitDenoiser
-from bitcompose.diffusion.samplers import sample
+from bitcompose.diffusion.as_model import as_model
+from bitcompose.diffusion.samplers import sample_model
 from bitcompose.nets.ar_decoder import CaptionARNet
 from bitcompose.nets.caption import CaptionDiffusionNet, CaptionNetConfig
 from bitcompose.training.checkpoint import find_checkpoint, load_checkpoint, load_state_strict
@@ -33,23 +35,6 @@ TOKENIZER_FILE = "tokenizer.model"
 def build_net(run: CaptionRunConfig, net_config: CaptionNetConfig) -> nn.Module:
     """A fresh network for ``run.model`` (``"diffusion"`` → :class:`CaptionDiffusionNet`, ``"ar"`` → AR)."""
     return CaptionDiffusionNet(net_config) if run.model == "diffusion" else CaptionARNet(net_config)
-
-
-class _LogitsRecorder(nn.Module):
-    """Calls a :class:`CaptionDiffusionNet` and keeps the head output of the last call (``[B, L, V]``)."""
-
-    def __init__(self, net: CaptionDiffusionNet) -> None:
-        super().__init__()
-        self.net = net
-        self.last: Tensor | None = None
-
-    def forward(self, x_in: Tensor, gamma: Tensor, cond: Tensor | None = None) -> Tensor:
-        out = self.net.logits(x_in, gamma, cond)
-        self.last = out
-        if self.net.config.output_head == "softmax":
-            table: Tensor = self.net.code_table  # type: ignore[assignment]
-            return torch.softmax(out.float(), dim=-1) @ table.to(out.device)
-        return out
 
 
 @dataclass
@@ -116,31 +101,46 @@ class Captioner:
                 )
                 continue
             assert isinstance(self.net, CaptionDiffusionNet)
-            recorder = _LogitsRecorder(self.net)
-            den = BitDenoiser(
-                recorder,
-                scale=self.net_config.bit_scale,
-                self_condition=self.net_config.self_condition,
-                channel_dim=-1,
-            )
-            memory = self.net.encode(chunk)
-            shape = (chunk.shape[0], self.net_config.max_len, self.net_config.num_bits)
-            bits = sample(
-                den,
-                shape,
-                steps=steps,
-                td=td,
-                sampler=sampler,  # type: ignore[arg-type]
-                cond=memory,
-                generator=generator,
-                progress=False,
-            )
-            if decode == "argmax":
-                assert recorder.last is not None
-                outs.append(recorder.last.argmax(dim=-1))
-            else:
-                outs.append(self.net_config.codec.decode_sequence(bits))
+            ids = self._diffusion_ids(chunk, steps, td, sampler, generator, decode)
+            outs.append(ids)
         return torch.cat(outs, dim=0)
+
+    def _diffusion_ids(
+        self,
+        images: Tensor,
+        steps: int,
+        td: float,
+        sampler: str,
+        generator: torch.Generator | None,
+        decode: str,
+    ) -> Tensor:
+        """Token ids ``[B, L]`` of the diffusion captioner for one batch of images."""
+        net = self.net
+        assert isinstance(net, CaptionDiffusionNet)
+        cfg = self.net_config
+        den = BitDenoiser(net, scale=cfg.bit_scale, self_condition=cfg.self_condition, channel_dim=-1)
+        memory = net.encode(images)
+        generator = resolve_generator(generator)
+        x_init = torch.randn((images.shape[0], cfg.max_len, cfg.num_bits), generator=generator)
+        seen: list[StepInfo] = []
+        result = sample_model(
+            as_model(den, cond=memory),
+            x_init,
+            steps=steps,
+            td=td,
+            sampler=sampler,  # type: ignore[arg-type]
+            generator=generator,
+            callback=seen.append if decode == "argmax" else None,
+        )
+        if decode == "bits":
+            return cfg.codec.decode_sequence(result.samples)
+        # argmax: the vocabulary logits of the last network call, recomputed from its inputs
+        x_last, sc_last = x_init, torch.zeros_like(x_init)
+        if len(seen) > 1 and seen[-2].x0 is not None:
+            x_last, sc_last = seen[-2].x, seen[-2].x0
+        t_last = torch.full((images.shape[0],), seen[-1].t)
+        x_in = torch.cat([x_last, sc_last], dim=-1) if cfg.self_condition else x_last
+        return net.forward_with_logits(x_in, den.schedule.gamma(t_last), memory)[1].argmax(dim=-1)
 
     def caption(self, images: Tensor, **kwargs: Any) -> list[str]:
         """Caption strings for images ``[B, 3, H, W]`` (keyword arguments as :meth:`generate`)."""

@@ -1,52 +1,58 @@
-"""Training of the captioning models, with resumable checkpoints and a configuration-keyed cache.
+"""Training of the captioning models on the shared training stack, with a configuration-keyed cache.
 
 Diffusion: the Bit Diffusion objective on the caption's analog bits (x0 prediction, per-element MSE,
 self-conditioning on half of the examples; :func:`bitcompose.diffusion_loss`), image tokens computed once per step
-and passed as ``cond``. AR: cross-entropy under teacher forcing. Both: AdamW, linear warm-up (then constant or
-cosine decay to 10 %), gradient clipping at 1, EMA of the weights (used for sampling), every random draw from one
-explicit ``torch.Generator`` seeded by ``run.seed``. Each step takes a random batch of training images and one
-random reference caption of each.
+and passed as ``cond``, optionally plus a label-smoothed cross-entropy on the softmax head's logits. AR:
+cross-entropy under teacher forcing. Both: AdamW, linear warm-up (then constant or cosine decay to 10 %),
+gradient clipping at 1, EMA of the weights with warm-up (used for sampling), every random draw from one explicit
+``torch.Generator`` seeded by ``run.seed`` and checkpointed. Each step takes a random batch of training images
+and one random reference caption of each.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from torch import Tensor, nn
 
-from bitcompose.captioning.config import CaptionRunConfig, default_cache_dir, preset
-from bitcompose.captioning.data import load_splits, tokenize_references
+from bitcompose.captioning.config import CaptionRunConfig, preset
+from bitcompose.captioning.data import CaptionSplit, load_splits, tokenize_references
 from bitcompose.captioning.model import TOKENIZER_FILE, build_net
 from bitcompose.captioning.tokenizer import load_tokenizer, train_tokenizer
 from bitcompose.diffusion import BitDenoiser, diffusion_loss
 from bitcompose.nets.ar_decoder import CaptionARNet
-from bitcompose.nets.caption import CaptionDiffusionNet
-from bitcompose.training.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from bitcompose.training.ema import EMA
+from bitcompose.nets.caption import CaptionDiffusionNet, CaptionNetConfig
+from bitcompose.training.cache import cache_dir as cache_folder
+from bitcompose.training.checkpoint import Checkpoint, load_checkpoint, load_state_strict
+from bitcompose.training.loop import CHECKPOINT_DIR, METRICS_FILE, Trainer
+from bitcompose.training.optim import OptimConfig
 
-__all__ = ["train_captioner", "train_or_load", "run_is_complete", "learning_rate"]
+__all__ = ["CaptionTask", "train_captioner", "train_or_load", "run_is_complete", "optim_config"]
 
-CHECKPOINT_DIR = "checkpoint"
 LOG_FILE = "train_log.json"
 
 
-def learning_rate(run: CaptionRunConfig, step: int) -> float:
-    """Learning rate at optimiser step ``step`` (0-based): linear warm-up, then constant or cosine to 10 %."""
-    if run.warmup > 0 and step < run.warmup:
-        return run.lr * (step + 1) / run.warmup
-    if run.lr_schedule == "constant":
-        return run.lr
-    progress = (step - run.warmup) / max(1, run.steps - run.warmup)
-    return run.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+def optim_config(run: CaptionRunConfig) -> OptimConfig:
+    """The run's optimiser settings for the shared training stack."""
+    return OptimConfig(
+        name="adamw",
+        lr=run.lr,
+        betas=(0.9, 0.99),
+        weight_decay=run.weight_decay,
+        warmup_steps=run.warmup,
+        schedule=run.lr_schedule,
+        final_lr_fraction=0.1,
+        grad_clip=1.0,
+        ema_decay=run.ema_decay,
+        ema_warmup=True,
+    )
 
 
 def run_is_complete(run_dir: str | Path, run: CaptionRunConfig | None = None) -> bool:
@@ -56,11 +62,12 @@ def run_is_complete(run_dir: str | Path, run: CaptionRunConfig | None = None) ->
         return False
     try:
         config = json.loads((ckpt / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        stored = CaptionRunConfig.from_dict(config.get("run", {}))
+    except (OSError, json.JSONDecodeError, TypeError, ValueError):
         return False
     if run is not None and not run.same_run(config.get("run", {})):
         return False
-    return bool(config.get("complete", False))
+    return int(config.get("step", 0)) >= stored.steps
 
 
 def _machine() -> dict[str, Any]:
@@ -70,6 +77,96 @@ def _machine() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+    }
+
+
+class CaptionTask:
+    """One captioning training run's steps: a random batch of images with one random reference caption each.
+
+    Args:
+        run: the configuration.
+        net: the diffusion or AR network.
+        net_config: its sizes.
+        train: the training split.
+        refs: tokenised references ``[N, R, L]``.
+        ignore_index: the AR cross-entropy's ignored token id.
+    """
+
+    def __init__(
+        self,
+        run: CaptionRunConfig,
+        net: nn.Module,
+        net_config: CaptionNetConfig,
+        train: CaptionSplit,
+        refs: Tensor,
+        ignore_index: int,
+    ) -> None:
+        self.run, self.module, self.net_config = run, net, net_config
+        self.images, self.refs, self.ignore_index = train.images, refs, ignore_index
+        self.batch_size = run.batch_size
+        self.generator = torch.Generator().manual_seed(run.seed)
+        self.denoiser = None
+        if isinstance(net, CaptionDiffusionNet):
+            self.denoiser = BitDenoiser(
+                net, scale=net_config.bit_scale, self_condition=net_config.self_condition, channel_dim=-1
+            )
+
+    def loss(self, net: nn.Module, step: int) -> Tensor:
+        """The loss of one random batch."""
+        run, gen = self.run, self.generator
+        n_img, n_ref, _ = self.refs.shape
+        idx = torch.randint(n_img, (run.batch_size,), generator=gen)
+        which = torch.randint(n_ref, (run.batch_size,), generator=gen)
+        tokens = self.refs[idx, which]
+        images = self.images[idx]
+        if self.denoiser is None:
+            assert isinstance(self.module, CaptionARNet)
+            return self.module.loss(images, tokens, ignore_index=self.ignore_index)
+        assert isinstance(self.module, CaptionDiffusionNet)
+        memory = self.module.encode(images)
+        x0 = self.net_config.codec.encode_sequence(tokens)
+        with_ce = run.ce_weight > 0
+        out = diffusion_loss(
+            self.denoiser,
+            x0,
+            cond=memory,
+            generator=gen,
+            self_cond_prob=run.self_cond_prob,
+            with_logits=with_ce,
+        )
+        if not with_ce:
+            return out.loss
+        assert out.logits is not None  # [B, L, V] of the main (gradient) pass
+        ce = F.cross_entropy(out.logits.flatten(0, 1).float(), tokens.flatten(), label_smoothing=0.1)
+        return out.loss + run.ce_weight * ce
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator's state."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the generator's state."""
+        self.generator.set_state(state["generator"])
+
+
+def _parent(run: CaptionRunConfig, run_dir: Path, cache_dir: str | Path | None, progress: bool) -> Checkpoint:
+    """The finished parent run of ``run.init_from`` (trained or loaded from the cache); copies its tokenizer."""
+    parent_run = preset(run.init_from, model=run.model, seed=run.seed)
+    parent_dir = train_or_load(parent_run, cache_dir=cache_dir, progress=progress)
+    tok_path = run_dir / TOKENIZER_FILE
+    if not tok_path.is_file():
+        shutil.copyfile(parent_dir / TOKENIZER_FILE, tok_path)
+    return load_checkpoint(parent_dir / CHECKPOINT_DIR)
+
+
+def _parent_info(parent: Checkpoint) -> dict[str, Any]:
+    log_path = parent.path.parent / LOG_FILE
+    log = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    return {
+        "init_from": str(parent.path),
+        "parent_steps": log.get("steps"),
+        "parent_train_seconds": log.get("train_seconds"),
+        "parent_train_cpu_seconds": log.get("train_cpu_seconds"),
     }
 
 
@@ -86,174 +183,92 @@ def train_captioner(
         run: the configuration.
         run_dir: the run folder (created); an existing run of another configuration there is an error.
         progress: show a tqdm bar.
-        cache_dir: where the parent run of ``run.init_from`` is cached (default :func:`default_cache_dir`).
+        cache_dir: where the parent run of ``run.init_from`` is cached (default ``$BITCOMPOSE_CACHE/captions``).
 
     Returns:
-        ``run_dir`` as a Path, holding ``tokenizer.model``, ``checkpoint/`` and ``train_log.json``.
+        ``run_dir`` as a Path, holding ``tokenizer.model``, ``checkpoint/``, ``metrics.jsonl`` and
+        ``train_log.json``.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    resume = None
-    if (ckpt_dir / "config.json").is_file():
-        resume = load_checkpoint(ckpt_dir)
-        if not run.same_run(resume.config.get("run", {})):
+    resuming = (ckpt_dir / "config.json").is_file()
+    stored: dict[str, Any] = {}
+    if resuming:
+        stored = json.loads((ckpt_dir / "config.json").read_text())
+        if not run.same_run(stored.get("run", {})):
             raise ValueError(f"{run_dir} holds a run of another configuration; choose another --out folder")
-        if resume.config.get("complete"):
+        if run_is_complete(run_dir, run):
             return run_dir
 
-    splits = load_splits(run)
-    train = splits["train"]
+    train = load_splits(run)["train"]
+    parent = _parent(run, run_dir, cache_dir, progress) if run.init_from and not resuming else None
     tok_path = run_dir / TOKENIZER_FILE
-    parent = None
-    if run.init_from and resume is None:
-        parent_run = preset(run.init_from, model=run.model, seed=run.seed)
-        parent_dir = train_or_load(parent_run, cache_dir=cache_dir, progress=progress)
-        parent = load_checkpoint(parent_dir / CHECKPOINT_DIR)
-        if not tok_path.is_file():
-            shutil.copyfile(parent_dir / TOKENIZER_FILE, tok_path)
-        parent_log = (
-            json.loads((parent_dir / LOG_FILE).read_text()) if (parent_dir / LOG_FILE).is_file() else {}
-        )
     if tok_path.is_file():
         tokenizer = load_tokenizer(tok_path)
     else:
         tokenizer = train_tokenizer(train.captions, run.vocab_size, tok_path, model_type=run.tokenizer)
     net_config = run.net_config(tokenizer.vocab_size)
     refs = tokenize_references(train.captions, tokenizer, run.max_len)  # [N, R, L]
-    n_img, n_ref, _ = refs.shape
 
     # Initialisation draws from the global RNG inside nn.Module constructors; fork it so that the caller's
     # global state is untouched and the weights depend only on run.seed.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.seed)
         net = build_net(run, net_config)
-    ema = EMA(net, run.ema_decay)
-    opt = torch.optim.AdamW(net.parameters(), lr=run.lr, betas=(0.9, 0.99), weight_decay=run.weight_decay)
-    gen = torch.Generator().manual_seed(run.seed)
-    den = None
-    if isinstance(net, CaptionDiffusionNet):
-        den = BitDenoiser(
-            net, scale=net_config.bit_scale, self_condition=net_config.self_condition, channel_dim=-1
-        )
-    pad_id, eos_id = int(tokenizer.pad_id), int(tokenizer.eos_id)
-    ignore = pad_id if pad_id != eos_id else -100
-
-    step, seconds, cpu_seconds, losses = 0, 0.0, 0.0, []
+    config: dict[str, Any] = {"kind": "captioning", "run": run.to_dict(), "net": net_config.to_dict()}
     if parent is not None:
         if parent.config.get("net") != net_config.to_dict():
             raise ValueError(f"init_from={run.init_from!r}: the parent run's network differs from this run's")
         load_state_strict(net, parent.model_state, what=f"model weights of {parent.path}")
-        if parent.ema_state is not None:
-            ema.load_state_dict(parent.ema_state)
-    if resume is not None:
-        load_state_strict(net, resume.model_state, what=f"model weights of {ckpt_dir}")
-        if resume.ema_state is not None:
-            ema.load_state_dict(resume.ema_state)
-        state = resume.training_state
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        step, seconds = int(state["step"]), float(state["seconds"])
-        cpu_seconds = float(state.get("cpu_seconds", 0.0))
-        losses = [list(x) for x in state.get("losses", [])]
+        config["parent"] = _parent_info(parent)
+    elif "parent" in stored:
+        config["parent"] = stored["parent"]
+    pad_id, eos_id = int(tokenizer.pad_id), int(tokenizer.eos_id)
+    task = CaptionTask(run, net, net_config, train, refs, ignore_index=pad_id if pad_id != eos_id else -100)
+    trainer = Trainer(
+        task,
+        optim_config(run),
+        steps=run.steps,
+        run_dir=run_dir,
+        config=config,
+        resume=resuming,
+        log_every=run.log_every,
+        checkpoint_every=run.save_every,
+        progress=progress,
+        desc=f"train {run.model}",
+    )
+    if parent is not None and parent.ema_state is not None and trainer.ema is not None:
+        trainer.ema.load_state_dict(parent.ema_state)
+    trainer.train()
+    _write_log(run_dir, config, trainer, net)
+    return run_dir
 
-    config = {"kind": "captioning", "run": run.to_dict(), "net": net_config.to_dict(), "complete": False}
-    parent_info: dict[str, Any] = {}
-    if run.init_from:
-        if parent is not None:
-            parent_info = {
-                "init_from": str(parent.path),
-                "parent_steps": parent_log.get("steps"),
-                "parent_train_seconds": parent_log.get("train_seconds"),
-                "parent_train_cpu_seconds": parent_log.get("train_cpu_seconds"),
-            }
-            config["parent"] = parent_info
-        elif resume is not None:
-            parent_info = dict(resume.config.get("parent", {}))
-            config["parent"] = parent_info
 
-    def save(complete: bool) -> None:
-        config["complete"] = complete
-        save_checkpoint(
-            ckpt_dir,
-            config=config,
-            model_state=net.state_dict(),
-            ema_state=ema.state_dict(),
-            training_state={
-                "step": step,
-                "seconds": seconds,
-                "cpu_seconds": cpu_seconds,
-                "optimizer": opt.state_dict(),
-                "generator": gen.get_state(),
-                "losses": losses,
-            },
-        )
-
-    net.train()
-    bar = tqdm(total=run.steps, initial=step, disable=not progress, desc=f"train {run.model}")
-    running, count = 0.0, 0
-    while step < run.steps:
-        t0, c0 = time.perf_counter(), time.process_time()
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(run, step)
-        idx = torch.randint(n_img, (run.batch_size,), generator=gen)
-        which = torch.randint(n_ref, (run.batch_size,), generator=gen)
-        tokens = refs[idx, which]
-        images = train.images[idx]
-        if den is not None:
-            assert isinstance(net, CaptionDiffusionNet)
-            memory = net.encode(images)
-            x0 = net_config.codec.encode_sequence(tokens)
-            loss = diffusion_loss(den, x0, cond=memory, generator=gen, self_cond_prob=run.self_cond_prob).loss
-            if run.ce_weight > 0:
-                # the last call inside diffusion_loss is the main (gradient) pass; its logits are [B, L, V]
-                logits, net.last_logits = net.last_logits, None
-                assert logits is not None
-                ce = F.cross_entropy(logits.flatten(0, 1).float(), tokens.flatten(), label_smoothing=0.1)
-                loss = loss + run.ce_weight * ce
-        else:
-            assert isinstance(net, CaptionARNet)
-            loss = net.loss(images, tokens, ignore_index=ignore)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        ema.decay = min(run.ema_decay, (1.0 + step) / (10.0 + step))  # warm EMA start
-        ema.update(net)
-        step += 1
-        seconds += time.perf_counter() - t0
-        cpu_seconds += time.process_time() - c0
-        running += loss.item()
-        count += 1
-        bar.update(1)
-        if step % run.log_every == 0 or step == run.steps:
-            losses.append([step, running / count, round(seconds, 1)])
-            bar.set_postfix(loss=f"{running / count:.4f}")
-            running, count = 0.0, 0
-        if step % run.save_every == 0 and step < run.steps:
-            save(False)
-    bar.close()
-    save(True)
+def _write_log(run_dir: Path, config: dict[str, Any], trainer: Trainer, net: nn.Module) -> None:
+    metrics = run_dir / METRICS_FILE
+    lines = metrics.read_text().splitlines() if metrics.is_file() else []
+    losses = [[r["step"], r["loss"], round(r["elapsed_s"], 1)] for r in map(json.loads, lines)]
     log = {
-        "run": run.to_dict(),
-        "net": net_config.to_dict(),
-        "steps": step,
-        "train_seconds": round(seconds, 1),
-        "train_cpu_seconds": round(cpu_seconds, 1),
-        **parent_info,
+        "run": config["run"],
+        "net": config["net"],
+        "steps": trainer.step,
+        "train_seconds": round(trainer.seconds, 1),
+        "train_cpu_seconds": round(trainer.cpu_seconds, 1),
+        **config.get("parent", {}),
         "losses": losses,
         "machine": _machine(),
         "parameters": sum(p.numel() for p in net.parameters()),
     }
     (run_dir / LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")
-    return run_dir
 
 
 def train_or_load(
     run: CaptionRunConfig, *, cache_dir: str | Path | None = None, progress: bool = True
 ) -> Path:
-    """The run folder of ``run`` in the cache (``cache_dir`` or :func:`default_cache_dir`), training it if needed."""
-    base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    """The run folder of ``run`` in the cache (``cache_dir``, default ``$BITCOMPOSE_CACHE/captions``), training it
+    if needed."""
+    base = cache_folder("captions", cache_dir)
     run_dir = base / run.cache_key()
     if run_is_complete(run_dir, run):
         return run_dir

@@ -15,7 +15,7 @@ __all__ = ["register"]
 
 
 def _train(args: argparse.Namespace) -> int:
-    from bitcompose.nets.classifier import load_or_train_classifier
+    from bitcompose.images.classifier import load_or_train_classifier
 
     if args.dataset == "npz" and args.path is None:
         raise CLIError("--dataset npz needs --path FILE.npz")

@@ -29,7 +29,7 @@ __all__ = ["register"]
 
 
 def _train_config(args: argparse.Namespace) -> Any:
-    from bitcompose.images.config import apply_overrides, preset
+    from bitcompose.images.config import preset
     from bitcompose.images.model import parse_checkpoint_config
     from bitcompose.training.checkpoint import find_checkpoint, load_checkpoint
 
@@ -52,16 +52,16 @@ def _train_config(args: argparse.Namespace) -> Any:
         base, _ = parse_checkpoint_config(ckpt.config, where=str(out))
     else:
         base = preset(args.preset)
-    return apply_overrides(base, overrides), out
+    return base.with_overrides(overrides), out
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from bitcompose.images.trainer import Trainer
+    from bitcompose.images.trainer import ImageTrainer
     from bitcompose.training.dist import cleanup_distributed
 
     config, out = _train_config(args)
     try:
-        trainer = Trainer(config, out, resume=args.resume, progress=not args.no_progress)
+        trainer = ImageTrainer(config, out, resume=args.resume, progress=not args.no_progress)
         result = trainer.train()
         if trainer.info.is_main:
             print(
@@ -153,11 +153,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from bitcompose.images.config import apply_overrides
+    from bitcompose.images.classifier import load_or_train_classifier
     from bitcompose.images.evaluate import generate, score_samples
     from bitcompose.images.model import load_model
     from bitcompose.images.trainer import load_training_data
-    from bitcompose.nets.classifier import load_or_train_classifier
     from bitcompose.training.dist import cleanup_distributed, init_distributed
 
     info = init_distributed(args.device)  # under torchrun the ranks share the sampling batches
@@ -184,9 +183,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     data_config = model.config
     if args.root is not None:
-        data_config = apply_overrides(data_config, [f"data.root={args.root}"])
+        data_config = data_config.with_overrides([f"data.root={args.root}"])
     if args.data is not None:
-        data_config = apply_overrides(data_config, ["data.name=npz", f"data.path={args.data}"])
+        data_config = data_config.with_overrides(["data.name=npz", f"data.path={args.data}"])
     dataset = load_training_data(data_config)
     if dataset.num_values != model.spec.num_values or dataset.image_shape[1:] != (model.spec.image_size,) * 2:
         raise CLIError(f"the data set {dataset.name!r} does not match the model's data ({model.spec})")

@@ -32,11 +32,13 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Literal, overload
+from typing import Literal, overload
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from bitcompose.core.config import Config
 
 __all__ = ["BitCodec", "ENCODINGS"]
 
@@ -62,7 +64,7 @@ def _gray_decode(code: Tensor, num_bits: int) -> Tensor:
 
 
 @dataclass(frozen=True)
-class BitCodec:
+class BitCodec(Config):
     """Integers in ``{0, …, K−1}`` ↔ analog bits in ``{−scale, +scale}``.
 
     Args:
@@ -308,25 +310,6 @@ class BitCodec:
         if not isinstance(a, Tensor) or a.ndim != 3:
             raise ValueError(f"decode_sequence expects a tensor [B, L, num_bits], got shape {_shape(a)}")
         return self._checked_decode(a, "decode_sequence", return_invalid)
-
-    # ------------------------------------------------------------------ config
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable config: ``{"num_values", "encoding", "scale"}``."""
-        return {"num_values": self.num_values, "encoding": self.encoding, "scale": self.scale}
-
-    @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> BitCodec:
-        """Rebuild a codec from :meth:`to_dict` output (unknown or missing keys raise ``ValueError``)."""
-        if not isinstance(config, dict):
-            raise ValueError(f"BitCodec.from_dict expects a dict, got {type(config).__name__}")
-        allowed = {"num_values", "encoding", "scale"}
-        unknown = set(config) - allowed
-        if unknown:
-            raise ValueError(f"BitCodec.from_dict: unknown keys {sorted(unknown)}; allowed {sorted(allowed)}")
-        if "num_values" not in config:
-            raise ValueError("BitCodec.from_dict: missing key 'num_values'")
-        return cls(**config)
 
 
 def _shape(x: object) -> object:

@@ -149,12 +149,16 @@ class Config:
         names = [f.name for f in _init_fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ValueError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)}")
-        kwargs = {k: _convert(v, hints[k], prefix + k) for k, v in data.items()}
-        try:
-            return cls(**kwargs)
-        except TypeError as exc:  # pragma: no cover - a missing field without default
-            raise ValueError(f"{cls.__name__}: {exc}") from None
+            raise ValueError(f"{cls.__name__}: unknown config key(s) {', '.join(prefix + k for k in unknown)}")
+        required = [
+            f.name
+            for f in _init_fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [prefix + k for k in required if k not in data]
+        if missing:
+            raise ValueError(f"{cls.__name__}: missing key(s) {', '.join(missing)} (required)")
+        return cls(**{k: _convert(v, hints[k], prefix + k) for k, v in data.items()})
 
     def with_overrides(self: C, overrides: Iterable[str]) -> C:
         """A copy with dotted ``key=value`` overrides applied (e.g. ``optim.lr=3e-4``); validated."""

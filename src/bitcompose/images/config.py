@@ -6,8 +6,7 @@ A :class:`TrainConfig` is the single source of truth of a run. It nests :class:`
 not part of the config; the trainer derives them from the data set and stores them in the checkpoint.
 
 Example:
-    >>> cfg = preset("digits")
-    >>> cfg = apply_overrides(cfg, ["optim.lr=3e-4", "model.encoding=gray", "steps=100"])
+    >>> cfg = preset("digits").with_overrides(["optim.lr=3e-4", "model.encoding=gray", "steps=100"])
     >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
     True
 """
@@ -15,14 +14,15 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
-import types
-import typing
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bitcompose.core.bits import ENCODINGS as _ENCODINGS
+from bitcompose.core.config import Config
+from bitcompose.core.config import check as _check
+from bitcompose.diffusion.denoiser import PREDICTIONS as _PREDICTIONS
 from bitcompose.nets.unet_config import PRESETS as UNET_PRESETS
+from bitcompose.training.optim import OptimConfig
 
 __all__ = [
     "DataConfig",
@@ -31,21 +31,15 @@ __all__ = [
     "SampleConfig",
     "TrainConfig",
     "PRESET_NAMES",
+    "PRECISIONS",
     "preset",
-    "apply_overrides",
 ]
 
-_ENCODINGS = ("binary", "gray", "random", "onehot")
-_PREDICTIONS = ("x0", "eps", "logistic")
-
-
-def _check(cond: bool, message: str) -> None:
-    if not cond:
-        raise ValueError(message)
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Config):
     """Which data to train on.
 
     Attributes:
@@ -73,7 +67,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Config):
     """The network (U-Net fields of ``UNetConfig`` not fixed by the data), the codec and the parameterisation.
 
     The defaults of the U-Net fields are those of ``UNetConfig``.
@@ -117,43 +111,7 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class OptimConfig:
-    """Optimiser, learning-rate schedule and EMA.
-
-    Attributes:
-        name: ``adam`` or ``adamw``.
-        lr: the constant learning rate reached after warm-up.
-        betas: Adam betas.
-        eps: Adam epsilon.
-        weight_decay: weight decay (the paper: 0).
-        warmup_steps: linear warm-up from 0 to ``lr`` over this many steps (0: none).
-        grad_clip: clip the global gradient norm to this value (0: no clipping).
-        ema_decay: EMA decay of the weights used for sampling, in [0, 1).
-    """
-
-    name: str = "adamw"
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.9999
-
-    def __post_init__(self) -> None:
-        _check(self.name in ("adam", "adamw"), f"optim.name must be 'adam' or 'adamw', got {self.name!r}")
-        _check(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
-        _check(
-            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "optim.betas must be two in [0,1)"
-        )
-        _check(self.weight_decay >= 0, "optim.weight_decay must be >= 0")
-        _check(self.warmup_steps >= 0, "optim.warmup_steps must be >= 0")
-        _check(self.grad_clip >= 0, "optim.grad_clip must be >= 0 (0 disables clipping)")
-        _check(0 <= self.ema_decay < 1, f"optim.ema_decay must lie in [0, 1), got {self.ema_decay}")
-
-
-@dataclass(frozen=True)
-class SampleConfig:
+class SampleConfig(Config):
     """Sampler settings for sample grids, ``bitcompose sample`` defaults and evaluation.
 
     Attributes:
@@ -183,7 +141,7 @@ class SampleConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """A whole training run.
 
     Attributes:
@@ -228,10 +186,7 @@ class TrainConfig:
             self.sample_every >= 0 and self.checkpoint_every >= 0,
             "sample_every/checkpoint_every must be >= 0",
         )
-        _check(
-            self.precision in ("auto", "fp32", "bf16"),
-            f"precision must be auto|fp32|bf16, got {self.precision!r}",
-        )
+        _check(self.precision in PRECISIONS, f"precision must be auto|fp32|bf16, got {self.precision!r}")
         _check(
             self.self_cond_prob == 0 or self.model.self_condition,
             "self_cond_prob > 0 needs model.self_condition=true",
@@ -240,157 +195,6 @@ class TrainConfig:
             self.cond_drop_prob == 0 or self.data.conditional,
             "cond_drop_prob > 0 needs a class-conditional model (data.conditional=true)",
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly nested dict (tuples become lists)."""
-        return _to_jsonable(dataclasses.asdict(self))
-
-    def to_json(self) -> str:
-        """The config as indented JSON."""
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys and ill-typed values raise ``ValueError``."""
-        return _from_dict(cls, data, prefix="")
-
-
-def _to_jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
-    return value
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Check/convert a JSON value (or a parsed string) to the annotated type ``tp``."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], key)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key} must be a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], key) for v in value)
-        if len(value) != len(args):
-            raise ValueError(f"{key} must have {len(args)} entries, got {value!r}")
-        return tuple(_convert(v, a, key) for v, a in zip(value, args, strict=True))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key} must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key} must be an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key} must be a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{key} must be a string, got {value!r}")
-        return value
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if not isinstance(value, Mapping):
-            raise ValueError(f"{key} must be an object, got {value!r}")
-        return _from_dict(tp, value, prefix=f"{key}.")
-    raise TypeError(f"unsupported config type {tp!r} for {key}")  # pragma: no cover - programming error
-
-
-def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)}")
-    kwargs = {k: _convert(v, hints[k], prefix + k) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-# --------------------------------------------------------------------------------------------------- overrides
-
-
-def _parse_scalar(text: str, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if text.strip().lower() in ("none", "null", ""):
-            if type(None) in args:
-                return None
-        inner = [a for a in args if a is not type(None)]
-        return _parse_scalar(text, inner[0], key)
-    if origin is tuple:
-        body = text.strip().strip("()[]").strip()
-        parts = [p.strip() for p in body.split(",") if p.strip()] if body else []
-        elem = args[0] if len(args) == 2 and args[1] is Ellipsis else None
-        types_ = [elem] * len(parts) if elem is not None else list(args)
-        if elem is None and len(parts) != len(args):
-            raise ValueError(f"bad value {text!r} for {key}: expected {len(args)} comma-separated entries")
-        return tuple(_parse_scalar(p, t, key) for p, t in zip(parts, types_, strict=True))
-    if tp is bool:
-        low = text.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"bad value {text!r} for {key}: expected true or false")
-    if tp is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"bad value {text!r} for {key}: expected an integer") from None
-    if tp is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"bad value {text!r} for {key}: expected a number") from None
-    if tp is str:
-        return text
-    raise ValueError(f"{key} is a group of settings, not a value; set one of its fields ({key}.NAME=VALUE)")
-
-
-def apply_overrides(config: TrainConfig, overrides: Iterable[str]) -> TrainConfig:
-    """Apply ``key=value`` overrides with dotted keys, e.g. ``optim.lr=3e-4``, ``model.channel_mults=1,2,2``.
-
-    Values are parsed from the field's type (integers, floats, ``true``/``false``, ``none`` for optional fields,
-    comma-separated tuples). Unknown keys and unparsable values raise ``ValueError``; the result is validated.
-    """
-    data = config.to_dict()
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key=value (e.g. optim.lr=3e-4)")
-        key, text = item.split("=", 1)
-        key = key.strip()
-        parts = key.split(".")
-        cls: type = TrainConfig
-        node = data
-        for i, part in enumerate(parts):
-            hints = _hints(cls)
-            if part not in hints:
-                known = ", ".join(".".join([*parts[:i], n]) for n in hints)
-                raise ValueError(f"unknown config key {key!r} (known here: {known})")
-            tp = hints[part]
-            if i < len(parts) - 1:
-                if not (dataclasses.is_dataclass(tp) and isinstance(tp, type)):
-                    raise ValueError(f"unknown config key {key!r}: {'.'.join(parts[: i + 1])} is a value")
-                cls = tp
-                node = node[part]
-            else:
-                node[part] = _to_jsonable(_parse_scalar(text, tp, key))
-    try:
-        return TrainConfig.from_dict(data)
-    except TypeError as exc:  # pragma: no cover - defensive
-        raise ValueError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------------------------------- presets

@@ -21,18 +21,18 @@ from typing import Any
 import torch
 
 from bitcompose.figures.grids import save_grid
-from bitcompose.images.config import TrainConfig, apply_overrides, preset
+from bitcompose.images.classifier import load_or_train_classifier
+from bitcompose.images.config import TrainConfig, preset
 from bitcompose.images.evaluate import generate, score_samples
 from bitcompose.images.model import load_model
-from bitcompose.images.trainer import Trainer, load_training_data
-from bitcompose.nets.classifier import load_or_train_classifier
+from bitcompose.images.trainer import ImageTrainer, load_training_data
 
 __all__ = ["demo_config", "run_demo"]
 
 
 def demo_config(overrides: list[str] | None = None) -> TrainConfig:
     """The ``digits`` preset with optional ``key=value`` overrides, forced to the CPU."""
-    return apply_overrides(preset("digits"), ["device=cpu", *(overrides or [])])
+    return preset("digits").with_overrides(["device=cpu", *(overrides or [])])
 
 
 def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
         shutil.rmtree(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     dataset = load_training_data(config)
-    result = Trainer(config, run_dir, dataset=dataset, progress=progress).train()
+    result = ImageTrainer(config, run_dir, dataset=dataset, progress=progress).train()
 
     eval_start = time.perf_counter()
     model = load_model(run_dir, ema=True)

@@ -7,7 +7,6 @@ a checkpoint can be sampled without the training data.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 
 from bitcompose.core.bits import BitCodec
+from bitcompose.core.config import Config
 from bitcompose.diffusion import BitDenoiser
 from bitcompose.images.config import ModelConfig, TrainConfig
 from bitcompose.nets.unet import UNet, UNetConfig
@@ -36,7 +36,7 @@ CHECKPOINT_FORMAT = "bitcompose.image-bit-diffusion/1"
 
 
 @dataclass(frozen=True)
-class DataSpec:
+class DataSpec(Config):
     """What the model must know about the data.
 
     Attributes:
@@ -104,7 +104,7 @@ def make_denoiser(net: torch.nn.Module, model: ModelConfig) -> BitDenoiser:
 
 def checkpoint_config(config: TrainConfig, spec: DataSpec) -> dict[str, Any]:
     """The JSON stored as a checkpoint's ``config.json``."""
-    return {"format": CHECKPOINT_FORMAT, "train": config.to_dict(), "data": dataclasses.asdict(spec)}
+    return {"format": CHECKPOINT_FORMAT, "train": config.to_dict(), "data": spec.to_dict()}
 
 
 def parse_checkpoint_config(data: dict[str, Any], where: str = "checkpoint") -> tuple[TrainConfig, DataSpec]:
@@ -115,7 +115,7 @@ def parse_checkpoint_config(data: dict[str, Any], where: str = "checkpoint") -> 
         )
     try:
         config = TrainConfig.from_dict(data["train"])
-        spec = DataSpec(**data["data"])
+        spec = DataSpec.from_dict(data["data"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{where}: bad config.json: {exc}") from exc
     return config, spec

@@ -1,37 +1,31 @@
-"""The training loop for image Bit Diffusion: Adam(W), warm-up, clipping, EMA, bf16, DDP, checkpoints, resume.
+"""Training of image Bit Diffusion models on the shared training stack (:mod:`bitcompose.training.loop`).
 
 Randomness. Nothing uses the global RNG except the weight initialisation, which runs inside
-``torch.random.fork_rng`` with a seed derived from ``config.seed`` (the global state is restored afterwards).
-The data order and every per-example random draw (flip, t, noise, self-conditioning mask, label dropout) are
-functions of ``(seed, step, global position in the batch)`` (:mod:`bitcompose.training.dist`), so
+``torch.random.fork_rng`` with a seed derived from ``config.seed``. The data order and every per-example random
+draw (flip, t, noise, self-conditioning mask, label dropout) are functions of ``(seed, step, global position in the
+batch)`` (:mod:`bitcompose.training.dist`), so
 
 * resuming from a checkpoint continues *exactly* as an uninterrupted run (bitwise on CPU), and
 * ``W`` ranks with batch ``B/W`` each compute the same gradients as one process with batch ``B``.
 
-The generator of the preview sample grids is the one stateful stream; its state is checkpointed.
+Preview grids at step ``s`` are drawn from a generator seeded by ``(seed, s)``.
 
-Files in the run folder: ``config.json`` (the run config), ``metrics.jsonl`` (one JSON line per ``log_every``
-steps: step, loss, lr, grad_norm, images_per_s, elapsed_s), ``samples/step_NNNNNNN.png`` and ``checkpoint/``.
+Files in the run folder: ``config.json`` (the run config), ``metrics.jsonl``, ``samples/step_NNNNNNN.png`` and
+``checkpoint/``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import sys
-import time
-from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
-from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
+from torch import Tensor, nn
 
+from bitcompose.core.config import diff_keys
 from bitcompose.data.images import ImageDataset, load_image_dataset, random_flip
-from bitcompose.diffusion import diffusion_loss
+from bitcompose.diffusion import BitDenoiser, diffusion_loss
 from bitcompose.diffusion.samplers import sample
 from bitcompose.figures.grids import save_grid
 from bitcompose.images.config import TrainConfig
@@ -43,27 +37,35 @@ from bitcompose.images.model import (
     make_denoiser,
     parse_checkpoint_config,
 )
-from bitcompose.training.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from bitcompose.training.dist import (
-    DistInfo,
-    GlobalBatchOrder,
-    all_reduce_mean,
-    example_seed,
-    init_distributed,
-    mix_seed,
-)
-from bitcompose.training.ema import EMA
+from bitcompose.training.dist import DistInfo, GlobalBatchOrder, example_seed, init_distributed, mix_seed
+from bitcompose.training.loop import Trainer, TrainResult
+from bitcompose.training.optim import learning_rate as _learning_rate
 
-__all__ = ["Trainer", "TrainResult", "load_training_data", "data_spec_for", "learning_rate", "sample_grid"]
+__all__ = [
+    "ImageTask",
+    "ImageTrainer",
+    "TrainResult",
+    "load_training_data",
+    "data_spec_for",
+    "learning_rate",
+    "resolve_precision",
+    "sample_grid",
+]
 
 # Settings that may change when a run is resumed (they do not change what is computed).
 RESUMABLE_KEYS = ("steps", "log_every", "sample_every", "checkpoint_every", "compile", "device", "precision")
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    """Learning rate of optimiser step ``step`` (0-based): linear warm-up to ``optim.lr``, then constant."""
-    warm = config.optim.warmup_steps
-    return config.optim.lr * (min(1.0, (step + 1) / warm) if warm > 0 else 1.0)
+    """Learning rate of optimiser step ``step`` (0-based) of the run ``config``."""
+    return _learning_rate(config.optim, step, config.steps)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → ``bf16`` on CUDA, ``fp32`` elsewhere; ``fp32``/``bf16`` as given."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
 
 
 def load_training_data(config: TrainConfig) -> ImageDataset:
@@ -132,150 +134,34 @@ def sample_grid(
     return codec.decode_images(bits).cpu(), None if labels is None else labels.cpu(), nrow
 
 
-@dataclass
-class TrainResult:
-    """What :meth:`Trainer.train` returns.
-
-    Attributes:
-        step: steps done so far. loss: mean loss of the last logging window (nan if none).
-        train_seconds: wall time of this call. run_dir: the run folder. checkpoint: the checkpoint folder.
-    """
-
-    step: int
-    loss: float
-    train_seconds: float
-    run_dir: Path
-    checkpoint: Path
-
-
-class Trainer:
-    """Trains a class-conditional or unconditional image Bit Diffusion model.
+class ImageTask:
+    """The image Bit Diffusion training task: per-example deterministic batches and :func:`diffusion_loss`.
 
     Args:
         config: the run configuration.
-        run_dir: output folder (created).
-        dataset: the training data (default: loaded from ``config.data``).
-        resume: continue from ``run_dir/checkpoint`` when it exists (its config must match ``config`` except
-            for :data:`RESUMABLE_KEYS`).
-        progress: show a tqdm bar (rank 0 only).
-        dist_info: distributed placement (default: from the torchrun environment).
+        dataset: the training data.
+        spec: the data spec of ``dataset``.
+        module: the U-Net.
+        order: this rank's part of the global batch order.
+        device: where the batches go.
     """
 
     def __init__(
         self,
         config: TrainConfig,
-        run_dir: str | Path,
-        *,
-        dataset: ImageDataset | None = None,
-        resume: bool = False,
-        progress: bool = True,
-        dist_info: DistInfo | None = None,
+        dataset: ImageDataset,
+        spec: DataSpec,
+        module: nn.Module,
+        order: GlobalBatchOrder,
+        device: torch.device,
     ) -> None:
-        self.config = config
-        self.run_dir = Path(run_dir)
-        self.info = dist_info if dist_info is not None else init_distributed(config.device)
-        self.device = self.info.device
-        self.progress = progress and self.info.is_main
-        self.dataset = dataset if dataset is not None else load_training_data(config)
-        self.spec = data_spec_for(config, self.dataset)
-        self.codec = build_codec(config.model, self.spec.num_values)
-        self.order = GlobalBatchOrder(
-            len(self.dataset), config.batch_size, config.seed, self.info.rank, self.info.world_size
-        )
-        with torch.random.fork_rng(devices=[]):  # deterministic init without touching the caller's RNG
-            torch.manual_seed(mix_seed(config.seed, 2))
-            self.net = build_unet(config.model, self.spec, self.codec)
-        self.net.to(self.device)
-        self.ema = EMA(self.net, config.optim.ema_decay)
-        opt_cls = torch.optim.AdamW if config.optim.name == "adamw" else torch.optim.Adam
-        o = config.optim
-        self.optimizer = opt_cls(
-            self.net.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
-        )
-        self.preview_generator = torch.Generator(self.device).manual_seed(mix_seed(config.seed, 3))
-        self.step = 0
-        ckpt_dir = self.run_dir / "checkpoint"
-        if ckpt_dir.exists() and not resume:
-            raise ValueError(
-                f"{self.run_dir} already holds a checkpoint; pass resume=True (--resume) or another --out"
-            )
-        if resume and ckpt_dir.exists():
-            self._restore(ckpt_dir)
-        elif resume and self.info.is_main:
-            print(f"bitcompose: no checkpoint in {self.run_dir}; starting a new run", file=sys.stderr)
-
-        net: torch.nn.Module = self.net
-        if self.info.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            net = DistributedDataParallel(net, device_ids=ids)
-        if config.compile:
-            net = torch.compile(net)  # type: ignore[assignment]
-        self.train_denoiser = make_denoiser(net, config.model)
-        self.autocast_bf16 = config.precision == "bf16" or (
-            config.precision == "auto" and self.device.type == "cuda"
-        )
-        self._noise_gen = torch.Generator(self.device)
+        self.config, self.dataset, self.spec, self.module = config, dataset, spec, module
+        self.order, self.device = order, device
+        self.codec = build_codec(config.model, spec.num_values)
+        self.batch_size = config.batch_size
+        self._noise_gen = torch.Generator(device)
         self._example_gen = torch.Generator()
-
-    # ------------------------------------------------------------------------------------------- state
-
-    def _restore(self, folder: Path) -> None:
-        ckpt = load_checkpoint(folder)
-        saved, spec = parse_checkpoint_config(ckpt.config, where=str(folder))
-        mine, theirs = self.config.to_dict(), saved.to_dict()
-        diffs = _diff_keys(mine, theirs)
-        diffs = [k for k in diffs if k not in RESUMABLE_KEYS]
-        if diffs:
-            raise ValueError(
-                f"cannot resume {folder}: the config differs from the checkpoint's in {', '.join(diffs)}"
-            )
-        if spec != self.spec:
-            raise ValueError(
-                f"cannot resume {folder}: the data differ from the checkpoint's ({spec} vs {self.spec})"
-            )
-        load_state_strict(self.net, ckpt.model_state, what=f"model weights of {folder}")
-        if ckpt.ema_state is None:
-            raise ValueError(f"cannot resume {folder}: ema.safetensors is missing")
-        self.ema.load_state_dict(ckpt.ema_state)
-        self.ema.to(self.device)
-        ts = ckpt.training_state
-        try:
-            self.optimizer.load_state_dict(ts["optimizer"])
-            self.preview_generator.set_state(ts["preview_generator"])
-            self.step = int(ts["step"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise ValueError(f"cannot resume {folder}: bad training_state.pt ({exc})") from exc
-        self._truncate_metrics()
-
-    def _truncate_metrics(self) -> None:
-        """Drop metric lines logged after the checkpoint (they will be logged again)."""
-        path = self.run_dir / "metrics.jsonl"
-        if not self.info.is_main or not path.exists():
-            return
-        kept = [
-            ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step
-        ]
-        path.write_text("".join(line + "\n" for line in kept))
-
-    def save(self) -> Path:
-        """Write ``run_dir/checkpoint`` (rank 0 only; other ranks return the path)."""
-        folder = self.run_dir / "checkpoint"
-        if self.info.is_main:
-            save_checkpoint(
-                folder,
-                config=checkpoint_config(self.config, self.spec),
-                model_state=self.net.state_dict(),
-                ema_state=self.ema.state_dict(),
-                training_state={
-                    "step": self.step,
-                    "optimizer": self.optimizer.state_dict(),
-                    "preview_generator": self.preview_generator.get_state(),
-                    "world_size": self.info.world_size,
-                },
-            )
-        return folder
-
-    # ------------------------------------------------------------------------------------------- steps
+        self._denoisers: dict[int, BitDenoiser] = {}
 
     def make_batch(self, step: int) -> dict[str, Any]:
         """This rank's examples of ``step`` and their random draws (see the module docstring)."""
@@ -311,113 +197,151 @@ class Trainer:
             "noise": noise,
         }
 
-    def train_step(self) -> tuple[Tensor, Tensor]:
-        """One optimiser step; returns ``(loss, grad_norm)`` as device tensors (no host sync)."""
+    def loss(self, net: nn.Module, step: int) -> Tensor:
+        """The Bit Diffusion loss of ``step`` through ``net`` (the U-Net, possibly DDP/compiled)."""
         cfg = self.config
-        batch = self.make_batch(self.step)
-        lr = learning_rate(cfg, self.step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.net.train()
-        ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast_bf16 else nullcontext()
-        with ctx:
-            out = diffusion_loss(
-                self.train_denoiser,
-                batch["x0"],
-                cond=batch["labels"],
-                self_cond_prob=cfg.self_cond_prob,
-                cond_drop_prob=cfg.cond_drop_prob if batch["cond_drop_mask"] is not None else 0.0,
-                t=batch["t"],
-                noise=batch["noise"],
-                self_cond_mask=batch["self_cond_mask"],
-                cond_drop_mask=batch["cond_drop_mask"],
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        params = [p for p in self.net.parameters() if p.grad is not None]
-        if cfg.optim.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-        else:
-            grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params]))  # type: ignore[union-attr]
-        self.optimizer.step()
-        self.ema.update(self.net)
-        self.step += 1
-        return out.loss.detach().float(), grad_norm.detach().float()
+        den = self._denoisers.get(id(net))
+        if den is None:
+            den = self._denoisers[id(net)] = make_denoiser(net, cfg.model)
+        batch = self.make_batch(step)
+        return diffusion_loss(
+            den,
+            batch["x0"],
+            cond=batch["labels"],
+            self_cond_prob=cfg.self_cond_prob,
+            cond_drop_prob=cfg.cond_drop_prob if batch["cond_drop_mask"] is not None else 0.0,
+            t=batch["t"],
+            noise=batch["noise"],
+            self_cond_mask=batch["self_cond_mask"],
+            cond_drop_mask=batch["cond_drop_mask"],
+        ).loss
 
-    def preview(self) -> Path | None:
-        """Sample a grid with the EMA weights into ``samples/step_NNNNNNN.png`` (rank 0)."""
-        if not self.info.is_main:
-            return None
-        den = make_denoiser(self.ema.module, self.config.model)
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing: every draw is a function of ``(seed, step, position)``."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""
+
+
+class ImageTrainer:
+    """Trains a class-conditional or unconditional image Bit Diffusion model.
+
+    Args:
+        config: the run configuration.
+        run_dir: output folder (created).
+        dataset: the training data (default: loaded from ``config.data``).
+        resume: continue from ``run_dir/checkpoint`` when it exists (its config must match ``config`` except
+            for :data:`RESUMABLE_KEYS`).
+        progress: show a tqdm bar (rank 0 only).
+        dist_info: distributed placement (default: from the torchrun environment).
+
+    Attributes:
+        loop: the shared :class:`~bitcompose.training.loop.Trainer` doing the work.
+        task: the :class:`ImageTask`.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        *,
+        dataset: ImageDataset | None = None,
+        resume: bool = False,
+        progress: bool = True,
+        dist_info: DistInfo | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.info = dist_info if dist_info is not None else init_distributed(config.device)
+        self.device = self.info.device
+        self.dataset = dataset if dataset is not None else load_training_data(config)
+        self.spec = data_spec_for(config, self.dataset)
+        self.codec = build_codec(config.model, self.spec.num_values)
+        self.order = GlobalBatchOrder(
+            len(self.dataset), config.batch_size, config.seed, self.info.rank, self.info.world_size
+        )
+        with torch.random.fork_rng(devices=[]):  # deterministic init without touching the caller's RNG
+            torch.manual_seed(mix_seed(config.seed, 2))
+            net = build_unet(config.model, self.spec, self.codec)
+        self.net = net.to(self.device)
+        self.task = ImageTask(config, self.dataset, self.spec, self.net, self.order, self.device)
+        self.preview_generator = torch.Generator(self.device)
+        if resume and not (self.run_dir / "checkpoint").exists() and self.info.is_main:
+            print(f"bitcompose: no checkpoint in {self.run_dir}; starting a new run", file=sys.stderr)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.loop = Trainer(
+            self.task,
+            config.optim,
+            steps=config.steps,
+            run_dir=self.run_dir,
+            config=checkpoint_config(config, self.spec),
+            check_resume=self._check_resume,
+            resume=resume,
+            log_every=config.log_every,
+            checkpoint_every=config.checkpoint_every,
+            preview=self._preview,
+            preview_every=config.sample_every,
+            precision=self.precision,
+            compile=config.compile,
+            dist_info=self.info,
+            progress=progress,
+        )
+
+    # attributes of the loop, for callers of the image trainer
+    @property
+    def step(self) -> int:
+        """Optimiser steps done."""
+        return self.loop.step
+
+    @property
+    def ema(self) -> Any:
+        """The EMA of the weights (``None`` without EMA)."""
+        return self.loop.ema
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser."""
+        return self.loop.optimizer
+
+    def _check_resume(self, stored: dict[str, Any]) -> None:
+        folder = self.run_dir / "checkpoint"
+        saved, spec = parse_checkpoint_config(stored, where=str(folder))
+        diffs = [k for k in diff_keys(self.config.to_dict(), saved.to_dict()) if k not in RESUMABLE_KEYS]
+        if diffs:
+            raise ValueError(
+                f"cannot resume {folder}: the config differs from the checkpoint's in {', '.join(diffs)}"
+            )
+        if spec != self.spec:
+            raise ValueError(
+                f"cannot resume {folder}: the data differ from the checkpoint's ({spec} vs {self.spec})"
+            )
+
+    def _preview(self, module: nn.Module, step: int) -> Path:
+        """Sample a grid with ``module`` (the EMA weights) into ``samples/step_NNNNNNN.png``."""
+        self.preview_generator.manual_seed(mix_seed(self.config.seed, 3, step))
+        den = make_denoiser(module, self.config.model)
         images, _, nrow = sample_grid(den, self.config, self.spec, self.preview_generator)
         upscale = max(1, 64 // self.spec.image_size)
         return save_grid(
-            images,
-            self.run_dir / "samples" / f"step_{self.step:07d}.png",
-            nrow,
-            self.spec.num_values,
-            upscale,
+            images, self.run_dir / "samples" / f"step_{step:07d}.png", nrow, self.spec.num_values, upscale
         )
 
-    def _log(self, record: dict[str, Any]) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+    def make_batch(self, step: int) -> dict[str, Any]:
+        """This rank's examples of ``step`` (see :meth:`ImageTask.make_batch`)."""
+        return self.task.make_batch(step)
+
+    def train_step(self) -> tuple[Tensor, Tensor]:
+        """One optimiser step (see :meth:`~bitcompose.training.loop.Trainer.train_step`)."""
+        return self.loop.train_step()
+
+    def save(self) -> Path | None:
+        """Write ``run_dir/checkpoint`` (rank 0)."""
+        return self.loop.save()
 
     def train(self, until: int | None = None) -> TrainResult:
-        """Train up to step ``until`` (default ``config.steps``), with logging, previews and checkpoints."""
-        cfg = self.config
-        end = cfg.steps if until is None else min(until, cfg.steps)
+        """Train up to step ``until`` (default ``config.steps``); writes ``config.json`` first."""
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(cfg.to_json() + "\n")
-        start_time = time.perf_counter()
-        window_loss, window_norm, window_steps, window_start = None, None, 0, time.perf_counter()
-        last_loss = math.nan
-        bar = tqdm(total=end, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
-        while self.step < end:
-            loss, norm = self.train_step()
-            window_loss = loss if window_loss is None else window_loss + loss
-            window_norm = norm if window_norm is None else window_norm + norm
-            window_steps += 1
-            bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == end:
-                assert window_loss is not None and window_norm is not None
-                mean_loss = float(all_reduce_mean(window_loss / window_steps, self.info))
-                elapsed = time.perf_counter() - window_start
-                record = {
-                    "step": self.step,
-                    "loss": mean_loss,
-                    "grad_norm": float(window_norm / window_steps),
-                    "lr": learning_rate(cfg, self.step - 1),
-                    "images_per_s": window_steps * cfg.batch_size / max(elapsed, 1e-9),
-                    "elapsed_s": time.perf_counter() - start_time,
-                }
-                last_loss = mean_loss
-                if self.info.is_main:
-                    self._log(record)
-                bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{record['images_per_s']:.0f}")
-                window_loss, window_norm, window_steps, window_start = None, None, 0, time.perf_counter()
-            if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < end:
-                self.preview()
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < end:
-                self.save()
-        bar.close()
-        train_seconds = time.perf_counter() - start_time
-        if cfg.sample_every and self.step == cfg.steps:
-            self.preview()
-        folder = self.save()
-        if self.info.distributed:
-            torch.distributed.barrier()
-        return TrainResult(self.step, last_loss, train_seconds, self.run_dir, folder)
-
-
-def _diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested dicts."""
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out.extend(_diff_keys(va, vb, f"{prefix}{key}."))
-        elif va != vb:
-            out.append(prefix + key)
-    return out
+            (self.run_dir / "config.json").write_text(self.config.to_json() + "\n")
+        return self.loop.train(until)

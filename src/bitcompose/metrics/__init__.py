@@ -1,4 +1,4 @@
-"""Evaluation: Fréchet / kernel distances over any features, the in-project image classifier and its scores."""
+"""Evaluation: Fréchet / kernel distances over any features, classifier-based image scores, caption metrics."""
 
 from __future__ import annotations
 
@@ -10,22 +10,12 @@ from bitcompose.metrics.fid import (
 )
 from bitcompose.metrics.image_scores import class_accuracy, classifier_fid, classifier_kid, fid_floor
 from bitcompose.metrics.inception import InceptionFeatures, find_inception_weights, inception_fid
-from bitcompose.nets.classifier import (
-    ClassifierConfig,
-    ImageClassifier,
-    default_cache_dir,
-    load_or_train_classifier,
-    train_classifier,
-)
 
 __all__ = [
-    "ClassifierConfig",
-    "ImageClassifier",
     "InceptionFeatures",
     "class_accuracy",
     "classifier_fid",
     "classifier_kid",
-    "default_cache_dir",
     "feature_statistics",
     "fid_floor",
     "find_inception_weights",
@@ -33,6 +23,4 @@ __all__ = [
     "frechet_distance_from_stats",
     "inception_fid",
     "kernel_inception_distance",
-    "load_or_train_classifier",
-    "train_classifier",
 ]

@@ -16,7 +16,7 @@ expects with ``channel_dim=-1``; ``cond`` is either images ``[B, 3, H, W]`` or f
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bitcompose.core.bits import BitCodec
+from bitcompose.core.config import Config
 from bitcompose.nets.embeddings import sinusoidal_embedding
 
 __all__ = [
@@ -38,7 +39,7 @@ OUTPUT_HEADS = ("linear", "softmax")
 
 
 @dataclass(frozen=True)
-class CaptionNetConfig:
+class CaptionNetConfig(Config):
     """Sizes of the image encoder and of the caption decoder (shared by the diffusion and the AR model).
 
     Attributes:
@@ -104,21 +105,6 @@ class CaptionNetConfig:
     def grid(self) -> int:
         """Side of the image-token grid (``image_size / 2**stages``)."""
         return self.image_size // 2 ** len(self.encoder_channels)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict (without the derived codec)."""
-        d = asdict(self)
-        d.pop("codec", None)
-        d["encoder_channels"] = list(self.encoder_channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CaptionNetConfig:
-        """Inverse of :meth:`to_dict`."""
-        d = dict(d)
-        d.pop("codec", None)
-        d["encoder_channels"] = tuple(d.get("encoder_channels", (32, 64)))
-        return cls(**d)
 
 
 def caption_net_config(name: str, vocab_size: int, max_len: int, **overrides: Any) -> CaptionNetConfig:
@@ -245,7 +231,6 @@ class CaptionDiffusionNet(nn.Module):
             DecoderLayer(d, config.heads, config.mlp_ratio, config.dropout) for _ in range(config.depth)
         )
         self.out_norm = nn.LayerNorm(d)
-        self.last_logits: Tensor | None = None
         self.head: nn.Linear
         if config.output_head == "softmax":
             self.head = nn.Linear(d, config.vocab_size)
@@ -301,11 +286,15 @@ class CaptionDiffusionNet(nn.Module):
         Returns:
             float ``[B, L, nb]``; with the softmax head it is the expected analog code, inside ``[−b, b]``.
         """
+        return self.forward_with_logits(x_in, gamma, cond)[0]
+
+    def forward_with_logits(
+        self, x_in: Tensor, gamma: Tensor, cond: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(x0 estimate [B, L, nb], head output)``: the head output is the vocabulary logits ``[B, L, V]`` of the
+        softmax head (for an auxiliary cross-entropy, or an argmax read-out), or the x0 estimate itself."""
         out = self.logits(x_in, gamma, cond)
-        if self.training and torch.is_grad_enabled():
-            # kept for an auxiliary cross-entropy on the vocabulary logits (SCD-Net); the trainer clears it
-            self.last_logits = out
         if self.config.output_head == "softmax":
             table: Tensor = self.code_table  # type: ignore[assignment]
-            return F.softmax(out.float(), dim=-1) @ table.to(out.device)
-        return out
+            return F.softmax(out.float(), dim=-1) @ table.to(out.device), out
+        return out, out

@@ -1,25 +1,16 @@
-"""A small in-project CNN classifier per image data set, for "classifier FID" and class accuracy of samples.
+"""The evaluation classifier: a small CNN on integer images, for "classifier FID" and the class accuracy of samples.
 
 Inception FID needs a large pretrained network and 50K samples; for the small data sets this project trains on
 (8×8 digits, 28×28 MNIST, ...) a small CNN trained on the data set itself gives a more sensitive feature space
 (in the spirit of the "MNIST FID" of the literature with a LeNet). Its penultimate activations (128-d) are the
-features, its predictions give the class accuracy of class-conditional samples.
-
-Training is deterministic: weights are initialised and batches drawn from an explicit ``torch.Generator`` (never
-the global RNG), on the CPU, on the TRAIN part of ``dataset.split(val_fraction, split_seed)``; the held-out part
-gives ``val_accuracy``. :func:`load_or_train_classifier` caches the result as ``<key>.safetensors`` +
-``<key>.json`` under ``$BITCOMPOSE_CACHE/classifiers`` (default ``~/.cache/bitcompose/classifiers``) so a second
-call loads it instead of training again.
+features, its predictions give the class accuracy of class-conditional samples. Training and the cache:
+:mod:`bitcompose.images.classifier`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
-import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,39 +19,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
-from bitcompose.data.images import ImageDataset, load_image_dataset
+from bitcompose.core.config import Config
 
-__all__ = [
-    "ARCHITECTURE",
-    "ClassifierConfig",
-    "ImageClassifier",
-    "default_cache_dir",
-    "default_classifier_steps",
-    "load_or_train_classifier",
-    "train_classifier",
-]
+__all__ = ["ARCHITECTURE", "ClassifierConfig", "ImageClassifier", "build_classifier"]
 
 ARCHITECTURE = "cnn-v1"
 """Name of the network layout; part of the cache key (bump it when the layout changes)."""
 
-_DEFAULT_STEPS = {"digits": 300, "mnist": 1000, "fashion_mnist": 3000, "cifar10": 4000, "imagenet64": 4000}
-
-
-def default_cache_dir() -> Path:
-    """``$BITCOMPOSE_CACHE/classifiers``, or ``~/.cache/bitcompose/classifiers`` when the variable is unset."""
-    root = os.environ.get("BITCOMPOSE_CACHE") or "~/.cache/bitcompose"
-    return Path(root).expanduser() / "classifiers"
-
-
-def default_classifier_steps(dataset_name: str) -> int:
-    """Training steps (batches of 128) used when ``steps`` is not given: 300 for digits, more for larger sets."""
-    return _DEFAULT_STEPS.get(dataset_name.split("-")[0], 2000)
-
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(Config):
     """Shape of the classifier.
 
     Attributes:
@@ -198,7 +167,7 @@ class ImageClassifier(nn.Module):
         meta: dict[str, Any] = {
             "format": "bitcompose-classifier",
             "architecture": ARCHITECTURE,
-            "config": dataclasses.asdict(self.config),
+            "config": self.config.to_dict(),
             "info": {k: v for k, v in self.info.items() if k not in ("path", "cached")},
         }
         tmp.write_text(json.dumps(meta, indent=2))
@@ -216,140 +185,14 @@ class ImageClassifier(nn.Module):
         meta = json.loads(meta_file.read_text())
         if meta.get("format") != "bitcompose-classifier" or meta.get("architecture") != ARCHITECTURE:
             raise ValueError(f"{meta_file} is not a {ARCHITECTURE} bitcompose classifier")
-        model = _build(ClassifierConfig(**meta["config"]))
+        model = build_classifier(ClassifierConfig.from_dict(meta["config"]))
         model.load_state_dict(load_file(str(weights)))
         model.info = dict(meta.get("info", {}), path=str(path))
         return model.eval()
 
 
-def _build(config: ClassifierConfig) -> ImageClassifier:
+def build_classifier(config: ClassifierConfig) -> ImageClassifier:
     """Construct on the meta device (so PyTorch's default init does not touch the global RNG), then allocate."""
     with torch.device("meta"):
         model = ImageClassifier(config)
     return model.to_empty(device="cpu")
-
-
-def train_classifier(
-    train: ImageDataset,
-    *,
-    steps: int,
-    seed: int = 0,
-    batch_size: int = 128,
-    lr: float = 2e-3,
-    channels: int = 32,
-    progress: bool = True,
-) -> ImageClassifier:
-    """Train an :class:`ImageClassifier` on a labelled data set, deterministically, on the CPU.
-
-    Adam with a linearly decaying learning rate; batches of ``batch_size`` indices drawn with replacement from a
-    ``torch.Generator`` seeded with ``seed`` (which also initialises the weights).
-
-    Returns:
-        The classifier in eval mode; ``info`` holds ``steps``, ``seed``, ``train_seconds``, ``final_loss``.
-    """
-    if train.labels is None or train.num_classes < 1:
-        raise ValueError(f"dataset {train.name!r} has no labels: a classifier cannot be trained on it")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    c, h, w = train.image_shape
-    config = ClassifierConfig(c, h, w, train.num_classes, train.num_values, channels=channels)
-    gen = torch.Generator().manual_seed(seed)
-    model = _build(config)
-    model.reset_parameters(gen)
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / steps)
-    start, loss = time.perf_counter(), torch.zeros(())
-    bar = tqdm(range(steps), desc=f"classifier {train.name}", disable=not progress, leave=False)
-    for _ in bar:
-        idx = torch.randint(len(train), (batch_size,), generator=gen)
-        loss = F.cross_entropy(model(train.images[idx]), train.labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    model.info = {
-        "dataset": train.name,
-        "steps": steps,
-        "seed": seed,
-        "batch_size": batch_size,
-        "lr": lr,
-        "final_loss": loss.item(),
-        "train_seconds": time.perf_counter() - start,
-    }
-    return model.eval()
-
-
-def _fingerprint(ds: ImageDataset, val_fraction: float, split_seed: int) -> str:
-    h = hashlib.sha256()
-    h.update(f"{ds.name}|{tuple(ds.images.shape)}|{ds.num_values}|{val_fraction}|{split_seed}".encode())
-    h.update(ds.images.to(torch.int32 if ds.num_values > 256 else torch.uint8).numpy().tobytes())
-    if ds.labels is not None:
-        h.update(ds.labels.numpy().tobytes())
-    return h.hexdigest()[:12]
-
-
-def load_or_train_classifier(
-    dataset_name: str | ImageDataset,
-    *,
-    cache_dir: str | Path | None = None,
-    path: str | None = None,
-    root: str | None = None,
-    levels: int | None = None,
-    steps: int | None = None,
-    seed: int = 0,
-    val_fraction: float = 0.1,
-    split_seed: int = 0,
-    progress: bool = True,
-) -> ImageClassifier:
-    """The cached classifier of a data set, trained (and cached) on first use.
-
-    The data set (``load_image_dataset(dataset_name, root=root, path=path, levels=levels)``, or an
-    :class:`ImageDataset` given directly) is split with ``split(val_fraction, split_seed)``; the classifier trains
-    on the train part and is scored on the held-out part. The cache key holds the data set name, ``levels``
-    (num_values), architecture, width, seed, steps and a hash of the pixels, labels and split.
-
-    Args:
-        dataset_name: a name for :func:`~bitcompose.data.load_image_dataset`, or an :class:`ImageDataset`.
-        cache_dir: folder of the cache (default :func:`default_cache_dir`).
-        path, root, levels: passed to :func:`~bitcompose.data.load_image_dataset`.
-        steps: training steps (default :func:`default_classifier_steps`).
-        seed: seed of the weights and batches.
-        val_fraction, split_seed: the held-out split.
-        progress: show a progress bar while training.
-
-    Returns:
-        The classifier (eval mode, CPU). ``info`` holds ``val_accuracy``, ``num_train``, ``num_val``,
-        ``train_seconds``, ``cached`` (True when loaded from the cache) and ``path``.
-    """
-    if isinstance(dataset_name, ImageDataset):
-        ds = dataset_name if levels is None else dataset_name.quantize(levels)
-    else:
-        ds = load_image_dataset(dataset_name, root=root, path=path, levels=levels)
-    if ds.labels is None:
-        raise ValueError(f"dataset {ds.name!r} has no labels: a classifier cannot be trained on it")
-    steps = default_classifier_steps(ds.name) if steps is None else steps
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", ds.name)
-    key = f"{slug}-K{ds.num_values}-{ARCHITECTURE}-w32-s{seed}-n{steps}-{_fingerprint(ds, val_fraction, split_seed)}"
-    prefix = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    prefix = prefix / key
-    if prefix.with_name(key + ".json").is_file() and prefix.with_name(key + ".safetensors").is_file():
-        model = ImageClassifier.load(prefix)
-        model.info["cached"] = True
-        return model
-    train, val = ds.split(val_fraction, split_seed)
-    model = train_classifier(train, steps=steps, seed=seed, progress=progress)
-    assert val.labels is not None
-    model.info |= {
-        "dataset": ds.name,
-        "num_values": ds.num_values,
-        "val_fraction": val_fraction,
-        "split_seed": split_seed,
-        "num_train": len(train),
-        "num_val": len(val),
-        "val_accuracy": model.accuracy(val.images, val.labels),
-    }
-    model.save(prefix)
-    model.info |= {"cached": False, "path": str(prefix)}
-    return model

@@ -23,11 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bitcompose.core.config import Config
+
 __all__ = ["ResidualMLP", "ResidualMLPConfig"]
 
 
 @dataclass(frozen=True)
-class ResidualMLPConfig:
+class ResidualMLPConfig(Config):
     """Hyper-parameters of :class:`ResidualMLP` (defaults: the notebook's 2-D model)."""
 
     dim: int = 2

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from bitcompose.core.config import Config
 
 __all__ = ["PRESETS", "UNetConfig", "unet_config"]
 
@@ -22,7 +24,7 @@ def _as_int_tuple(name: str, value: Any) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(Config):
     """Hyper-parameters of :class:`bitcompose.nets.unet.UNet`.
 
     Attributes:
@@ -167,25 +169,6 @@ class UNetConfig:
         if self.output_head == "softmax":
             return self.softmax_groups * self.softmax_num_values
         return self.data_channels
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict (tuples become lists); inverse of :meth:`from_dict`."""
-        out = dataclasses.asdict(self)
-        out["channel_mults"] = list(self.channel_mults)
-        out["attn_resolutions"] = list(self.attn_resolutions)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> UNetConfig:
-        """Build a config from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown UNetConfig field(s): {unknown}")
-        missing = sorted(n for n in ("data_channels", "image_size") if n not in data)
-        if missing:
-            raise ValueError(f"UNetConfig dict lacks required field(s): {missing}")
-        return cls(**dict(data))
 
 
 #: Named configurations. "cifar10" and "imagenet64" are the paper's nets (§3.1 of Chen et al. 2023 and the

@@ -1,37 +1,41 @@
 """Training of the 2-D component models, with an on-disk cache keyed by the full configuration.
 
-The recipe is the notebook's: T = 100 cosine β, ε-MSE with ``t ~ U{0..99}``, Adam (lr 1e-3), batch 1000 of fresh
-exact samples per step, EMA 0.999 with the usual warm-up ``min(0.999, (1 + n)/(10 + n))`` (sampling uses the EMA weights), 15,000 steps in the paper's setting. The score
-model is :class:`~bitcompose.energy.EpsModel`, the energy model :class:`~bitcompose.energy.EnergyModel`
-(``E = ‖f(x, t) − x‖²``, ε := ∇ₓE, trained by double backprop).
+The recipe is the notebook's: T = 100 cosine β, ε-MSE with ``t ~ U{0..99}``, Adam (lr 1e-3), batch 1000 of
+fresh exact samples per step, EMA 0.999 with the usual warm-up ``min(0.999, (1 + n)/(10 + n))`` (sampling uses
+the EMA weights), 15,000 steps in the paper's setting. The score model is
+:class:`~bitcompose.compose.ddpm_models.EpsModel`, the energy model
+:class:`~bitcompose.compose.ddpm_models.EnergyModel` (``E = ‖f(x, t) − x‖²``, ε := ∇ₓE, trained by double backprop).
+Training runs on the shared stack (:mod:`bitcompose.training.loop`) and is resumable.
 
-Trained EMA weights are cached as ``<cache>/<dataset>-<param>-s<steps>-<hash>/{model.safetensors, meta.json}``;
-the hash covers dataset, parameterisation, steps, batch, lr, EMA decay, seed, the network configuration and a
-recipe version, so a changed setting never reuses a stale model. The cache root is ``$BITCOMPOSE_CACHE/toy2d`` when
-``BITCOMPOSE_CACHE`` is set, else ``~/.cache/bitcompose/toy2d``.
+Each model is a run folder ``<cache>/<dataset>-<param>-s<steps>-<hash>/`` (``checkpoint/`` with the EMA weights,
+``metrics.jsonl``, and ``meta.json`` once finished); the hash covers dataset, parameterisation, steps, batch, lr,
+EMA decay, seed, the network configuration and a recipe version, so a changed setting never reuses a stale model.
+The cache root is ``$BITCOMPOSE_CACHE/toy2d`` when ``BITCOMPOSE_CACHE`` is set, else
+``~/.cache/bitcompose/toy2d``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
-from tqdm import tqdm
+from torch import Tensor, nn
 
 from bitcompose.compose.ddpm_models import EnergyModel, EpsModel, eps_loss
+from bitcompose.core.config import Config
 from bitcompose.core.schedules import DiscreteSchedule
 from bitcompose.data import toy2d as data
 from bitcompose.nets.mlp import ResidualMLP, ResidualMLPConfig
-from bitcompose.training.ema import EMA
+from bitcompose.training.cache import cache_dir as cache_folder
+from bitcompose.training.checkpoint import load_checkpoint, load_state_strict
+from bitcompose.training.loop import CHECKPOINT_DIR, Trainer
+from bitcompose.training.optim import OptimConfig
 
 __all__ = [
     "DATASETS",
@@ -62,10 +66,12 @@ DATASETS: dict[str, data.GaussianRing | data.UniformRects] = {
 PARAMS = ("score", "energy")
 #: Diffusion levels T of the 2-D models (the notebook's 100 cosine steps).
 NUM_LEVELS = 100
+#: Steps between checkpoints of a cached training run.
+CHECKPOINT_EVERY = 1000
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """One component model's training run (defaults: the notebook's recipe)."""
 
     dataset: str
@@ -92,8 +98,8 @@ class TrainConfig:
     def key(self) -> str:
         """Cache directory name: readable prefix plus a hash of every setting."""
         payload = {
-            "train": dataclasses.asdict(self),
-            "net": dataclasses.asdict(self.net_config()),
+            "train": self.to_dict(),
+            "net": self.net_config().to_dict(),
             "recipe": RECIPE_VERSION,
         }
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
@@ -113,10 +119,7 @@ class TrainedModel:
 
 def cache_dir(root: str | Path | None = None) -> Path:
     """The cache root: ``root`` if given, else ``$BITCOMPOSE_CACHE/toy2d``, else ``~/.cache/bitcompose/toy2d``."""
-    if root is not None:
-        return Path(root)
-    env = os.environ.get("BITCOMPOSE_CACHE")
-    return Path(env) / "toy2d" if env else Path.home() / ".cache" / "bitcompose" / "toy2d"
+    return cache_folder("toy2d", root)
 
 
 def make_model(config: TrainConfig, net: nn.Module | None = None) -> EpsModel | EnergyModel:
@@ -129,43 +132,73 @@ def make_model(config: TrainConfig, net: nn.Module | None = None) -> EpsModel | 
     return EpsModel(net, schedule)
 
 
-def train(config: TrainConfig, *, progress: bool = False) -> TrainedModel:
-    """Train one model from scratch (no cache). Returns the EMA model in eval mode.
+def optim_config(config: TrainConfig) -> OptimConfig:
+    """The notebook's optimiser: Adam at a constant learning rate, no clipping, EMA with warm-up."""
+    return OptimConfig(name="adam", lr=config.lr, grad_clip=0.0, ema_decay=config.ema, ema_warmup=True)
+
+
+class ToyTask:
+    """ε-MSE (:func:`~bitcompose.compose.ddpm_models.eps_loss`) on a fresh batch of exact samples per step.
+
+    Args:
+        config: the run.
+        model: the ε or energy model around the network being trained.
+    """
+
+    def __init__(self, config: TrainConfig, model: EpsModel | EnergyModel) -> None:
+        self.model, self.module = model, model.net
+        self.batch_size = config.batch
+        self.dist = DATASETS[config.dataset]
+        self.generator = torch.Generator().manual_seed(config.seed + 1)
+
+    def loss(self, net: nn.Module, step: int) -> Tensor:
+        """The ε-MSE of one batch."""
+        return eps_loss(
+            self.model, self.dist.sample(self.batch_size, self.generator), generator=self.generator
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator's state."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the generator's state."""
+        self.generator.set_state(state["generator"])
+
+
+def train(config: TrainConfig, *, run_dir: str | Path | None = None, progress: bool = False) -> TrainedModel:
+    """Train one model (resuming from ``run_dir/checkpoint`` when there is one). Returns the EMA model in eval
+    mode.
 
     Randomness: the initialisation uses ``Generator(seed)``, the data and noise ``Generator(seed + 1)``.
     """
     model = make_model(config)
-    dist = DATASETS[config.dataset]
-    gen = torch.Generator().manual_seed(config.seed + 1)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    ema = EMA(model.net, config.ema)
-    model.train()
-    start = time.perf_counter()
-    loss_avg = float("nan")
-    bar = tqdm(range(config.steps), desc=f"train {config.dataset}/{config.param}", disable=not progress)
-    for step in bar:
-        loss = eps_loss(model, dist.sample(config.batch, gen), generator=gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        # EMA warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early steps average faster, so a
-        # short run is not biased towards the zero-output initialisation; after ~10k steps this is the plain EMA.
-        ema.decay = min(config.ema, (1 + step) / (10 + step))
-        ema.update(model.net)
-        value = float(loss.detach())
-        loss_avg = value if step == 0 else 0.99 * loss_avg + 0.01 * value
-        if progress and step % 100 == 0:
-            bar.set_postfix(loss=f"{loss_avg:.4f}")
-    ema.copy_to(model.net)
+    run_dir = None if run_dir is None else Path(run_dir)
+    resume = run_dir is not None and (run_dir / CHECKPOINT_DIR).exists()
+    trainer = Trainer(
+        ToyTask(config, model),
+        optim_config(config),
+        steps=config.steps,
+        run_dir=run_dir,
+        config={"kind": "toy2d", "train": config.to_dict(), "net": config.net_config().to_dict()},
+        resume=resume,
+        log_every=100,
+        checkpoint_every=CHECKPOINT_EVERY,
+        progress=progress,
+        desc=f"train {config.dataset}/{config.param}",
+    )
+    result = trainer.train()
+    assert trainer.ema is not None
+    trainer.ema.copy_to(model.net)
     model.eval()
     model.requires_grad_(False)
-    return TrainedModel(model, config, loss_avg, time.perf_counter() - start, from_cache=False)
+    return TrainedModel(model, config, result.loss, trainer.seconds, from_cache=False)
 
 
 def load_or_train(
     config: TrainConfig, *, cache: str | Path | None = None, use_cache: bool = True, progress: bool = False
 ) -> TrainedModel:
-    """Load the model for ``config`` from the cache, or train it and store it there.
+    """Load the model for ``config`` from the cache, or train it there (resumably) and keep it.
 
     Args:
         config: the training configuration (its :meth:`TrainConfig.key` names the cache entry).
@@ -176,21 +209,20 @@ def load_or_train(
     if not use_cache:
         return train(config, progress=progress)
     entry = cache_dir(cache) / config.key()
-    weights, meta_path = entry / "model.safetensors", entry / "meta.json"
-    if weights.is_file() and meta_path.is_file():
+    meta_path = entry / "meta.json"
+    if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
+        ckpt = load_checkpoint(entry / CHECKPOINT_DIR)
         model = make_model(config)
-        model.net.load_state_dict(load_file(str(weights)), strict=True)
+        assert ckpt.ema_state is not None
+        load_state_strict(model.net, ckpt.ema_state, what=f"EMA weights of {entry}")
         model.eval()
         model.requires_grad_(False)
         return TrainedModel(model, config, meta["final_loss"], meta["seconds"], from_cache=True)
-    result = train(config, progress=progress)
-    entry.mkdir(parents=True, exist_ok=True)
-    tmp = entry / f".model.{os.getpid()}.tmp"
-    save_file({k: v.contiguous() for k, v in result.model.net.state_dict().items()}, str(tmp))
+    result = train(config, run_dir=entry, progress=progress)
     meta = {
-        "config": dataclasses.asdict(config),
-        "net": dataclasses.asdict(config.net_config()),
+        "config": config.to_dict(),
+        "net": config.net_config().to_dict(),
         "recipe": RECIPE_VERSION,
         "final_loss": result.final_loss,
         "seconds": result.seconds,
@@ -198,6 +230,5 @@ def load_or_train(
     }
     tmp_meta = entry / f".meta.{os.getpid()}.tmp"
     tmp_meta.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, weights)
-    os.replace(tmp_meta, meta_path)
+    os.replace(tmp_meta, meta_path)  # written last: its presence marks a finished entry
     return result

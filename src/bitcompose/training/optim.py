@@ -59,7 +59,10 @@ class OptimConfig(Config):
             "optim.weight_decay must be finite and >= 0",
         )
         check(self.warmup_steps >= 0, "optim.warmup_steps must be >= 0")
-        check(self.schedule in LR_SCHEDULES, f"optim.schedule must be one of {LR_SCHEDULES}, got {self.schedule!r}")
+        check(
+            self.schedule in LR_SCHEDULES,
+            f"optim.schedule must be one of {LR_SCHEDULES}, got {self.schedule!r}",
+        )
         check(0 <= self.final_lr_fraction <= 1, "optim.final_lr_fraction must lie in [0, 1]")
         check(
             math.isfinite(self.grad_clip) and self.grad_clip >= 0,
