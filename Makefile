@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PIP := .venv/bin/pip
 STAMP := .venv/.installed
-EXTRAS := dev,data,text,eval
+EXTRAS := dev,data,text,eval,plots
 
 .PHONY: test lint demo install clean
 

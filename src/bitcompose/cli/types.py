@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 __all__ = ["int_arg", "float_arg"]
@@ -35,7 +36,7 @@ def float_arg(
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
         low_ok = minimum is None or (value > minimum if open_interval else value >= minimum)
         high_ok = maximum is None or (value < maximum if open_interval else value <= maximum)
-        if value != value or not (low_ok and high_ok):  # NaN fails too
+        if not math.isfinite(value) or not (low_ok and high_ok):
             lo = "-inf" if minimum is None else minimum
             hi = "inf" if maximum is None else maximum
             brackets = "()" if open_interval else "[]"

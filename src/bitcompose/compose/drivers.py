@@ -102,8 +102,8 @@ def ddpm_step(
         x0 = _clip(model, pred.x0)
         score = Prediction("x0", x0, x, pred.alpha, pred.sigma).score
     mean = (x + beta * score) / math.sqrt(1.0 - beta)
-    if level.index == 0:
-        return mean, x0
+    if level.index == 0:  # to the data: the posterior mean, which is the (clipped) x0 estimate itself
+        return (mean if x0 is None else x0), x0
     return mean + math.sqrt(beta) * randn_like_from(x, generator), x0
 
 

@@ -57,7 +57,7 @@ __all__ = [
 class StepSize:
     """A per-level size ``scale·β^power`` with the level's per-step ``β`` (``power=0``: the constant ``scale``).
 
-    Examples: the 2D notebook's MALA ``StepSize(1e-3)``; the released CLEVR MALA ``StepSize(0.035, 1.0)``.
+    Examples: ``StepSize(1e-3)`` (a constant), ``StepSize(0.035, 1.0)`` (proportional to β).
     """
 
     scale: float
@@ -244,8 +244,7 @@ class MALA:
     """Metropolis-adjusted Langevin with per-sample accept.
 
     Proposal ``x' = x + η s(x) + √(2η) ξ``, i.e. ``N(x'; x + η s(x), 2η I)``; log acceptance
-    ``log q̃(x') − log q̃(x) − ‖x − x' − η s(x')‖²/(4η) + ‖x' − x − η s(x)‖²/(4η)``. (The released PyTorch code
-    used ``/(2η²)`` and one accept decision for the whole batch; the JAX notebook and we do not.)
+    ``log q̃(x') − log q̃(x) − ‖x − x' − η s(x')‖²/(4η) + ‖x' − x − η s(x)‖²/(4η)``, decided per sample.
 
     Args:
         step_size: η (float, :class:`StepSize` or callable level index -> η).
@@ -328,17 +327,16 @@ def _leapfrog(
 
 @dataclass(frozen=True)
 class UHMC:
-    """Unadjusted (underdamped) HMC, the notebook's "UHA": partial momentum refresh
+    """Unadjusted (underdamped) HMC: partial momentum refresh
     ``v' = γv + √(1−γ²)·√M·ξ`` then ``n_leapfrog`` leapfrog steps with mass ``M``; no accept/reject.
 
-    The momentum lives in the state and is carried across levels by the drivers unless told otherwise (the JAX
-    notebook carries it; the PyTorch code resamples it each level). ``M`` is the momentum variance: the released
-    PyTorch code's ``√M = β_t`` is ``mass=StepSize(1.0, 2.0)``.
+    The momentum lives in the state and is carried across levels by the drivers unless told otherwise
+    (``carry_momentum``). ``M`` is the momentum variance (``√M = β`` is ``mass=StepSize(1.0, 2.0)``).
 
     Args:
-        step_size: leapfrog ε (2D notebook: 0.03).
+        step_size: leapfrog ε.
         n_leapfrog: L (3).
-        damping: γ in [0, 1) (notebook 0.5; PyTorch 0.7; follow-up 0.9).
+        damping: γ in [0, 1].
         mass: M (float, StepSize or callable level index -> M).
     """
 
@@ -384,12 +382,12 @@ class UHMC:
 
 @dataclass(frozen=True)
 class HMC(UHMC):
-    """Metropolis-adjusted U-HMC (the notebook's "MUHA"; generalised HMC of Horowitz).
+    """Metropolis-adjusted U-HMC (generalised HMC of Horowitz).
 
     After the refresh ``v'`` and the leapfrog ``(x*, v*)``: accept per sample with
     ``log α = [log q̃(x*) − ½‖v*‖²/M] − [log q̃(x) − ½‖v'‖²/M]``. On reject the momentum is **flipped**
-    (``v ← −v'``), which makes the kernel exactly invariant for γ > 0; ``flip_on_reject=False`` keeps ``v'`` like
-    the released code.
+    (``v ← −v'``), which makes the kernel exactly invariant for γ > 0; ``flip_on_reject=False`` keeps ``v'``
+    (not invariant; for comparisons with code that does so).
 
     Args:
         energy_diff: ``"auto"``, ``"exact"``, ``"trapezoid"`` (straight line x → x*, ``n_points`` nodes) or

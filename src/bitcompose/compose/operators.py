@@ -151,10 +151,7 @@ class Product(_Linear):
 
 
 class Negation(_Linear):
-    """``q_1^{1+α} / q_2^{α}`` (NOT; "extrapolate away from model 2"): ``(1+α)E_1 − αE_2``, scores likewise.
-
-    The released notebook uses α = 0.3 (exponents 1.3 and −0.3).
-    """
+    """``q_1^{1+α} / q_2^{α}`` (NOT; "extrapolate away from model 2"): ``(1+α)E_1 − αE_2``, scores likewise."""
 
     def __init__(self, m1: DiffusionModel, m2: DiffusionModel, alpha: float = 0.3) -> None:
         if not alpha >= 0:
@@ -195,13 +192,13 @@ class Mixture(Composite):
     ``sharpen=None`` (default): the exact ``energy = −logsumexp_i(log π_i − E_i(x, t))`` of the unnormalised
     levels, ``score = Σ_i r_i s_i`` with ``r = softmax_i(log π_i − E_i)`` (its exact gradient).
 
-    ``sharpen=k`` (a float; the notebook uses 3.5): the released notebook's heuristic on the raw network
+    ``sharpen=k`` (a float, e.g. 3.5): a sharpened heuristic on the raw network
     energies ``e_i = σ_t E_i``: ``energy = −(1/σ_t)·logsumexp_i(log π_i − k·e_i)``, ``score = k·Σ_i r_i s_i`` with
     ``r = softmax_i(log π_i − k e_i)``. It is not ``log(q_1 + q_2)`` (see docs/composition.md).
 
     Args:
         *models: components with energies (``has_energy``); a score-only one raises ``ValueError``.
-        sharpen: ``None`` (exact) or the notebook factor ``k > 0``.
+        sharpen: ``None`` (exact) or the factor ``k > 0`` of the heuristic.
         weights: mixture weights ``π_i > 0`` (default all 1; need not sum to 1).
     """
 

@@ -1,8 +1,7 @@
 """Importance weights and resampling along an annealing path (annealed importance sampling / SMC).
 
 Moving particles ``x ~ π_{t+1}`` to the next level ``π_t ∝ exp(−E(·, t))`` without changing them earns the
-incremental weight ``log w += E(x, t+1) − E(x, t)`` (Neal 2001, "Annealed importance sampling"; the released
-2-D notebook accumulates the same ``logw`` in its samplers and never uses it). Resampling the particles by these
+incremental weight ``log w += E(x, t+1) − E(x, t)`` (Neal 2001, "Annealed importance sampling"). Resampling the particles by these
 weights whenever the effective sample size drops corrects the share of each mode between levels, which MCMC at
 one level cannot do once the modes are separated by high barriers. Needs energies (up to a per-level constant,
 which cancels in the normalised weights).

@@ -7,7 +7,7 @@ whatever ``b``.
 Encodings (the paper's ``b_type``):
 
 * ``"binary"`` (``uint8``): the plain binary code of ``v``, **LSB-first**: bit ``i`` is ``(v >> i) & 1``, as
-  the paper's ``int2bit`` (Algorithm 3). Earlier ports use MSB-first, which breaks code-table compatibility.
+  the paper's ``int2bit`` (Algorithm 3).
 * ``"gray"``: the reflected binary Gray code ``g = v ^ (v >> 1)``, then its binary bits; neighbouring values
   differ in exactly one bit. Decoding inverts the Gray code with a prefix XOR.
 * ``"random"`` (``uint8 (rand)``): a fixed permutation ``p`` of ``0..K−1``; ``v`` is coded as the binary bits

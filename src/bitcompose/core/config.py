@@ -149,7 +149,9 @@ class Config:
         names = [f.name for f in _init_fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ValueError(f"{cls.__name__}: unknown config key(s) {', '.join(prefix + k for k in unknown)}")
+            raise ValueError(
+                f"{cls.__name__}: unknown config key(s) {', '.join(prefix + k for k in unknown)}"
+            )
         required = [
             f.name
             for f in _init_fields(cls)

@@ -42,6 +42,7 @@ class DenoiserModel(DiffusionModel):
         num_levels: int = 100,
         scale: float | None = _UNSET,
         schedule: Schedule | None = None,
+        self_condition: bool | None = None,
     ) -> None:
         if not callable(denoiser):
             raise ValueError(
@@ -61,7 +62,9 @@ class DenoiserModel(DiffusionModel):
         if b is not None and not b > 0:
             raise ValueError(f"scale must be positive or None, got {b}")
         self.x0_clip = None if b is None else float(b)
-        self.self_conditioned = bool(getattr(denoiser, "self_condition", True))
+        if self_condition is None:
+            self_condition = bool(getattr(denoiser, "self_condition", True))
+        self.self_conditioned = self_condition
 
     def bound_cond(self, x: Tensor) -> Any:
         """The bound conditioning for a batch ``x`` ``[B, *dims]`` (an int label becomes ``LongTensor [B]``)."""
@@ -75,7 +78,7 @@ class DenoiserModel(DiffusionModel):
 
     def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
         """The denoiser's x0 (or, for an ε-trained :class:`BitDenoiser`, its ε) at ``x`` and times ``t``."""
-        tt = as_times(t, x).to(torch.float32)
+        tt = as_times(t, x)
         sc = self_cond if self.self_conditioned else None
         cond = self.bound_cond(x)
         den = self.denoiser
@@ -93,6 +96,7 @@ def as_model(
     num_levels: int = 100,
     scale: float | None = _UNSET,
     schedule: Schedule | None = None,
+    self_condition: bool | None = None,
 ) -> DenoiserModel:
     """A continuous-time x0 denoiser as a composable model.
 
@@ -105,9 +109,18 @@ def as_model(
         scale: the data range ``b``: samplers clip x0 estimates to ``[−b, b]`` (default the denoiser's
             ``scale``; ``None``: no clipping).
         schedule: the continuous schedule (default the denoiser's, else the paper's cosine γ).
+        self_condition: whether the denoiser reads ``self_cond`` (default its ``self_condition`` attribute, else
+            true).
 
     Example:
         >>> three, seven = as_model(den, cond=3), as_model(den, cond=7)
         >>> res = annealed_mcmc(Product(three, seven), (16, 5, 8, 8), kernel=HMC(step_size=0.01))
     """
-    return DenoiserModel(denoiser, cond=cond, num_levels=num_levels, scale=scale, schedule=schedule)
+    return DenoiserModel(
+        denoiser,
+        cond=cond,
+        num_levels=num_levels,
+        scale=scale,
+        schedule=schedule,
+        self_condition=self_condition,
+    )

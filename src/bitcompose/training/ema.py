@@ -1,13 +1,8 @@
 """Exponential moving average (EMA) of a model's weights.
 
-The paper samples with an EMA of the weights (decay 0.9999 for CIFAR-10 and ImageNet-64). Unlike the
-official code, whose EMA network starts from its own random initialisation, the shadow here starts as an
-exact copy of the online weights (the usual PyTorch choice; the difference vanishes after a few thousand
-steps).
-
-The shadow is a float32 deep copy of the model (``ema.module``), so it can be called directly for sampling,
-and its ``state_dict`` is what checkpoints store. Floating-point parameters *and* buffers are averaged;
-integer buffers (counters) are copied.
+The shadow starts as an exact float32 copy of the online model (``ema.module``), so it can be called directly
+for sampling, and its ``state_dict`` is what checkpoints store. Floating-point parameters *and* buffers are
+averaged; integer buffers (counters) are copied.
 """
 
 from __future__ import annotations
