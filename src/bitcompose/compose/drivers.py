@@ -182,6 +182,33 @@ def _kernel(kernel: Kernel | str, step_size: StepSizeLike | None) -> Kernel:
     return kernel
 
 
+def _check_annealed(
+    model: DiffusionModel,
+    driver: str,
+    steps_per_level: int,
+    mcmc_min_level: int,
+    resample_ess: float | None,
+    n_levels: int,
+) -> None:
+    """The options of :func:`annealed_mcmc`, each checked with a one-line message."""
+    if driver not in DRIVERS:
+        raise ValueError(f"driver must be one of {DRIVERS}, got {driver!r}")
+    if not isinstance(steps_per_level, int) or steps_per_level < 0:
+        raise ValueError(f"steps_per_level must be an integer >= 0, got {steps_per_level!r}")
+    if not 0 <= mcmc_min_level <= n_levels:
+        raise ValueError(f"mcmc_min_level must lie in [0, {n_levels}], got {mcmc_min_level}")
+    if resample_ess is None:
+        return
+    if not 0 < resample_ess <= 1:
+        raise ValueError(f"resample_ess must lie in (0, 1], got {resample_ess}")
+    if driver != "anneal":
+        raise ValueError("resample_ess needs driver='anneal'")
+    if not model.has_energy:
+        raise ValueError(
+            "resample_ess needs a model with energies (importance weights); this one is score-only"
+        )
+
+
 def annealed_mcmc(
     model: DiffusionModel,
     x_or_shape: Tensor | tuple[int, ...] | list[int] | torch.Size,
@@ -229,23 +256,9 @@ def annealed_mcmc(
         Metropolis and for levels without MCMC).
     """
     model = check_model(model, "annealed_mcmc")
-    if driver not in DRIVERS:
-        raise ValueError(f"driver must be one of {DRIVERS}, got {driver!r}")
-    if not isinstance(steps_per_level, int) or steps_per_level < 0:
-        raise ValueError(f"steps_per_level must be an integer >= 0, got {steps_per_level!r}")
     levels = _grid(model, grid)
+    _check_annealed(model, driver, steps_per_level, mcmc_min_level, resample_ess, len(levels))
     n_levels = len(levels)
-    if not 0 <= mcmc_min_level <= n_levels:
-        raise ValueError(f"mcmc_min_level must lie in [0, {n_levels}], got {mcmc_min_level}")
-    if resample_ess is not None:
-        if not 0 < resample_ess <= 1:
-            raise ValueError(f"resample_ess must lie in (0, 1], got {resample_ess}")
-        if driver != "anneal":
-            raise ValueError("resample_ess needs driver='anneal'")
-        if not model.has_energy:
-            raise ValueError(
-                "resample_ess needs a model with energies (importance weights); this one is score-only"
-            )
     kern = _kernel(kernel, step_size)
     generator = resolve_generator(generator, device)
     x = initial_noise(x_or_shape, generator=generator, dtype=dtype, device=device)
