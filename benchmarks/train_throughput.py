@@ -1,35 +1,39 @@
-"""Training and sampling throughput of an image Bit Diffusion config, with FLOPs and the matmul reference.
+"""Training and sampling throughput of an image Bit Diffusion config, with its FLOPs and the machine's matmul rate.
 
-Measures, on one device:
+One run prints (``--json``: one JSON object):
 
-* training images/s: full optimiser steps of :class:`bitcompose.images.trainer.Trainer` (batch preparation, the
-  self-conditioning first pass, forward, backward, clipping, Adam, EMA) on fabricated data of the preset's shape;
-* sampling images/s: DDIM with the run's sampler settings (``--sample-steps`` network evaluations per image), and
-  network evaluations (NFE) per second;
-* FLOPs per image of one training step and of one network forward, counted with
-  ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions; a multiply-add counts 2);
-* the FLOP/s of a plain large matmul on the same device, so that the fraction of the machine's matmul throughput
-  reached by training can be stated.
+* ``train_img_per_s``: full optimiser steps of :class:`bitcompose.images.trainer.ImageTrainer` (batch
+  preparation, the self-conditioning first pass, forward, backward, clipping, Adam, EMA) on fabricated data of the
+  preset's shape; the median of ``--steps`` timed steps after ``--warmup`` untimed ones;
+* ``sample_img_per_s``: 100-step DDIM of 16 images (``--sample-steps``, ``--sample-batch``) with the EMA weights;
+* ``matmul_gflops``: the best rate of a 2048² fp32 matmul in the same run (and ``matmul_bf16_gflops``);
+* ``mfu``: the training step's FLOP rate (FLOPs counted with ``FlopCounterMode``, attention on its math path so
+  that it is counted) over ``matmul_gflops``;
+* with ``--energy``: the same step with the energy parameterisation (ε = ∇ₓE, double backprop) and the ratio.
 
-Example (the numbers in docs/training.md)::
+Example (the figures in docs/performance.md)::
 
-    OMP_NUM_THREADS=2 python benchmarks/train_throughput.py --preset digits --batch-size 32
-    python benchmarks/train_throughput.py --preset cifar10 --batch-size 128 --device cuda --json
+    python benchmarks/train_throughput.py --preset bench32 --json
+    python benchmarks/train_throughput.py --preset bench32 --precision fp32 --energy --json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import statistics
 import tempfile
 import time
 from typing import Any
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from bitcompose.core.precision import cpu_has_fast_bf16
 from bitcompose.data.images import IMAGE_DATASETS, ImageDataset
-from bitcompose.diffusion import diffusion_loss
 from bitcompose.diffusion.samplers import sample
 from bitcompose.images.config import TrainConfig, preset
 from bitcompose.images.model import make_denoiser
@@ -56,7 +60,7 @@ def fake_dataset(config: TrainConfig, n: int) -> ImageDataset:
 
 def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, size: int, repeats: int) -> float:
     """Best FLOP/s of ``repeats`` timed ``size × size`` matmuls (2·size³ FLOPs each; best-of, since other
-    processes on a shared machine only ever slow a trial down)."""
+    processes only ever slow a trial down)."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     for _ in range(2):
@@ -71,110 +75,114 @@ def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, size: int, repe
     return 2.0 * size**3 / best
 
 
-def count_train_flops(trainer: ImageTrainer) -> tuple[float, float]:
-    """FLOPs of one training step (loss + backward) and of one forward of the net, per image."""
-    batch = trainer.make_batch(0)
-    cfg = trainer.config
-    n = batch["x0"].shape[0]
-    with FlopCounterMode(display=False) as counter:
-        out = diffusion_loss(
-            make_denoiser(trainer.net, cfg.model),
-            batch["x0"],
-            cond=batch["labels"],
-            self_cond_prob=cfg.self_cond_prob,
-            t=batch["t"],
-            noise=batch["noise"],
-            self_cond_mask=batch["self_cond_mask"],
-        )
-        out.loss.backward()
+def train_flops_per_image(trainer: ImageTrainer) -> float:
+    """FLOPs of one training step (loss + backward) per image; attention on its math path so it is counted."""
+    with FlopCounterMode(display=False) as counter, sdpa_kernel([SDPBackend.MATH]):
+        trainer.task.loss(trainer.net, 0).backward()
     trainer.optimizer.zero_grad(set_to_none=True)
-    step_flops = counter.get_total_flops() / n
-    den = make_denoiser(trainer.net, cfg.model)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        den(
-            batch["x0"],
-            batch["t"],
-            torch.zeros_like(batch["x0"]) if cfg.model.self_condition else None,
-            batch["labels"],
-        )
-    return step_flops, counter.get_total_flops() / n
+    return counter.get_total_flops() / trainer.config.batch_size
+
+
+def time_steps(trainer: ImageTrainer, warmup: int, steps: int, device: torch.device) -> float:
+    """Median seconds of ``steps`` timed optimiser steps after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        trainer.train_step()
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        start = time.perf_counter()
+        trainer.train_step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def make_trainer(args: argparse.Namespace, device: torch.device, *extra: str) -> ImageTrainer:
+    overrides = ["checkpoint_every=0", "sample_every=0", f"device={device}", *args.set, *extra]
+    if args.batch_size:
+        overrides.append(f"batch_size={args.batch_size}")
+    if args.precision:
+        overrides += [f"precision={args.precision}", f"sample.precision={args.precision}"]
+    config = preset(args.preset).with_overrides(overrides)
+    data = fake_dataset(config, max(4 * config.batch_size, 64))
+    return ImageTrainer(
+        config, tempfile.mkdtemp(), dataset=data, progress=False, dist_info=DistInfo(device=device)
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    overrides = [f"batch_size={args.batch_size}", "checkpoint_every=0", "sample_every=0", *args.set]
-    config = preset(args.preset).with_overrides(overrides)
     device = resolve_device(args.device)
-    config = config.with_overrides([f"device={device}"])
-    data = fake_dataset(config, max(4 * args.batch_size, 64))
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = ImageTrainer(config, tmp, dataset=data, progress=False, dist_info=DistInfo(device=device))
-        step_flops, fwd_flops = count_train_flops(trainer)
-        for _ in range(args.warmup):
-            trainer.train_step()
-        times = []
-        for _ in range(args.steps):
-            _sync(device)
-            start = time.perf_counter()
-            trainer.train_step()
-            _sync(device)
-            times.append(time.perf_counter() - start)
-        train_s, best_s = sum(times) / len(times), min(times)
+    trainer = make_trainer(args, device)
+    cfg = trainer.config
+    flops = train_flops_per_image(trainer)
+    step_s = time_steps(trainer, args.warmup, args.steps, device)
 
-        den = make_denoiser(trainer.ema.module, config.model).eval()
-        codec, spec = trainer.codec, trainer.spec
-        sb = args.sample_batch or args.batch_size
-        shape = (sb, spec.channels * codec.num_bits, spec.image_size, spec.image_size)
-        labels = torch.arange(sb, device=device) % spec.num_classes if spec.num_classes else None
-        g = torch.Generator(device).manual_seed(0)
-        sample(den, shape, steps=1, cond=labels, generator=g, progress=False)  # warm-up
-        _sync(device)
-        start = time.perf_counter()
-        sample(den, shape, steps=args.sample_steps, cond=labels, generator=g, progress=False)
-        _sync(device)
-        sample_s = time.perf_counter() - start
+    den = make_denoiser(trainer.ema.module, cfg.model).eval()
+    spec = trainer.spec
+    shape = (args.sample_batch, spec.channels * trainer.codec.num_bits, spec.image_size, spec.image_size)
+    labels = torch.arange(args.sample_batch, device=device) % spec.num_classes if spec.num_classes else None
+    g = torch.Generator(device).manual_seed(0)
+    prec = cfg.sample.precision
+    sample(den, shape, steps=2, cond=labels, generator=g, precision=prec)  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    sample(den, shape, steps=args.sample_steps, cond=labels, generator=g, precision=prec)
+    _sync(device)
+    sample_s = time.perf_counter() - start
 
-    mm_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    mm_size = args.matmul_size or (8192 if device.type == "cuda" else 2048)
-    peak = matmul_flops_per_s(device, mm_dtype, mm_size, repeats=20 if device.type == "cuda" else 8)
-    train_ips = args.batch_size / train_s
-    return {
+    mm_size = 2048 if device.type == "cpu" else 8192
+    repeats = 8 if device.type == "cpu" else 20
+    fp32 = matmul_flops_per_s(device, torch.float32, mm_size, repeats)
+    bf16 = matmul_flops_per_s(device, torch.bfloat16, mm_size, repeats)
+    train_ips = cfg.batch_size / step_s
+    out: dict[str, Any] = {
         "preset": args.preset,
         "overrides": args.set,
         "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "parameters": count_parameters(trainer.net),
-        "batch_size": args.batch_size,
+        "params": count_parameters(trainer.net),
+        "batch_size": cfg.batch_size,
         "precision": trainer.precision,
-        "train_step_ms": 1000 * train_s,
-        "train_images_per_s": train_ips,
-        "train_images_per_s_best_step": args.batch_size / best_s,
-        "sample_images_per_s": sb / sample_s,
+        "sample_precision": prec,
+        "train_img_per_s": train_ips,
+        "sample_img_per_s": args.sample_batch / sample_s,
         "sample_steps": args.sample_steps,
-        "sample_nfe_images_per_s": sb * args.sample_steps / sample_s,
-        "train_flops_per_image": step_flops,
-        "forward_flops_per_image": fwd_flops,
-        "train_flops_per_s": step_flops * train_ips,
-        "matmul_flops_per_s": peak,
-        "matmul": f"{mm_size}x{mm_size} {str(mm_dtype).removeprefix('torch.')}",
-        "fraction_of_matmul": step_flops * train_ips / peak,
-        "fraction_of_matmul_best_step": step_flops * args.batch_size / best_s / peak,
+        "sample_batch": args.sample_batch,
+        "train_gflop_per_img": flops / 1e9,
+        "train_gflops": flops * train_ips / 1e9,
+        "matmul_gflops": fp32 / 1e9,
+        "matmul_bf16_gflops": bf16 / 1e9,
+        "mfu": flops * train_ips / fp32,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_fast_bf16": cpu_has_fast_bf16(),
+        "cpu": platform.processor() or platform.machine(),
+        "load_avg_1min": os.getloadavg()[0],
     }
+    if args.energy:
+        energy = make_trainer(args, device, "model.prediction=energy")
+        energy_s = time_steps(energy, args.warmup, args.steps, device)
+        out["energy_train_img_per_s"] = cfg.batch_size / energy_s
+        out["energy_step_ratio"] = energy_s / step_s
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default="digits", help="a training preset (digits, mnist, cifar10, ...)")
+    p.add_argument(
+        "--preset", default="bench32", help="a training preset (bench32, digits, mnist, cifar10, ...)"
+    )
+    p.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16"), default=None, help="default: the preset's"
+    )
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)"
     )
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     p.add_argument("--steps", type=int, default=10, help="timed training steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
-    p.add_argument("--sample-batch", type=int, default=None, help="sampling batch (default: --batch-size)")
-    p.add_argument("--sample-steps", type=int, default=20, help="sampling steps (network evaluations)")
-    p.add_argument(
-        "--matmul-size", type=int, default=None, help="reference matmul size (default 2048 CPU, 8192 GPU)"
-    )
+    p.add_argument("--sample-batch", type=int, default=16)
+    p.add_argument("--sample-steps", type=int, default=100, help="sampling steps (network evaluations)")
+    p.add_argument("--energy", action="store_true", help="also time the energy parameterisation")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args()
@@ -182,23 +190,22 @@ def main() -> None:
     if args.json:
         print(json.dumps(r))
         return
-    print(f"{r['preset']} {r['overrides']} on {r['device']} ({r['torch_threads']} threads), {r['precision']}")
-    print(f"  parameters               {r['parameters']:,}")
     print(
-        f"  train  batch {r['batch_size']:<5}       {r['train_images_per_s']:10.1f} images/s ({r['train_step_ms']:.1f} ms/step)"
+        f"{r['preset']} on {r['device']} ({r['torch_threads']} threads), {r['precision']}, {r['params']:,} params"
+    )
+    print(f"  train  batch {r['batch_size']:<4}          {r['train_img_per_s']:8.1f} images/s")
+    print(
+        f"  sample {r['sample_steps']} steps × {r['sample_batch']}    {r['sample_img_per_s']:8.2f} images/s"
     )
     print(
-        f"  sample {r['sample_steps']} steps          {r['sample_images_per_s']:10.2f} images/s ({r['sample_nfe_images_per_s']:.1f} NFE·images/s)"
+        f"  training                  {r['train_gflops']:8.1f} GFLOP/s ({r['train_gflop_per_img']:.2f} GFLOP/image)"
     )
-    print(
-        f"  FLOPs / image            train step {r['train_flops_per_image'] / 1e6:.2f} MFLOP, forward {r['forward_flops_per_image'] / 1e6:.2f} MFLOP"
-    )
-    print(f"  training FLOP/s          {r['train_flops_per_s'] / 1e9:.2f} GFLOP/s")
-    print(f"  matmul {r['matmul']:<17} {r['matmul_flops_per_s'] / 1e9:.2f} GFLOP/s")
-    print(
-        f"  fraction of matmul       {100 * r['fraction_of_matmul']:.1f} % "
-        f"(best step: {r['train_images_per_s_best_step']:.1f} images/s, {100 * r['fraction_of_matmul_best_step']:.1f} %)"
-    )
+    print(f"  matmul 2048² fp32 / bf16  {r['matmul_gflops']:8.1f} / {r['matmul_bf16_gflops']:.1f} GFLOP/s")
+    print(f"  mfu (vs fp32 matmul)      {r['mfu']:8.2f}")
+    if args.energy:
+        print(
+            f"  energy training           {r['energy_train_img_per_s']:8.1f} images/s ({r['energy_step_ratio']:.2f}× the step)"
+        )
 
 
 if __name__ == "__main__":

@@ -164,3 +164,24 @@ def test_composites_refuse_what_is_not_a_model() -> None:
         Product(_gauss([0.0, 0.0], 1.0), as_model(_gaussian_x0(0.0, 1.0)))
     with pytest.raises(ValueError, match="levels"):
         Product(as_model(_gaussian_x0(0.0, 1.0), num_levels=10), as_model(_gaussian_x0(0.0, 1.0)))
+
+
+def test_energy_parameterised_bit_denoiser_follows_the_contract() -> None:
+    torch.manual_seed(0)
+    net = UNet(unet_config("tiny", data_channels=2, image_size=8, num_classes=3)).double()
+    nn.init.normal_(net.conv_out.weight, std=0.1)
+    for kind in ("diff", "norm"):
+        den = BitDenoiser(net, prediction="energy", energy=kind).eval()
+        model = as_model(den, cond=1)
+        assert model.has_energy
+        x = torch.randn(2, 2, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+        for level in (model.grid()[0], model.grid()[60]):
+            t = level.t
+            e, s = model.energy_and_score(x, t)
+            torch.testing.assert_close(e, model.energy(x, t))
+            torch.testing.assert_close(s, model.score(x, t))
+            xr = x.clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(model.energy(xr, t).sum(), xr)
+            torch.testing.assert_close(-g, s)  # score = −∇energy
+            alpha, sigma = model.coefficients(x, t)
+            torch.testing.assert_close(model.eps(x, t), -sigma * s)

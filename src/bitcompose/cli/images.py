@@ -126,6 +126,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         td=args.td,
         guidance=args.guidance,
+        precision=args.precision,
         seed=args.seed,
         batch_size=args.batch_size,
         progress=not args.no_progress,
@@ -172,6 +173,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             sampler=args.sampler,
             td=args.td,
             guidance=args.guidance,
+            precision=args.precision,
             seed=args.seed,
             batch_size=args.batch_size,
             progress=not args.no_progress,
@@ -252,6 +254,12 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
         "--guidance", type=float_arg("--guidance", 0.0), default=None, help="classifier-free guidance w"
     )
     p.add_argument("--label", type=int_arg("--label"), default=None, help="sample only this class")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default=None,
+        help="network precision (default: the run's)",
+    )
     p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="sampling seed (default 0)")
     p.add_argument("--batch-size", type=int_arg("--batch-size", 1), default=500, help="images per batch")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

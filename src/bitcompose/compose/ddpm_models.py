@@ -11,6 +11,8 @@ the level nearest to ``t`` (level ``i`` sits at ``t = (i + 1)/T``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -18,7 +20,14 @@ from bitcompose.core.model import DiffusionModel, Prediction, TimeLike, as_times
 from bitcompose.core.schedules import DiscreteSchedule
 from bitcompose.core.tensors import append_dims
 
-__all__ = ["EpsModel", "EnergyModel", "eps_loss", "ENERGY_KINDS"]
+__all__ = [
+    "EpsModel",
+    "EnergyModel",
+    "eps_loss",
+    "denoising_loss",
+    "functional_denoising_loss",
+    "ENERGY_KINDS",
+]
 
 ENERGY_KINDS = ("diff", "norm")
 
@@ -132,7 +141,13 @@ class EnergyModel(DiffusionModel, nn.Module):
         return self.energy_and_score(x, t)[1]
 
 
-def eps_loss(model: EpsModel | EnergyModel, x0: Tensor, *, generator: torch.Generator) -> Tensor:
+def eps_loss(
+    model: EpsModel | EnergyModel,
+    x0: Tensor,
+    *,
+    generator: torch.Generator,
+    loss_fn: Callable[..., Tensor] | None = None,
+) -> Tensor:
     """Denoising ε-MSE (``loss_type='simple'``): level ``i ~ U{0..T−1}``, ``x_i = √ᾱ_i x0 + σ_i ε``,
     ``mean((ε̂(x_i, i) − ε)²)`` over batch and dims; double backprop for energy models when grad is enabled.
 
@@ -140,6 +155,8 @@ def eps_loss(model: EpsModel | EnergyModel, x0: Tensor, *, generator: torch.Gene
         model: an :class:`EpsModel` or :class:`EnergyModel`.
         x0: clean data ``[B, *dims]``.
         generator: the source of every random draw.
+        loss_fn: what computes the loss from ``(model, x0, levels, noise, abar)`` (default
+            :func:`denoising_loss`; e.g. ``torch.compile(functional_denoising_loss)``).
 
     Returns:
         The scalar loss.
@@ -150,5 +167,26 @@ def eps_loss(model: EpsModel | EnergyModel, x0: Tensor, *, generator: torch.Gene
     levels = levels.to(x0.device)
     noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
     abar = append_dims(schedule.alphas_cumprod[levels.cpu()], x0)
+    return (loss_fn or denoising_loss)(model, x0, levels, noise, abar)
+
+
+def denoising_loss(
+    model: EpsModel | EnergyModel, x0: Tensor, levels: Tensor, noise: Tensor, abar: Tensor
+) -> Tensor:
+    """``mean((ε̂(x_i, i) − ε)²)`` for given levels ``[B]``, noise ``[B, *dims]`` and ``ᾱ`` ``[B, 1, …]``."""
     x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
     return (model.train_eps(x_t, levels) - noise).pow(2).mean()
+
+
+def functional_denoising_loss(
+    model: EpsModel | EnergyModel, x0: Tensor, levels: Tensor, noise: Tensor, abar: Tensor
+) -> Tensor:
+    """:func:`denoising_loss` with the energy gradient taken by ``torch.func.grad``: the same value, but a graph
+    ``torch.compile`` can trace whole (the second derivative becomes ordinary forward operations, which the
+    compiler fuses; eager, the autograd version is faster)."""
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    if isinstance(model, EnergyModel):
+        eps = torch.func.grad(lambda xx: model.raw_energy(xx, levels).sum())(x_t)
+    else:
+        eps = model.train_eps(x_t, levels)
+    return (eps - noise).pow(2).mean()

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bitcompose.core.model import DiffusionModel, Prediction, TimeLike, as_times
+from bitcompose.core.model import DiffusionModel, EnergyUnavailableError, Prediction, TimeLike, as_times
 from bitcompose.core.schedules import CosineSchedule, Schedule
 from bitcompose.core.tensors import append_dims
 from bitcompose.diffusion.denoiser import BitDenoiser
@@ -65,6 +65,7 @@ class DenoiserModel(DiffusionModel):
         if self_condition is None:
             self_condition = bool(getattr(denoiser, "self_condition", True))
         self.self_conditioned = self_condition
+        self.has_energy = isinstance(denoiser, BitDenoiser) and denoiser.has_energy
 
     def bound_cond(self, x: Tensor) -> Any:
         """The bound conditioning for a batch ``x`` ``[B, *dims]`` (an int label becomes ``LongTensor [B]``)."""
@@ -87,6 +88,33 @@ class DenoiserModel(DiffusionModel):
         x0 = den(x, tt, sc, cond)
         alpha = append_dims(self.schedule.alpha(tt), x)
         return Prediction("x0", x0, x, alpha, append_dims(self.schedule.sigma(tt), x))
+
+    def _energy_den(self) -> BitDenoiser:
+        den = self.denoiser
+        if not (isinstance(den, BitDenoiser) and den.has_energy):
+            raise EnergyUnavailableError(
+                "this denoiser is score-only (prediction x0/eps/logistic) and has no energy; train it with "
+                "prediction='energy', or use a sampler without Metropolis correction or with energy_diff='trapezoid'"
+            )
+        return den
+
+    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+        """``E_θ(x, t)/σ_t`` ``[B]`` of an energy-parameterised denoiser (differentiable w.r.t. ``x``)."""
+        den = self._energy_den()
+        tt = as_times(t, x)
+        sc = self_cond if self.self_conditioned else None
+        return den.energy(x, tt, sc, self.bound_cond(x)) / den.schedule.sigma(tt).to(x.dtype)
+
+    def energy_and_score(
+        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(E_θ/σ_t [B], −∇ₓE_θ/σ_t [B, *dims])`` from one forward and one backward pass."""
+        den = self._energy_den()
+        tt = as_times(t, x)
+        sc = self_cond if self.self_conditioned else None
+        e, eps = den.energy_and_eps(x, tt, sc, self.bound_cond(x))
+        sigma = den.schedule.sigma(tt).to(x.dtype)
+        return e.to(x.dtype) / sigma, -eps / append_dims(sigma, x)
 
 
 def as_model(

@@ -8,19 +8,22 @@ composable model.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bitcompose.core.model import Prediction
 from bitcompose.core.schedules import CosineSchedule
 from bitcompose.core.tensors import append_dims
 
-__all__ = ["BitDenoiser", "PREDICTIONS"]
+__all__ = ["BitDenoiser", "PREDICTIONS", "ENERGIES"]
 
-PredictionType = Literal["x0", "eps", "logistic"]
-PREDICTIONS: tuple[str, ...] = ("x0", "eps", "logistic")
+PredictionType = Literal["x0", "eps", "logistic", "energy"]
+PREDICTIONS: tuple[str, ...] = ("x0", "eps", "logistic", "energy")
+ENERGIES: tuple[str, ...] = ("diff", "norm")
 
 
 class BitDenoiser(nn.Module):
@@ -32,8 +35,12 @@ class BitDenoiser(nn.Module):
             ``γ(t)`` of shape ``[B]`` (the official code conditions on γ, not t), ``cond`` is passed through.
             It returns a tensor shaped like ``x_t``.
         scale: the analog-bit scale b (bits live in {−b, +b}); estimates are clipped to ``[−b, b]``.
-        prediction: what the network predicts: ``"x0"`` (paper default), ``"eps"`` (x0 = (x_t − σ·ε)/α) or
-            ``"logistic"`` (the appendix's sigmoid output: x0 = (2·sigmoid(f) − 1)·b).
+        prediction: what the network predicts: ``"x0"`` (paper default), ``"eps"`` (x0 = (x_t − σ·ε)/α),
+            ``"logistic"`` (the appendix's sigmoid output: x0 = (2·sigmoid(f) − 1)·b) or ``"energy"``: a scalar
+            ``E_θ`` built from the network output ``f`` (see ``energy``) with ``ε̂ = ∇ₓE_θ`` by autograd (Du et al.
+            2023; trained by double backprop), so the model has a level energy ``E_θ/σ_t``.
+        energy: the energy's form for ``prediction="energy"``: ``"diff"``, ``E = ‖f − x_t‖²``, or ``"norm"``,
+            ``E = ½‖f‖²`` (summed over non-batch dims).
         self_condition: whether the network takes the previous x0 estimate as extra input channels.
         schedule: the continuous noise schedule (default: the paper's cosine γ).
         channel_dim: where ``x_t`` and the estimate are concatenated: 1 for images ``[B, C, H, W]``, −1 for
@@ -49,10 +56,13 @@ class BitDenoiser(nn.Module):
         self_condition: bool = True,
         schedule: CosineSchedule | None = None,
         channel_dim: int = 1,
+        energy: str = "diff",
     ) -> None:
         super().__init__()
         if prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
+        if energy not in ENERGIES:
+            raise ValueError(f"unknown energy {energy!r}; expected one of {ENERGIES}")
         if not scale > 0:
             raise ValueError(f"scale must be positive, got {scale}")
         self.net = net
@@ -61,6 +71,7 @@ class BitDenoiser(nn.Module):
         self.self_condition = bool(self_condition)
         self.schedule = schedule if schedule is not None else CosineSchedule()
         self.channel_dim = channel_dim
+        self.energy_kind = energy
 
     def _check_time(self, x_t: Tensor, t: Tensor) -> Tensor:
         if t.ndim != 1 or t.shape[0] != x_t.shape[0]:
@@ -82,8 +93,52 @@ class BitDenoiser(nn.Module):
             x_in = x_t
         return x_in
 
+    @property
+    def has_energy(self) -> bool:
+        """Whether the denoiser is energy-parameterised."""
+        return self.prediction == "energy"
+
+    def energy(self, x_t: Tensor, t: Tensor, self_cond: Tensor | None = None, cond: Any = None) -> Tensor:
+        """The network energy ``E_θ(x_t, t)`` ``[B]`` (``prediction="energy"``); differentiable w.r.t. ``x_t``."""
+        if not self.has_energy:
+            raise ValueError(f"a denoiser with prediction={self.prediction!r} has no energy")
+        t = self._check_time(x_t, t)
+        f = self.net(self._input(x_t, self_cond), self.schedule.gamma(t), cond)
+        dtype = torch.promote_types(
+            x_t.dtype, torch.float32
+        )  # the energy in at least fp32 (also under autocast)
+        f = f.to(dtype)
+        if self.energy_kind == "diff":
+            return (f - x_t.to(dtype)).pow(2).flatten(1).sum(1)
+        return 0.5 * f.pow(2).flatten(1).sum(1)
+
+    def energy_and_eps(
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        self_cond: Tensor | None = None,
+        cond: Any = None,
+        *,
+        create_graph: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        """``(E_θ [B], ε̂ = ∇ₓE_θ [B, ...])`` from one forward and one backward pass; ``create_graph`` keeps the
+        graph of ε̂ for training. Works under ``torch.no_grad()`` (autograd runs on a copy of ``x_t``)."""
+        # double backprop (create_graph) needs the math attention kernel: the fused ones have no second derivative
+        kernels = sdpa_kernel([SDPBackend.MATH]) if create_graph else nullcontext()
+        with torch.enable_grad(), kernels:
+            x = x_t.detach().requires_grad_(True)
+            e = self.energy(x, t, self_cond, cond)
+            (eps,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
+        if not create_graph:
+            e, eps = e.detach(), eps.detach()
+        return e, eps.to(x_t.dtype)
+
     def raw(self, x_t: Tensor, t: Tensor, self_cond: Tensor | None = None, cond: Any = None) -> Tensor:
-        """The network's raw output for ``x_t`` ``[B, ...]`` at times ``t`` ``[B]``; same shape as ``x_t``."""
+        """The network's raw output for ``x_t`` ``[B, ...]`` at times ``t`` ``[B]``; same shape as ``x_t``
+        (for ``prediction="energy"``, ``ε̂ = ∇ₓE_θ``, with its graph when training with grad enabled)."""
+        if self.has_energy:
+            training = self.training and torch.is_grad_enabled()
+            return self.energy_and_eps(x_t, t, self_cond, cond, create_graph=training)[1]
         t = self._check_time(x_t, t)
         return self.net(self._input(x_t, self_cond), self.schedule.gamma(t), cond)
 
@@ -102,7 +157,7 @@ class BitDenoiser(nn.Module):
         """A raw network output ``[B, ...]`` as a :class:`~bitcompose.core.model.Prediction` (x0 or ε)."""
         alpha = append_dims(self.schedule.alpha(t), x_t)
         sigma = append_dims(self.schedule.sigma(t), x_t)
-        if self.prediction == "eps":
+        if self.prediction in ("eps", "energy"):
             return Prediction("eps", out, x_t, alpha, sigma)
         if self.prediction == "logistic":
             out = (2.0 * torch.sigmoid(out) - 1.0) * self.scale

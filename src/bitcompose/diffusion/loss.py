@@ -137,7 +137,7 @@ def diffusion_loss(
     if loss_type == "logistic":
         # −log σ(f·x0/b), written with softplus for numerical stability.
         loss = F.softplus(-out * x0 / denoiser.scale).mean()
-    elif denoiser.prediction == "eps":
+    elif denoiser.prediction in ("eps", "energy"):
         loss = F.mse_loss(out, noise)
     else:
         loss = F.mse_loss(denoiser.output_to_x0(out, x_t, t), x0)

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from bitcompose.compose.operators import CFGConjunction
 from bitcompose.core.model import DiffusionModel, check_model
+from bitcompose.core.precision import autocast
 from bitcompose.core.sampling import Callback, SampleResult, StepInfo, progress_bar, resolve_generator
 from bitcompose.core.schedules import Schedule
 from bitcompose.diffusion.as_model import DenoiserFn, as_model
@@ -92,6 +93,7 @@ def sample_model(
     progress: bool = False,
     callback: Callback | None = None,
     device: torch.device | str | None = None,
+    precision: str = "fp32",
 ) -> SampleResult:
     """DDIM or DDPM with asymmetric time intervals on any model (see the module docstring).
 
@@ -107,6 +109,8 @@ def sample_model(
         progress: show a tqdm bar.
         callback: called with a :class:`~bitcompose.core.sampling.StepInfo` after each step.
         device: where to draw the starting noise (default CPU; ignored when a tensor is given).
+        precision: ``fp32``, ``bf16`` or ``auto`` (:mod:`bitcompose.core.precision`): autocast of the model
+            evaluations only; the state, the coefficients and the x0 estimates stay fp32.
 
     Returns:
         :class:`~bitcompose.core.sampling.SampleResult` whose ``samples`` are the final clipped x0 estimate.
@@ -128,7 +132,9 @@ def sample_model(
     nfe, times = 0, []
     for k, (t_now, t_next) in enumerate(progress_bar(pairs, progress=progress, desc=f"{sampler} sampling")):
         t = torch.full((x.shape[0],), t_now, device=x.device)
-        pred = model.predict(x, t, x0 if use_sc else None).x0
+        with autocast(precision, x.device):
+            pred = model.predict(x, t, x0 if use_sc else None).x0
+        pred = pred.to(x.dtype)
         x0 = pred if b is None else pred.clamp(-b, b)
         x = _transition(x, x0, _gamma(model, t_now), _gamma(model, t_next), sampler, ddpm_variance, generator)
         nfe += 1
@@ -176,6 +182,7 @@ def sample(
     x_init: Tensor | None = None,
     device: torch.device | str | None = None,
     callback: Callback | None = None,
+    precision: str = "fp32",
 ) -> Tensor:
     """Generate analog bits with DDIM or DDPM, self-conditioning and asymmetric time intervals.
 
@@ -199,6 +206,7 @@ def sample(
         x_init: optional starting noise ``[B, ...]`` instead of drawing it.
         device: where to sample; default the denoiser's parameters' device (CPU if none).
         callback: called with a :class:`~bitcompose.core.sampling.StepInfo` after each step.
+        precision: ``fp32`` (default), ``bf16`` or ``auto``: autocast of the network evaluations.
 
     Returns:
         ``[B, ...]`` the final clipped x0 estimate; decode it with the codec (threshold at 0).
@@ -228,4 +236,5 @@ def sample(
         progress=progress,
         callback=callback,
         device=device,
+        precision=precision,
     ).samples

@@ -20,6 +20,8 @@ from typing import Any
 from bitcompose.core.bits import ENCODINGS as _ENCODINGS
 from bitcompose.core.config import Config
 from bitcompose.core.config import check as _check
+from bitcompose.core.precision import PRECISIONS
+from bitcompose.diffusion.denoiser import ENERGIES as _ENERGIES
 from bitcompose.diffusion.denoiser import PREDICTIONS as _PREDICTIONS
 from bitcompose.nets.unet_config import PRESETS as UNET_PRESETS
 from bitcompose.training.optim import OptimConfig
@@ -34,8 +36,6 @@ __all__ = [
     "PRECISIONS",
     "preset",
 ]
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ class ModelConfig(Config):
             time_scaling, output_head: as in :class:`bitcompose.nets.unet.UNetConfig`.
         encoding: bit encoding of the pixel values (``binary``, ``gray``, ``random``, ``onehot``).
         scale: the analog-bit scale ``b``.
-        prediction: what the network predicts (``x0``, ``eps``, ``logistic``).
+        prediction: what the network predicts (``x0``, ``eps``, ``logistic``, or ``energy``: ε = ∇ₓE_θ).
+        energy: the energy's form for ``prediction=energy``: ``diff`` (‖f − x‖²) or ``norm`` (½‖f‖²).
         self_condition: self-conditioning (the network sees its previous x0 estimate).
     """
 
@@ -94,6 +95,7 @@ class ModelConfig(Config):
     scale: float = 1.0
     prediction: str = "x0"
     self_condition: bool = True
+    energy: str = "diff"
 
     def __post_init__(self) -> None:
         _check(
@@ -104,6 +106,7 @@ class ModelConfig(Config):
             f"model.prediction must be one of {_PREDICTIONS}, got {self.prediction!r}",
         )
         _check(self.scale > 0, f"model.scale must be > 0, got {self.scale}")
+        _check(self.energy in _ENERGIES, f"model.energy must be one of {_ENERGIES}, got {self.energy!r}")
         _check(
             self.output_head in ("linear", "softmax"),
             f"model.output_head must be 'linear' or 'softmax', got {self.output_head!r}",
@@ -121,6 +124,7 @@ class SampleConfig(Config):
         guidance: classifier-free guidance weight ``w`` (needs ``cond_drop_prob > 0`` in training).
         ddpm_variance: ``large`` (paper) or ``small``.
         num_eval: number of samples drawn by ``bitcompose evaluate`` / the demo.
+        precision: ``auto`` (bf16 autocast of the network where the hardware runs it fast), ``fp32`` or ``bf16``.
     """
 
     sampler: str = "ddim"
@@ -129,6 +133,7 @@ class SampleConfig(Config):
     guidance: float = 0.0
     ddpm_variance: str = "large"
     num_eval: int = 1000
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         _check(
@@ -138,6 +143,9 @@ class SampleConfig(Config):
         _check(self.td >= 0, f"sample.td must be >= 0, got {self.td}")
         _check(self.ddpm_variance in ("large", "small"), "sample.ddpm_variance must be 'large' or 'small'")
         _check(self.num_eval >= 1, "sample.num_eval must be >= 1")
+        _check(
+            self.precision in PRECISIONS, f"sample.precision must be auto|fp32|bf16, got {self.precision!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -283,12 +291,35 @@ def _imagenet64() -> TrainConfig:
     )
 
 
+def _bench32() -> TrainConfig:
+    # The speed benchmark's matched configuration (benchmarks/train_throughput.py): 32×32 RGB at 8 bits per
+    # channel (24 analog-bit channels), unconditional, ≈ 2.7M parameters, batch 32, self-conditioning 0.5.
+    return TrainConfig(
+        preset="bench32",
+        steps=1000,
+        batch_size=32,
+        checkpoint_every=0,
+        data=DataConfig(name="cifar10", conditional=False),
+        model=ModelConfig(
+            base_channels=28,
+            channel_mults=(1, 2, 4),
+            num_res_blocks=2,
+            attn_resolutions=(16, 8),
+            num_groups=7,
+            per_head_dim=28,
+        ),
+        optim=OptimConfig(name="adam", lr=1e-4, warmup_steps=0, ema_decay=0.9999),
+        sample=SampleConfig(sampler="ddim", steps=100, num_eval=1000),
+    )
+
+
 _PRESETS = {
     "digits": _digits,
     "mnist": lambda: _mnist("mnist"),
     "fashion_mnist": lambda: _mnist("fashion_mnist"),
     "cifar10": _cifar10,
     "imagenet64": _imagenet64,
+    "bench32": _bench32,
 }
 PRESET_NAMES: tuple[str, ...] = tuple(_PRESETS)
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bitcompose.core.precision import resolve_precision
 from bitcompose.data.images import ImageDataset
 from bitcompose.diffusion.samplers import sample
 from bitcompose.images.model import LoadedModel
@@ -45,6 +46,11 @@ class Generated:
     settings: dict[str, Any]
 
 
+def device_of(model: LoadedModel) -> torch.device:
+    """The device of a loaded model's weights."""
+    return next(model.denoiser.parameters()).device
+
+
 def balanced_labels(n: int, num_classes: int) -> Tensor:
     """``[n]`` labels ``0, 1, …, num_classes−1, 0, 1, …``: cyclic, so every prefix is balanced over classes.
 
@@ -63,6 +69,7 @@ def generate(
     sampler: str | None = None,
     td: float | None = None,
     guidance: float | None = None,
+    precision: str | None = None,
     seed: int = 0,
     batch_size: int = 500,
     progress: bool = True,
@@ -75,7 +82,7 @@ def generate(
         n: number of images.
         labels: ``[n]`` class labels for a conditional model (default :func:`balanced_labels`); must be None
             for an unconditional model.
-        steps, sampler, td, guidance: sampler settings.
+        steps, sampler, td, guidance, precision: sampler settings.
         seed: seed of the sampling noise.
         batch_size: images per sampling batch.
         progress: show a bar over batches.
@@ -89,6 +96,7 @@ def generate(
         "td": s.td if td is None else td,
         "guidance": s.guidance if guidance is None else guidance,
         "ddpm_variance": s.ddpm_variance,
+        "precision": resolve_precision(s.precision if precision is None else precision, device_of(model)),
         "seed": seed,
         "ema": model.ema,
     }
@@ -128,6 +136,7 @@ def generate(
             generator=gen,
             progress=False,
             ddpm_variance=settings["ddpm_variance"],
+            precision=settings["precision"],
             device=device,
         )
         images, bad = model.codec.decode_images(bits, return_invalid=True)

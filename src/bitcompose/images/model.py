@@ -99,6 +99,7 @@ def make_denoiser(net: torch.nn.Module, model: ModelConfig) -> BitDenoiser:
         scale=model.scale,
         prediction=model.prediction,  # type: ignore[arg-type]
         self_condition=model.self_condition,
+        energy=model.energy,
     )
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from bitcompose.core.config import diff_keys
+from bitcompose.core.precision import resolve_precision
 from bitcompose.data.images import ImageDataset, load_image_dataset, random_flip
 from bitcompose.diffusion import BitDenoiser, diffusion_loss
 from bitcompose.diffusion.samplers import sample
@@ -48,7 +49,7 @@ __all__ = [
     "load_training_data",
     "data_spec_for",
     "learning_rate",
-    "resolve_precision",
+    "use_channels_last",
     "sample_grid",
 ]
 
@@ -61,11 +62,10 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return _learning_rate(config.optim, step, config.steps)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → ``bf16`` on CUDA, ``fp32`` elsewhere; ``fp32``/``bf16`` as given."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
+def use_channels_last(precision: str, device: torch.device) -> bool:
+    """Channels-last weights for fp32 on the CPU, where the convolutions run faster in that layout (measured in
+    docs/performance.md; with bf16 autocast, and on CUDA, the default layout is as fast or faster)."""
+    return device.type == "cpu"
 
 
 def load_training_data(config: TrainConfig) -> ImageDataset:
@@ -130,6 +130,7 @@ def sample_grid(
         progress=progress,
         ddpm_variance=s.ddpm_variance,  # type: ignore[arg-type]
         device=device,
+        precision=s.precision,
     )
     return codec.decode_images(bits).cpu(), None if labels is None else labels.cpu(), nrow
 
@@ -270,6 +271,8 @@ class ImageTrainer:
         if resume and not (self.run_dir / "checkpoint").exists() and self.info.is_main:
             print(f"bitcompose: no checkpoint in {self.run_dir}; starting a new run", file=sys.stderr)
         self.precision = resolve_precision(config.precision, self.device)
+        if use_channels_last(self.precision, self.device):
+            self.net.to(memory_format=torch.channels_last)
         self.loop = Trainer(
             self.task,
             config.optim,

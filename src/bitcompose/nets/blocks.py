@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -86,14 +87,27 @@ class AttentionBlock(nn.Module):
         self.proj = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x``: ``[B, C, H, W]``; returns the same shape."""
+        """``x``: ``[B, C, H, W]``; returns the same shape.
+
+        The 1×1 convolutions are applied as matrix products on the ``[B, H·W, C]`` tokens, so that q, k and v
+        come out with a contiguous head dimension (what the fused attention kernels need).
+        """
         b, c, hgt, wid = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.num_heads, c // self.num_heads, hgt * wid)
-        # [B, 3, heads, d, L] -> three tensors [B, heads, L, d]
-        q, k, v = qkv.permute(1, 0, 2, 4, 3).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)
-        out = out.permute(0, 1, 3, 2).reshape(b, c, hgt, wid)
-        return (x + self.proj(out)) * _INV_SQRT2
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # [B, L, C]
+        qkv = F.linear(tokens, self.qkv.weight.flatten(1), self.qkv.bias)  # [B, L, 3C]
+        # [B, L, 3, heads, d] -> three tensors [B, heads, L, d]
+        q, k, v = (
+            qkv.reshape(b, hgt * wid, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        )
+        if x.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+            # at least fp32 on the CPU: its fused bf16 attention (backward) is slower than fp32
+            with torch.autocast("cpu", enabled=False):
+                out = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(1, 2).reshape(b, hgt * wid, c)
+        out = F.linear(out, self.proj.weight.flatten(1), self.proj.bias)  # [B, L, C]
+        return (x + out.transpose(1, 2).reshape(b, c, hgt, wid)) * _INV_SQRT2
 
 
 class Downsample(nn.Module):

@@ -27,7 +27,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bitcompose.compose.ddpm_models import EnergyModel, EpsModel, eps_loss
+from bitcompose.compose.ddpm_models import (
+    EnergyModel,
+    EpsModel,
+    denoising_loss,
+    eps_loss,
+    functional_denoising_loss,
+)
 from bitcompose.core.config import Config
 from bitcompose.core.schedules import DiscreteSchedule
 from bitcompose.data import toy2d as data
@@ -82,6 +88,7 @@ class TrainConfig(Config):
     ema: float = 0.999
     seed: int = 0
     num_steps: int = NUM_LEVELS  # diffusion steps T (cosine β)
+    compile: bool = False  # torch.compile the loss (energy models: ≈ 1.35× faster after ≈ 50 s of compiling)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -97,8 +104,10 @@ class TrainConfig(Config):
 
     def key(self) -> str:
         """Cache directory name: readable prefix plus a hash of every setting."""
+        train = self.to_dict()
+        train.pop("compile")  # how the loss is computed, not what is learned
         payload = {
-            "train": self.to_dict(),
+            "train": train,
             "net": self.net_config().to_dict(),
             "recipe": RECIPE_VERSION,
         }
@@ -150,12 +159,12 @@ class ToyTask:
         self.batch_size = config.batch
         self.dist = DATASETS[config.dataset]
         self.generator = torch.Generator().manual_seed(config.seed + 1)
+        self.loss_fn = torch.compile(functional_denoising_loss) if config.compile else denoising_loss
 
     def loss(self, net: nn.Module, step: int) -> Tensor:
         """The ε-MSE of one batch."""
-        return eps_loss(
-            self.model, self.dist.sample(self.batch_size, self.generator), generator=self.generator
-        )
+        x0 = self.dist.sample(self.batch_size, self.generator)
+        return eps_loss(self.model, x0, generator=self.generator, loss_fn=self.loss_fn)
 
     def state_dict(self) -> dict[str, Any]:
         """The generator's state."""

@@ -22,7 +22,6 @@ import json
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +31,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from bitcompose.core.precision import autocast, resolve_precision
 from bitcompose.training.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from bitcompose.training.dist import DistInfo, all_reduce_mean
 from bitcompose.training.ema import EMA
@@ -106,7 +106,8 @@ class Trainer:
         preview: called as ``preview(module, step)`` with the EMA (or online) weights every ``preview_every``
             steps and once at the end, after the final checkpoint (main process only).
         preview_every: steps between previews (0: none).
-        precision: ``fp32`` or ``bf16`` (autocast of the loss).
+        precision: ``auto``, ``fp32`` or ``bf16`` (autocast of the loss; ``auto``: bf16 where the hardware runs it
+            fast, see :mod:`bitcompose.core.precision`).
         compile: wrap the network with ``torch.compile``.
         dist_info: distributed placement (default: one process on the module's device).
         progress: show a tqdm bar (main process only).
@@ -133,8 +134,6 @@ class Trainer:
         progress: bool = True,
         desc: str = "train",
     ) -> None:
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16' here, got {precision!r}")
         if steps < 0 or log_every < 1 or checkpoint_every < 0 or preview_every < 0:
             raise ValueError("steps, checkpoint_every and preview_every must be >= 0 and log_every >= 1")
         self.task, self.optim, self.steps = task, optim, steps
@@ -142,11 +141,11 @@ class Trainer:
         self.config = dict(config or {})
         self.log_every, self.checkpoint_every = log_every, checkpoint_every
         self.preview_fn, self.preview_every = preview, preview_every
-        self.precision = precision
         module = task.module
         device = next(module.parameters()).device
         self.info = dist_info if dist_info is not None else DistInfo(device=device)
         self.device = self.info.device
+        self.precision = resolve_precision(precision, self.device)
         self.progress = progress and self.info.is_main
         self.desc = desc
         self.ema = None if optim.ema_decay is None else EMA(module, optim.ema_decay)
@@ -252,9 +251,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.task.module.train()
-        bf16 = self.precision == "bf16"
-        ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-        with ctx:
+        with autocast(self.precision, self.device):
             loss = self.task.loss(self.net, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
