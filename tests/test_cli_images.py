@@ -150,13 +150,13 @@ def test_sample_errors(trained: Path, capsys: pytest.CaptureFixture[str]) -> Non
                 "--steps",
                 "1",
                 "--no-progress",
-                "--set",
-                "data.conditional=false",
                 *_sets(TINY),
             ]
         )
         == 0
     )
+    notes = capsys.readouterr().err
+    assert "the data have no labels: training an unconditional model" in notes  # a notice, not a refusal
     _error(capsys, ["sample", str(uncond), "--out", png, "--label", "0"], "model is unconditional")
     _error(
         capsys, ["sample", str(uncond), "--out", png, "--guidance", "1"], "needs a class-conditional model"
@@ -170,7 +170,7 @@ def test_sample_errors(trained: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_train_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = ["--out", str(tmp_path / "r"), "--no-progress"]
     _error(capsys, ["train", "--preset", "cifar100", *out], "unknown preset 'cifar100'")
-    _error(capsys, ["train", *out], "--preset is required")
+    _error(capsys, ["train", *out], "give --data my.npz (your own images), --preset NAME")
     _error(
         capsys,
         ["train", "--preset", "digits", "--set", "optim.lrr=1", *out],
@@ -190,6 +190,21 @@ def test_train_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     )
     np.savez(mismatch, images=np.zeros((4, 4, 4), np.uint8), labels=np.arange(3))
     _error(capsys, ["train", "--preset", "digits", "--data", str(mismatch), *out], "one per image")
-    unlabelled = _npz(tmp_path / "u.npz", labels=False)
-    _error(capsys, ["train", "--preset", "digits", "--data", str(unlabelled), *out], "has no labels")
+    labelled_big = tmp_path / "big.npz"
+    np.savez(labelled_big, images=np.zeros((4, 8, 8), np.uint8), labels=np.array([0, 1, 2, 100000]))
+    _error(capsys, ["train", "--data", str(labelled_big), *out], "would build a 100001-class model")
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    _error(capsys, ["train", "--data", str(empty), *out], "the file is empty")
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip file at all")
+    _error(capsys, ["train", "--data", str(garbage), *out], str(garbage))
+    (tmp_path / "afile").write_text("x")
+    _error(capsys, ["train", "--data", str(labelled_big), "--out", str(tmp_path / "afile")], "is a file")
+    _error(capsys, ["train", "--preset", "digits", "--set", "optim.lr=inf", *out], "optim.lr must be finite")
+    _error(
+        capsys,
+        ["train", "--preset", "digits", "--set", "optim.lr=-1", "--set", "batch_size=0", *out],
+        "optim.lr must be finite and > 0, got -1.0; batch_size must be >= 1",
+    )
     _error(capsys, ["train", "--out", str(tmp_path / "none"), "--resume"], "no such run or checkpoint folder")

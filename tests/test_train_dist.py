@@ -31,7 +31,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     try:
         trainer = ImageTrainer(
-            tiny_config(steps=STEPS, device="cpu"), Path(out) / "run", dataset=tiny_dataset(), progress=False
+            tiny_config(steps=STEPS, device="cpu", precision="fp32"),
+            Path(out) / "run",
+            dataset=tiny_dataset(),
+            progress=False,
         )
         assert trainer.info.world_size == world and trainer.order.local_batch == 8 // world
         trainer.train()
@@ -51,11 +54,17 @@ def test_two_gloo_ranks_match_one_process(tmp_path: Path) -> None:
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
     single = ImageTrainer(
-        tiny_config(steps=STEPS, device="cpu"), tmp_path / "single", dataset=tiny_dataset(), progress=False
+        tiny_config(steps=STEPS, device="cpu", precision="fp32"),
+        tmp_path / "single",
+        dataset=tiny_dataset(),
+        progress=False,
     )
     single.train()
     initial = ImageTrainer(
-        tiny_config(steps=STEPS, device="cpu"), tmp_path / "init", dataset=tiny_dataset(), progress=False
+        tiny_config(steps=STEPS, device="cpu", precision="fp32"),
+        tmp_path / "init",
+        dataset=tiny_dataset(),
+        progress=False,
     )
     moved = 0.0
     for name, p in single.net.state_dict().items():

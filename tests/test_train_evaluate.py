@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from _train_tiny import tiny_config, tiny_dataset
-from bitcompose.figures.grids import make_grid, save_grid
+from bitcompose.figures.grids import PAD_VALUE, make_grid, save_grid
 from bitcompose.images.evaluate import balanced_labels, generate
 from bitcompose.images.model import load_model
 from bitcompose.images.trainer import ImageTrainer
@@ -41,7 +41,10 @@ def test_grid_layout_and_levels(tmp_path: Path) -> None:
     grid = make_grid(images, nrow=3, num_values=4, padding=1)
     assert grid.shape == (5, 7) and grid.dtype.name == "uint8"
     assert [grid[1, 1], grid[1, 3], grid[1, 5], grid[3, 1]] == [0, 85, 170, 255]
-    assert grid[3, 3] == 0 and grid[0].max() == 0  # empty cell and padding
+    assert grid[3, 3] == PAD_VALUE and (grid[0] == PAD_VALUE).all()  # empty cell and padding: mid-grey,
+    assert 0 < PAD_VALUE < 255  # apart from a black or white background
+    two = torch.tensor([[0, 3], [3, 0]]).reshape(2, 2, 1, 1)  # 2 images with 2 channels: shown side by side
+    assert make_grid(two, nrow=2, num_values=4, padding=1).shape == (3, 7)
     path = save_grid(images, tmp_path / "g" / "x.png", nrow=2, num_values=4, upscale=3)
     from PIL import Image
 

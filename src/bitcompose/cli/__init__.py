@@ -43,10 +43,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"bitcompose: error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("bitcompose: interrupted", file=sys.stderr)
+    except RuntimeError as exc:
+        if not _out_of_memory(exc):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"bitcompose: error: out of memory ({first[:160]}); lower the batch size", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"bitcompose: {exc or 'interrupted'}", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def _out_of_memory(exc: RuntimeError) -> bool:
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
 
 
 if __name__ == "__main__":

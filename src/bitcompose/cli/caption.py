@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.types import float_arg, int_arg
+from bitcompose.cli.types import float_arg, int_arg, json_line
 
 __all__ = ["register"]
 
@@ -49,7 +48,10 @@ def _sample(args: argparse.Namespace) -> int:
     from bitcompose.captioning.sheet import caption_sheet
 
     cap = load_captioner(_check_run_dir(args.run_dir))
-    data = load_splits(cap.run)[args.split].head(args.n)
+    split = load_splits(cap.run)[args.split]
+    if args.n > len(split):
+        raise CLIError(f"--n {args.n} is more than the {len(split)} images of the {args.split} split")
+    data = split.head(args.n)
     gen = torch.Generator().manual_seed(args.seed)
     captions = cap.caption(
         data.images, steps=args.steps, td=args.td, beam=args.beam, generator=gen, decode=args.decode
@@ -79,7 +81,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         **scores,
     }
     if args.json:
-        print(json.dumps(row))
+        print(json_line(row))
     else:
         print(
             f"{cap.kind} on {args.split} ({len(data)} images): BLEU-4 {100 * scores['bleu4']:.1f}  "
@@ -103,10 +105,10 @@ def _sweep(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "captioning.md").write_text(render_markdown(result, command))
         (out / "captioning.json").write_text(
-            json.dumps({"rows": result.rows, "meta": result.meta}, indent=1) + "\n"
+            json_line({"rows": result.rows, "meta": result.meta}, indent=1) + "\n"
         )
     if args.json:
-        print(json.dumps(result.rows))
+        print(json_line(result.rows))
     else:
         for r in table3_rows(result.rows):
             td = "-" if r["td"] is None else f"{r['td']:g}"
@@ -123,8 +125,18 @@ def register(subparsers: Any) -> None:
     sub = group.add_subparsers(dest="caption_command", metavar="SUBCOMMAND")
     group.set_defaults(func=lambda a: group.print_help() or 2)
 
-    p = sub.add_parser("train", help="train a captioner (cached by configuration unless --out is given)")
-    p.add_argument("--preset", default="scenes-small", help="scenes-tiny | scenes-small | scenes-paper")
+    from bitcompose.captioning.config import PRESETS
+
+    p = sub.add_parser(
+        "train",
+        help="train a captioner (cached by configuration unless --out is given)",
+        description=(
+            "Train a Bit Diffusion captioner (--model diffusion) or its autoregressive baseline (--model ar) of the "
+            "same size on the captioned synthetic scenes. A run is cached by its configuration, so a second call "
+            "with the same settings loads it; an interrupted run resumes."
+        ),
+    )
+    p.add_argument("--preset", default="scenes-small", help=f"{' | '.join(PRESETS)} (default scenes-small)")
     p.add_argument("--model", choices=("diffusion", "ar"), default="diffusion")
     p.add_argument("--out", default=None, help="run folder (default: the cache folder of this configuration)")
     p.add_argument(

@@ -4,12 +4,11 @@ set and print its held-out accuracy as one JSON object."""
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.types import float_arg, int_arg
+from bitcompose.cli.types import float_arg, int_arg, json_line
 
 __all__ = ["register"]
 
@@ -47,7 +46,7 @@ def _train(args: argparse.Namespace) -> int:
         "seconds": round(time.perf_counter() - start, 3),
         "path": info.get("path"),
     }
-    print(json.dumps(report))
+    print(json_line(report))
     return 0
 
 

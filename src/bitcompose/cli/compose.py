@@ -8,12 +8,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.types import float_arg, int_arg
+from bitcompose.cli.types import float_arg, int_arg, json_line
 
 __all__ = ["register"]
 
@@ -72,8 +71,8 @@ def _classes(args: argparse.Namespace) -> int:
         "png": str(out),
         "rows": {r.name: r.metrics for r in rows},
     }
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report) if args.json else f"{out}\n{out.with_suffix('.json')}")
+    out.with_suffix(".json").write_text(json_line(report, indent=2) + "\n")
+    print(json_line(report) if args.json else f"{out}\n{out.with_suffix('.json')}")
     return 0
 
 

@@ -14,13 +14,12 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.types import float_arg, int_arg
+from bitcompose.cli.types import float_arg, int_arg, json_line, output_path
 
 __all__ = ["register"]
 
@@ -28,44 +27,71 @@ __all__ = ["register"]
 # ------------------------------------------------------------------------------------------------------- train
 
 
-def _train_config(args: argparse.Namespace) -> Any:
-    from bitcompose.images.config import preset
+def _train_config(args: argparse.Namespace) -> tuple[Any, Path, Any]:
+    """The run's config (fitted to the data for a new run), its folder, and the loaded data (None on resume)."""
+    from bitcompose.images.config import fit_to_data, preset
     from bitcompose.images.model import parse_checkpoint_config
+    from bitcompose.images.trainer import load_training_data
     from bitcompose.training.checkpoint import find_checkpoint, load_checkpoint
 
-    out = Path(args.out) if args.out else Path("runs") / (args.preset or "run")
+    if args.preset is None and args.data is None and not args.resume:
+        raise CLIError("give --data my.npz (your own images), --preset NAME, or --resume to continue a run")
+    out = Path(args.out) if args.out else Path("runs") / (args.preset or Path(args.data or "run").stem)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a run folder")
     overrides = list(args.set or [])
     if args.data is not None:
-        if not args.data.endswith(".npz"):
+        data = Path(args.data).expanduser().resolve()
+        if data.suffix != ".npz":
             raise CLIError(f"--data must be an .npz file, got {args.data!r}")
-        if not Path(args.data).is_file():
+        if not data.is_file():
             raise CLIError(f"--data file not found: {args.data}")
-        overrides += ["data.name=npz", f"data.path={args.data}"]
+        overrides += ["data.name=npz", f"data.path={data}"]
     if args.root is not None:
-        overrides.append(f"data.root={args.root}")
+        overrides.append(f"data.root={Path(args.root).expanduser().resolve()}")
+    if args.levels is not None:
+        overrides.append(f"data.levels={args.levels}")
     if args.steps is not None:
         overrides.append(f"steps={args.steps}")
-    if args.preset is None:
-        if not args.resume:
-            raise CLIError("--preset is required (e.g. --preset digits), unless --resume continues a run")
-        ckpt = load_checkpoint(find_checkpoint(out))
-        base, _ = parse_checkpoint_config(ckpt.config, where=str(out))
-    else:
-        base = preset(args.preset)
-    return base.with_overrides(overrides), out
+    resuming = args.resume and (out / "checkpoint").exists()
+    if args.resume and not resuming and args.preset is None and args.data is None:
+        find_checkpoint(out)  # says what is missing: no such run or checkpoint folder
+    if resuming and args.preset is None:
+        base, _ = parse_checkpoint_config(load_checkpoint(find_checkpoint(out)).config, where=str(out))
+        return base.with_overrides(overrides), out, None
+    config = preset(args.preset or "custom").with_overrides(overrides)
+    dataset = load_training_data(config)
+    c, h, _ = dataset.image_shape
+    config, notes = fit_to_data(config, channels=c, image_size=h, labelled=dataset.labels is not None)
+    for note in notes:
+        print(f"bitcompose: {note}", file=sys.stderr)
+    return config, out, dataset
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from bitcompose.images.trainer import ImageTrainer
+    from bitcompose.nets.unet import count_parameters
     from bitcompose.training.dist import cleanup_distributed
 
-    config, out = _train_config(args)
+    config, out, dataset = _train_config(args)
     try:
-        trainer = ImageTrainer(config, out, resume=args.resume, progress=not args.no_progress)
+        trainer = ImageTrainer(
+            config, out, dataset=dataset, resume=args.resume, progress=not args.no_progress
+        )
+        if trainer.info.is_main:
+            spec, m = trainer.spec, config.model
+            print(
+                f"bitcompose: {spec.name}: {len(trainer.dataset)} images {spec.channels}x{spec.image_size}x"
+                f"{spec.image_size}, {spec.num_values} values, {spec.num_classes or 'no'} classes; U-Net "
+                f"{m.base_channels}x{m.channel_mults}, attention at {m.attn_resolutions or 'none'}, "
+                f"{count_parameters(trainer.net):,} parameters, {config.precision} -> {trainer.precision}; "
+                f"config: {out / 'config.json'}",
+                file=sys.stderr,
+            )
         result = trainer.train()
         if trainer.info.is_main:
             print(
-                json.dumps(
+                json_line(
                     {
                         "run": str(out),
                         "checkpoint": str(result.checkpoint),
@@ -95,27 +121,45 @@ def _labels(args: argparse.Namespace, model: Any, n: int) -> Any:
     import torch
 
     classes = model.spec.num_classes
-    if args.label is not None:
-        if classes == 0:
-            raise CLIError("--label given, but this model is unconditional")
-        if not 0 <= args.label < classes:
-            raise CLIError(f"--label must lie in 0..{classes - 1}, got {args.label}")
-        return torch.full((n,), args.label, dtype=torch.long)
     if args.guidance and classes == 0:
         raise CLIError("--guidance needs a class-conditional model")
-    return None
+    if args.guidance and model.config.cond_drop_prob == 0:
+        print(
+            "bitcompose: warning: this model was trained without label dropout (cond_drop_prob=0), so its "
+            "null-class prediction is untrained and --guidance has no meaning",
+            file=sys.stderr,
+        )
+    if args.label is None:
+        return None
+    if classes == 0:
+        raise CLIError("--label given, but this model is unconditional")
+    if not 0 <= args.label < classes:
+        raise CLIError(f"--label must lie in 0..{classes - 1}, got {args.label}")
+    return torch.full((n,), args.label, dtype=torch.long)
+
+
+def class_rows(images: Any, labels: Any, num_values: int) -> tuple[Any, int]:
+    """Images ``[n, C, H, W]`` arranged one row per class (short rows filled with mid-grey tiles)."""
+    import torch
+
+    classes = sorted(set(labels.tolist()))
+    per_class = [images[labels == c] for c in classes]
+    width = max(len(p) for p in per_class)
+    blank = torch.full_like(images[:1], (num_values - 1) // 2)
+    rows = [torch.cat([p, blank.expand(width - len(p), *p.shape[1:])]) for p in per_class]
+    return torch.cat(rows), width
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from bitcompose.figures.grids import save_grid
     from bitcompose.images.evaluate import generate
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
+    if not str(args.out).lower().endswith(".png"):
         raise CLIError(f"--out must end in .png, got {args.out!r}")
+    out = output_path(args.out, overwrite=args.overwrite)
+    npz = output_path(out.with_suffix(".npz"), overwrite=args.overwrite, what="the samples file")
     model = _load(args)
     labels = _labels(args, model, args.n)
     gen = generate(
@@ -131,19 +175,18 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.no_progress,
     )
-    nrow = args.nrow or (10 if model.spec.num_classes and args.label is None else max(1, round(args.n**0.5)))
     upscale = max(1, 64 // model.spec.image_size)
-    grid = gen.images
-    if gen.labels is not None:  # one row per class in the picture (the .npz keeps the sampling order)
-        grid = grid[torch.sort(gen.labels, stable=True).indices]
+    if gen.labels is not None and args.label is None and not args.nrow:  # one row per class in the picture
+        grid, nrow = class_rows(gen.images, gen.labels, model.spec.num_values)
+    else:
+        grid, nrow = gen.images, args.nrow or max(1, round(args.n**0.5))
     save_grid(grid, out, nrow=nrow, num_values=model.spec.num_values, upscale=upscale)
-    npz = out.with_suffix(".npz")
     arrays: dict[str, Any] = {"samples": gen.images.numpy(), "num_values": np.int64(model.spec.num_values)}
     if gen.labels is not None:
         arrays["labels"] = gen.labels.numpy()
     np.savez_compressed(npz, **arrays)
     print(
-        json.dumps(
+        json_line(
             {"png": str(out), "npz": str(npz), "n": args.n, **gen.settings, "seconds": round(gen.seconds, 2)}
         )
     )
@@ -160,9 +203,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from bitcompose.images.trainer import load_training_data
     from bitcompose.training.dist import cleanup_distributed, init_distributed
 
+    out = None if args.out is None else output_path(args.out, overwrite=args.overwrite)
     info = init_distributed(args.device)  # under torchrun the ranks share the sampling batches
     try:
         model = load_model(args.run, ema=not args.no_ema, device=info.device)
+        data_config = model.config
+        if args.root is not None:
+            data_config = data_config.with_overrides([f"data.root={Path(args.root).expanduser().resolve()}"])
+        if args.data is not None:
+            data = Path(args.data).expanduser().resolve()
+            data_config = data_config.with_overrides(["data.name=npz", f"data.path={data}"])
+        dataset = load_training_data(data_config) if info.is_main else None
+        if dataset is not None and (
+            dataset.num_values != model.spec.num_values
+            or dataset.image_shape != (model.spec.channels, model.spec.image_size, model.spec.image_size)
+        ):
+            raise CLIError(f"the data set {dataset.name!r} does not match the model's data ({model.spec})")
         n = args.n or model.config.sample.num_eval
         labels = _labels(args, model, n)
         gen = generate(
@@ -181,16 +237,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         )
     finally:
         cleanup_distributed()
-    if not info.is_main:
+    if not info.is_main or dataset is None:
         return 0
-    data_config = model.config
-    if args.root is not None:
-        data_config = data_config.with_overrides([f"data.root={args.root}"])
-    if args.data is not None:
-        data_config = data_config.with_overrides(["data.name=npz", f"data.path={args.data}"])
-    dataset = load_training_data(data_config)
-    if dataset.num_values != model.spec.num_values or dataset.image_shape[1:] != (model.spec.image_size,) * 2:
-        raise CLIError(f"the data set {dataset.name!r} does not match the model's data ({model.spec})")
     classifier = load_or_train_classifier(dataset, progress=not args.no_progress)
     report = {
         "checkpoint": str(model.path),
@@ -199,10 +247,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "sampler": gen.settings,
         "sample_seconds": round(gen.seconds, 2),
     }
-    text = json.dumps(report, indent=None if args.json else 2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    if n < 100:
+        report["note"] = (
+            f"with {n} samples the scores are very noisy: KID is unbiased and can be negative, FID is biased "
+            "upwards; compare runs at equal n of several hundred or more"
+        )
+    text = json_line(report, indent=None if args.json else 2)
+    if out is not None:
+        out.write_text(json_line(report, indent=2) + "\n")
     if args.json:
         print(text)
     else:
@@ -210,8 +262,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             if key in report:
                 print(f"{key:>22}: {report[key]:.4f}")
         print(f"{'invalid_code_fraction':>22}: {report['invalid_code_fraction']:.2e}")
-        if args.out:
-            print(f"full report: {args.out}")
+        if "note" in report:
+            print(f"{'note':>22}: {report['note']}")
+        if out is not None:
+            print(f"full report: {out}")
     return 0
 
 
@@ -274,15 +328,27 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train",
         help="train an image Bit Diffusion model (torchrun for several GPUs)",
-        description="Train with a named preset; --set key=value changes any config field (dotted keys).",
+        description=(
+            "Train on your own images (--data my.npz: uint8 images [N,H,W] or [N,H,W,C], optional integer "
+            "labels [N]; the U-Net is sized from the data, class-conditional exactly when there are labels) or "
+            "on a named preset's data; --set key=value changes any config field (dotted keys)."
+        ),
     )
-    p.add_argument("--preset", default=None, help=f"one of {', '.join(PRESET_NAMES)}")
+    p.add_argument(
+        "--preset", default=None, help=f"one of {', '.join(PRESET_NAMES)} (default with --data: custom)"
+    )
     p.add_argument("--data", default=None, help="train on a .npz file (images uint8 [N,H,W(,C)], labels [N])")
     p.add_argument(
         "--root", default=None, help="folder of the data files (cifar10, imagenet64, fashion_mnist)"
     )
     p.add_argument("--out", default=None, help="run folder (default runs/PRESET)")
     p.add_argument("--steps", type=int_arg("--steps", 1), default=None, help="total training steps")
+    p.add_argument(
+        "--levels",
+        type=int_arg("--levels", 2),
+        default=None,
+        help="requantise the pixels to this many values",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -301,6 +367,7 @@ def register(subparsers: Any) -> None:
         help="number of samples (default 100)",
     )
     p.add_argument("--out", required=True, help="the .png grid; the .npz is written beside it")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out files")
     p.add_argument("--nrow", type=int_arg("--nrow", 1), default=None, help="images per grid row")
     p.set_defaults(func=_cmd_sample)
 
@@ -320,10 +387,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", default=None, help="the training .npz file, if moved since training")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--out", default=None, help="also write the report to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_cmd_evaluate)
 
     p = subparsers.add_parser(
-        "demo", help="train + sample + score a class-conditional digits model on the CPU"
+        "demo",
+        help="train + sample + score a class-conditional digits model on the CPU",
+        description=(
+            "The CPU demo: train a class-conditional Bit Diffusion model on the 8x8 digits (1,000 steps), sample "
+            "one row per class with the EMA weights and score the samples with the in-project classifier "
+            "(class accuracy, classifier FID beside its real-vs-real floor); writes samples.png, metrics.json and "
+            "the run folder train/ under --out."
+        ),
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument(

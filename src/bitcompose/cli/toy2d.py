@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.types import float_arg, int_arg
+from bitcompose.cli.types import float_arg, int_arg, json_line
 
 __all__ = ["register"]
 
@@ -94,7 +94,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--json", action="store_true", help="print compact JSON (one line)")
     p.add_argument("--progress", action="store_true", help="show progress bars on stderr")
     p.add_argument("--table", action="store_true", help="run every task x param x sampler; write --out")
-    p.add_argument("--out", default="docs/results", help="output dir of --table (toy2d.md, toy2d.png)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder: --table writes toy2d.md, toy2d.png, ... (default docs/results); one cell writes "
+        "toy2d_TASK_PARAM_SAMPLER.png and .json when given",
+    )
     p.add_argument("--tasks", default=None, help="--table: comma-separated subset of tasks (default all)")
     p.add_argument(
         "--params", default=None, help="--table: comma-separated subset of params (default all three)"
@@ -146,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
         samplers = _subset(args.samplers, SAMPLERS, "--samplers")
         command = "bitcompose " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
         rows = run_table(
-            args.out,
+            args.out or "docs/results",
             n=TABLE_N if args.n is None else args.n,
             workers=args.workers,
             command=command,
@@ -157,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         for line in summary_checks(rows):
             print(line)
-        print(f"wrote {args.out}/toy2d.md and {args.out}/toy2d.png")
+        print(f"wrote {args.out or 'docs/results'}/toy2d.md and toy2d.png")
         return 0
     from bitcompose.toy2d.run import CELL_N, run_cell
 
@@ -170,5 +175,12 @@ def _run(args: argparse.Namespace) -> int:
         progress=args.progress,
         **_shared_options(args),
     )
-    print(json.dumps(result.metrics, indent=None if args.json else 2))
+    if args.out is not None:
+        from bitcompose.toy2d.report import render_figure
+
+        stem = Path(args.out) / f"toy2d_{args.task}_{args.param}_{args.sampler}"
+        render_figure([(result.metrics, result.samples)], stem.with_suffix(".png"))
+        stem.with_suffix(".json").write_text(json_line(result.metrics, indent=2) + "\n")
+        print(f"wrote {stem}.png and {stem}.json", file=sys.stderr)
+    print(json_line(result.metrics, indent=None if args.json else 2))
     return 0

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-__all__ = ["int_arg", "float_arg"]
+__all__ = ["int_arg", "float_arg", "json_line", "strict_json", "output_path"]
 
 
 def int_arg(name: str, minimum: int | None = None) -> Callable[[str], int]:
@@ -46,3 +50,38 @@ def float_arg(
         return value
 
     return parse
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf) replaced by ``None``, so that it is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def json_line(value: Any, indent: int | None = None) -> str:
+    """Strict JSON text of ``value`` (non-finite numbers become ``null``)."""
+    return json.dumps(strict_json(value), indent=indent, allow_nan=False)
+
+
+def output_path(path: str | Path, *, overwrite: bool = False, what: str = "--out") -> Path:
+    """A file the command may write, checked before any work: not a folder, not an existing file (unless
+    ``overwrite``), in a folder that exists (it is created) and is writable. Raises ``ValueError`` otherwise."""
+    from bitcompose.cli.errors import CLIError
+
+    out = Path(path)
+    if out.is_dir():
+        raise CLIError(f"{what} {out} is a folder; give a file name")
+    if out.exists() and not overwrite:
+        raise CLIError(f"{what} {out} exists; choose another name or pass --overwrite")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"cannot create the folder of {what} {out}: {exc.strerror}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise CLIError(f"cannot write {what} {out}: the folder {out.parent} is not writable")
+    return out

@@ -31,7 +31,14 @@ from torch import Tensor
 from bitcompose.compose.kernels import Kernel, KernelState, StepSizeLike, make_kernel
 from bitcompose.compose.smc import effective_sample_size, systematic_resample
 from bitcompose.core.model import DiffusionModel, Prediction, TimeLike, check_model
-from bitcompose.core.sampling import Callback, SampleResult, StepInfo, progress_bar, resolve_generator
+from bitcompose.core.sampling import (
+    Callback,
+    SampleResult,
+    StepInfo,
+    keep_finite,
+    progress_bar,
+    resolve_generator,
+)
 from bitcompose.core.schedules import Level, LevelGrid
 from bitcompose.core.tensors import randn_like_from
 
@@ -151,7 +158,8 @@ def reverse_diffusion(
         dtype, device: of the drawn start (ignored when a tensor is given).
 
     Returns:
-        :class:`~bitcompose.core.sampling.SampleResult` with the samples at the data level and ``nfe = L``.
+        :class:`~bitcompose.core.sampling.SampleResult` with the samples at the data level and ``nfe = L``; a
+        sample whose step is not finite stays where it was (counted in ``rejected_nonfinite``).
     """
     model = check_model(model, "reverse_diffusion")
     levels = _grid(model, grid)
@@ -159,17 +167,22 @@ def reverse_diffusion(
     x = initial_noise(x_or_shape, generator=generator, dtype=dtype, device=device)
     x0: Tensor | None = None
     times: list[float] = []
+    rejected = 0
     with torch.no_grad():
         walk = progress_bar(
             levels.descending(), progress=progress, desc="reverse diffusion", total=len(levels)
         )
         for k, level in enumerate(walk):
-            x, x0 = ddpm_step(model, x, level, generator=generator, self_cond=x0)
+            x_new, x0_new = ddpm_step(model, x, level, generator=generator, self_cond=x0)
+            x, bad = keep_finite(x_new, x, level.t)
+            rejected += bad
+            if x0_new is not None:
+                x0 = keep_finite(x0_new, torch.zeros_like(x0_new) if x0 is None else x0, level.t)[0]
             times.append(level.t)
             if callback is not None:
                 t_next = levels[level.index - 1].t if level.index > 0 else 0.0
                 callback(StepInfo(k, level.t, t_next, x, x0, k + 1))
-    return SampleResult(samples=x, nfe=len(levels), times=times)
+    return SampleResult(samples=x, nfe=len(levels), rejected_nonfinite=rejected, times=times)
 
 
 def _kernel(kernel: Kernel | str, step_size: StepSizeLike | None) -> Kernel:
@@ -276,18 +289,13 @@ def annealed_mcmc(
             if resample_ess is not None and bool((run.log_w != 0).any()):
                 run.resample()
             if final_step:
-                run.x, run.self_cond = ddpm_step(
-                    model, run.x, levels[0], generator=generator, self_cond=run.self_cond
-                )
-                run.nfe += 1
+                run.ancestral(levels[0])
         else:
             top = levels[n_levels - 1]
             if top.index >= mcmc_min_level:
                 run.level(top, levels)
             for level in walk:
-                run.x, x0 = ddpm_step(model, run.x, level, generator=generator, self_cond=run.self_cond)
-                run.self_cond = x0 if model.self_conditioned else run.self_cond
-                run.nfe += 1
+                run.ancestral(level)
                 if level.index >= 1 and level.index - 1 >= mcmc_min_level:
                     run.level(levels[level.index - 1], levels)
     return SampleResult(
@@ -329,6 +337,16 @@ class _AnnealedRun:
             return _WithSelfCond(self.model, self.self_cond)
         return self.model
 
+    def ancestral(self, level: Level) -> None:
+        """An ancestral step down from ``level`` (non-finite samples stay, counted); updates self-conditioning."""
+        x_new, x0 = ddpm_step(self.model, self.x, level, generator=self.generator, self_cond=self.self_cond)
+        self.x, bad = keep_finite(x_new, self.x, level.t)
+        self.rejected += bad
+        if x0 is not None and self.model.self_conditioned:
+            previous = torch.zeros_like(x0) if self.self_cond is None else self.self_cond
+            self.self_cond = keep_finite(x0, previous, level.t)[0]
+        self.nfe += 1
+
     def refresh_self_cond(self, level: Level) -> None:
         """Self-conditioned models: the clipped x0 estimate at this level (1 evaluation) becomes the state."""
         if self.model.self_conditioned:
@@ -341,16 +359,21 @@ class _AnnealedRun:
         if not self.carry_momentum:
             self.state = replace(self.state, momentum=None)
         target = self._target()
-        acc_sum, acc_n = 0.0, 0
+        acc_sum, acc_n, bad = 0.0, 0, 0
         for _ in range(self.k):
             self.x, self.state, info = self.kernel.step(
                 target, self.x, level, self.state, generator=self.generator
             )
             self.nfe += info.nfe
-            self.rejected += info.rejected_nonfinite
+            bad += info.rejected_nonfinite
             if info.accepted is not None:
                 acc_sum += float(info.accepted.double().sum())
                 acc_n += int(info.accepted.numel())
+        self.rejected += bad
+        if self.k and bad == self.k * self.x.shape[0]:
+            raise ValueError(
+                f"every MCMC proposal at t={level.t:.4g} was non-finite: the model returns NaN or inf there"
+            )
         if acc_n > 0:
             self.acceptance[level.index] = acc_sum / acc_n
         self.times.append(level.t)

@@ -163,7 +163,24 @@ class Config:
         return cls(**{k: _convert(v, hints[k], prefix + k) for k, v in data.items()})
 
     def with_overrides(self: C, overrides: Iterable[str]) -> C:
-        """A copy with dotted ``key=value`` overrides applied (e.g. ``optim.lr=3e-4``); validated."""
+        """A copy with dotted ``key=value`` overrides applied (e.g. ``optim.lr=3e-4``); validated.
+
+        Every override that is wrong on its own (unknown key, unparsable or invalid value) is reported together
+        in one ``ValueError``; then the combination is validated.
+        """
+        items = list(overrides)
+        try:
+            return self._apply(items)
+        except ValueError as combined:
+            problems = []
+            for item in items:
+                try:
+                    self._apply([item])
+                except ValueError as exc:
+                    problems.append(str(exc))
+            raise ValueError("; ".join(problems) if len(problems) > 1 else str(combined)) from None
+
+    def _apply(self: C, overrides: list[str]) -> C:
         data = self.to_dict()
         for item in overrides:
             if "=" not in item:

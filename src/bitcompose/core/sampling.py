@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-__all__ = ["StepInfo", "SampleResult", "Callback", "resolve_generator", "progress_bar"]
+__all__ = ["StepInfo", "SampleResult", "Callback", "resolve_generator", "progress_bar", "keep_finite"]
 
 T = TypeVar("T")
 
@@ -86,3 +86,21 @@ def resolve_generator(
 def progress_bar(items: Iterable[T], *, progress: bool, desc: str, total: int | None = None) -> Iterator[T]:
     """``items`` wrapped in a tqdm bar when ``progress`` is true."""
     return iter(tqdm(items, disable=not progress, desc=desc, total=total, dynamic_ncols=True))
+
+
+def keep_finite(new: Tensor, old: Tensor, t: float) -> tuple[Tensor, int]:
+    """``new`` where a sample is finite, ``old`` where it is not (NaN or ±inf anywhere in it), and how many samples
+    were held back; a ``ValueError`` when no sample is finite (the model is broken, not a few samples).
+
+    Args:
+        new: ``[B, *dims]`` the state after a step.
+        old: ``[B, *dims]`` the state before it.
+        t: the time of the step (for the message).
+    """
+    ok = torch.isfinite(new).flatten(1).all(1)
+    if bool(ok.all()):
+        return new, 0
+    if not bool(ok.any()):
+        raise ValueError(f"the model returned non-finite values for every sample at t={t:.4g}")
+    mask = ok.reshape(-1, *([1] * (new.ndim - 1)))
+    return torch.where(mask, new, old), int((~ok).sum())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import io
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,10 @@ def read_fashion_mnist(
     return images[:, None], labels
 
 
+#: Most classes a user's labels may define (a larger label is almost surely a mistake, and costs memory).
+MAX_LABEL_CLASSES = 10_000
+
+
 def read_npz_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Images from a user ``.npz`` file.
 
@@ -109,11 +114,19 @@ def read_npz_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, in
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f".npz file not found: {path}")
-    with np.load(path, allow_pickle=False) as npz:
-        if "images" not in npz.files:
-            raise ValueError(f"{path} has no 'images' array (found keys: {', '.join(npz.files) or 'none'})")
-        images = npz["images"]
-        labels = npz["labels"] if "labels" in npz.files else None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):
+                raise ValueError("it holds a single array, not named arrays")
+            if "images" not in npz.files:
+                raise ValueError(f"it has no 'images' array (found keys: {', '.join(npz.files) or 'none'})")
+            images = npz["images"]
+            labels = npz["labels"] if "labels" in npz.files else None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        detail = "the file is empty" if path.stat().st_size == 0 else str(exc).splitlines()[0]
+        if "pickled" in detail:
+            detail = "it is not a .npz archive of arrays (it looks like pickled data, which is never loaded)"
+        raise ValueError(f"cannot read {path} as .npz images: {detail}") from None
     if images.dtype != np.uint8:
         raise ValueError(f"{path}: 'images' must be uint8, got {images.dtype}")
     if images.ndim == 3:
@@ -134,6 +147,11 @@ def read_npz_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, in
         )
     if labels.min() < 0:
         raise ValueError(f"{path}: 'labels' must be >= 0, found {labels.min()}")
+    if labels.max() >= MAX_LABEL_CLASSES:
+        raise ValueError(
+            f"{path}: 'labels' go up to {labels.max()}, which would build a {int(labels.max()) + 1}-class model; "
+            f"labels must be 0..C-1 with C <= {MAX_LABEL_CLASSES}"
+        )
     labels = labels.astype(np.int64)
     return images, labels, int(labels.max()) + 1
 

@@ -23,7 +23,14 @@ from torch import Tensor
 from bitcompose.compose.operators import CFGConjunction
 from bitcompose.core.model import DiffusionModel, check_model
 from bitcompose.core.precision import autocast
-from bitcompose.core.sampling import Callback, SampleResult, StepInfo, progress_bar, resolve_generator
+from bitcompose.core.sampling import (
+    Callback,
+    SampleResult,
+    StepInfo,
+    keep_finite,
+    progress_bar,
+    resolve_generator,
+)
 from bitcompose.core.schedules import Schedule
 from bitcompose.diffusion.as_model import DenoiserFn, as_model
 from bitcompose.diffusion.denoiser import BitDenoiser
@@ -129,19 +136,24 @@ def sample_model(
     use_sc = self_condition and model.self_conditioned
     b = model.x0_clip
     x0 = torch.zeros_like(x)
-    nfe, times = 0, []
+    nfe, rejected, times = 0, 0, []
     for k, (t_now, t_next) in enumerate(progress_bar(pairs, progress=progress, desc=f"{sampler} sampling")):
         t = torch.full((x.shape[0],), t_now, device=x.device)
         with autocast(precision, x.device):
             pred = model.predict(x, t, x0 if use_sc else None).x0
         pred = pred.to(x.dtype)
-        x0 = pred if b is None else pred.clamp(-b, b)
-        x = _transition(x, x0, _gamma(model, t_now), _gamma(model, t_next), sampler, ddpm_variance, generator)
+        x0_new = pred if b is None else pred.clamp(-b, b)
+        x_new = _transition(
+            x, x0_new, _gamma(model, t_now), _gamma(model, t_next), sampler, ddpm_variance, generator
+        )
+        x, bad = keep_finite(x_new, x, t_now)  # a sample whose estimate is not finite stays where it was
+        x0 = keep_finite(x0_new, x0, t_now)[0]
+        rejected += bad
         nfe += 1
         times.append(t_now)
         if callback is not None:
             callback(StepInfo(k, t_now, t_next, x, x0, nfe))
-    return SampleResult(samples=x0, nfe=nfe, times=times)
+    return SampleResult(samples=x0, nfe=nfe, rejected_nonfinite=rejected, times=times)
 
 
 def _sampling_model(

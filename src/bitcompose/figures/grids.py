@@ -1,7 +1,8 @@
 """Integer image grids written as PNG with Pillow (no torchvision).
 
 Pixel values ``v ∈ {0, …, K−1}`` are shown as grey/RGB levels ``round(v·255/(K−1))``; one-channel images are grey,
-three-channel images RGB.
+three-channel images RGB, and images with any other number of channels show their channels side by side in grey.
+The padding between images is mid-grey, so it stands apart from a black or white background.
 """
 
 from __future__ import annotations
@@ -13,14 +14,26 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["make_grid", "save_grid"]
+__all__ = ["make_grid", "save_grid", "displayable", "PAD_VALUE"]
 
 
-def make_grid(images: Tensor, nrow: int, num_values: int, padding: int = 1, pad_value: int = 0) -> np.ndarray:
+PAD_VALUE = 128
+
+
+def displayable(images: Tensor) -> Tensor:
+    """``[B, C, H, W]`` as shown: unchanged for C ∈ {1, 3}, else the C channels side by side, ``[B, 1, H, C·W]``."""
+    if images.dim() == 4 and images.shape[1] not in (1, 3):
+        return torch.cat(list(images.unbind(1)), dim=-1)[:, None]
+    return images
+
+
+def make_grid(
+    images: Tensor, nrow: int, num_values: int, padding: int = 1, pad_value: int = PAD_VALUE
+) -> np.ndarray:
     """Tile integer images into one uint8 array.
 
     Args:
-        images: integer ``[B, C, H, W]`` with values in ``0..num_values-1``, ``C`` in {1, 3}.
+        images: integer ``[B, C, H, W]`` with values in ``0..num_values-1`` (see :func:`displayable`).
         nrow: images per row (the grid has ``ceil(B / nrow)`` rows; missing cells stay ``pad_value``).
         num_values: number of pixel values K (``K−1`` maps to 255).
         padding: pixels between and around the images.
@@ -29,8 +42,9 @@ def make_grid(images: Tensor, nrow: int, num_values: int, padding: int = 1, pad_
     Returns:
         uint8 ``[rows·(H+p)+p, nrow·(W+p)+p]`` for one channel, ``[..., ..., 3]`` for three.
     """
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"make_grid expects [B, C, H, W] with C in (1, 3), got shape {tuple(images.shape)}")
+    if images.dim() != 4 or images.shape[1] < 1:
+        raise ValueError(f"make_grid expects [B, C, H, W], got shape {tuple(images.shape)}")
+    images = displayable(images)
     if images.dtype.is_floating_point or images.dtype == torch.bool:
         raise ValueError(f"make_grid expects integer images, got {images.dtype}")
     if num_values < 2:

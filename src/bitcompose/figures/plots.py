@@ -11,10 +11,11 @@ from torch import Tensor
 
 from bitcompose.figures.grids import make_grid
 
-__all__ = ["labelled_rows", "line_plot"]
+__all__ = ["labelled_rows", "line_plot", "pyplot"]
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (a one-line error when matplotlib is missing)."""
     try:
         import matplotlib
 
@@ -45,7 +46,7 @@ def labelled_rows(
         num_values: pixel values K of the images.
         title: an optional figure title.
     """
-    plt = _pyplot()
+    plt = pyplot()
     n = max(len(images) for _, images in rows)
     fig, axes = plt.subplots(len(rows), 1, figsize=(0.55 * n + 2.5, 0.75 * len(rows) + 0.6), squeeze=False)
     for ax, (label, images) in zip(axes[:, 0], rows, strict=True):
@@ -71,7 +72,7 @@ def line_plot(
     logx: bool = False,
 ) -> Path:
     """A line plot of several series over ``x`` (with optional error bars), axes labelled, legend shown."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, ys in series.items():
         y = np.array([np.nan if v is None else v for v in ys], dtype=float)

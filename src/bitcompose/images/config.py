@@ -21,6 +21,7 @@ from bitcompose.core.bits import ENCODINGS as _ENCODINGS
 from bitcompose.core.config import Config
 from bitcompose.core.config import check as _check
 from bitcompose.core.precision import PRECISIONS
+from bitcompose.data.image_files import MAX_LABEL_CLASSES
 from bitcompose.diffusion.denoiser import ENERGIES as _ENERGIES
 from bitcompose.diffusion.denoiser import PREDICTIONS as _PREDICTIONS
 from bitcompose.nets.unet_config import PRESETS as UNET_PRESETS
@@ -33,6 +34,9 @@ __all__ = [
     "SampleConfig",
     "TrainConfig",
     "PRESET_NAMES",
+    "MAX_CLASSES",
+    "fit_to_data",
+    "data_problems",
     "PRECISIONS",
     "preset",
 ]
@@ -291,6 +295,23 @@ def _imagenet64() -> TrainConfig:
     )
 
 
+def _custom() -> TrainConfig:
+    # A user's own data (``bitcompose train --data my.npz``): the CPU-sized "small" U-Net, fitted to the data's
+    # size, channels and labels by :func:`fit_to_data`.
+    return TrainConfig(
+        preset="custom",
+        steps=5000,
+        batch_size=64,
+        log_every=100,
+        sample_every=1000,
+        checkpoint_every=1000,
+        data=DataConfig(name="npz", conditional=True),
+        model=ModelConfig(**_unet_fields("small", attn_resolutions=(7,))),
+        optim=OptimConfig(lr=2e-4, warmup_steps=500, ema_decay=0.999),
+        sample=SampleConfig(sampler="ddim", steps=100, num_eval=1000),
+    )
+
+
 def _bench32() -> TrainConfig:
     # The speed benchmark's matched configuration (benchmarks/train_throughput.py): 32×32 RGB at 8 bits per
     # channel (24 analog-bit channels), unconditional, ≈ 2.7M parameters, batch 32, self-conditioning 0.5.
@@ -320,6 +341,7 @@ _PRESETS = {
     "cifar10": _cifar10,
     "imagenet64": _imagenet64,
     "bench32": _bench32,
+    "custom": _custom,
 }
 PRESET_NAMES: tuple[str, ...] = tuple(_PRESETS)
 
@@ -329,3 +351,67 @@ def preset(name: str) -> TrainConfig:
     if name not in _PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
     return _PRESETS[name]()
+
+
+#: Most classes a labelled data set may have (a larger label is almost surely a mistake, and costs memory).
+MAX_CLASSES = MAX_LABEL_CLASSES
+
+
+def fit_to_data(
+    config: TrainConfig, *, channels: int, image_size: int, labelled: bool
+) -> tuple[TrainConfig, list[str]]:
+    """The config adapted to data of ``channels`` × ``image_size`` × ``image_size`` (labelled or not).
+
+    The U-Net keeps the stages its image size allows (each side divisible by 2 per downsampling); attention stays
+    at the resolutions that exist, or moves to the lowest one;
+    the model is class-conditional exactly when the data have labels (label dropout off without them).
+
+    Returns:
+        ``(config, notes)``: the adapted config and one line per change (empty when nothing changed).
+    """
+    notes: list[str] = []
+    model, data = config.model, config.data
+    stages = len(model.channel_mults)
+    while stages > 1 and image_size % 2 ** (stages - 1):
+        stages -= 1
+    mults = model.channel_mults[:stages]
+    resolutions = tuple(image_size // 2**s for s in range(stages))
+    attn = tuple(r for r in model.attn_resolutions if r in resolutions)
+    if model.attn_resolutions and not attn and resolutions[-1] <= 16:
+        attn = (resolutions[-1],)
+    if mults != model.channel_mults:
+        notes.append(
+            f"model.channel_mults {model.channel_mults} -> {mults} for {image_size}x{image_size} images"
+        )
+    if attn != model.attn_resolutions:
+        notes.append(f"model.attn_resolutions {model.attn_resolutions} -> {attn} (resolutions {resolutions})")
+    changes: dict[str, Any] = {}
+    if not labelled and data.conditional:
+        notes.append("the data have no labels: training an unconditional model (data.conditional=false)")
+        changes["data"] = dataclasses.replace(data, conditional=False)
+        if config.cond_drop_prob:
+            changes["cond_drop_prob"] = 0.0
+        if config.sample.guidance:
+            changes["sample"] = dataclasses.replace(config.sample, guidance=0.0)
+    model = dataclasses.replace(model, channel_mults=mults, attn_resolutions=attn)
+    return dataclasses.replace(config, model=model, **changes), notes
+
+
+def data_problems(
+    config: TrainConfig, *, channels: int, height: int, width: int, num_classes: int
+) -> list[str]:
+    """Every way the data do not suit ``config`` (after :func:`fit_to_data`), one line each."""
+    problems = []
+    if height != width:
+        problems.append(f"images must be square, got {height}x{width} (crop or pad them)")
+    if num_classes > MAX_CLASSES:
+        problems.append(
+            f"labels go up to {num_classes - 1}, which would build a {num_classes}-class model; labels must be "
+            f"0..C-1 with C <= {MAX_CLASSES}"
+        )
+    if config.data.conditional and num_classes == 0:
+        problems.append(
+            "the data set has no labels but data.conditional=true (set data.conditional=false, or omit "
+            "--preset to fit the config to the data)"
+        )
+    return problems

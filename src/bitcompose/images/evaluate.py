@@ -121,7 +121,9 @@ def generate(
     mine = [k for k in range(len(batches)) if k % info.world_size == info.rank]
     from tqdm.auto import tqdm
 
-    for k in tqdm(mine, desc="sampling", disable=not (progress and info.is_main)):
+    total = sum(min(batches[k] + batch_size, n) - batches[k] for k in mine)
+    bar = tqdm(total=total, desc="sampling", unit="img", disable=not (progress and info.is_main))
+    for k in mine:
         lo, hi = batches[k], min(batches[k] + batch_size, n)
         gen = torch.Generator(device).manual_seed(mix_seed(seed, k))
         cond = None if labels is None else labels[lo:hi].to(device)
@@ -143,6 +145,9 @@ def generate(
         chunks.append(images.cpu())
         positions.append(torch.arange(lo, hi))
         invalid += bad.sum().cpu()
+        bar.update(hi - lo)
+    bar.close()
+    bar.close()
     shape = (0, spec.channels, spec.image_size, spec.image_size)
     local = torch.cat(chunks) if chunks else torch.zeros(shape, dtype=torch.long)
     pos = torch.cat(positions) if positions else torch.zeros(0, dtype=torch.long)

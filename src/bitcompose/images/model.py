@@ -7,6 +7,7 @@ a checkpoint can be sampled without the training data.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,20 +151,24 @@ def load_model(path: str | Path, *, ema: bool = True, device: str | torch.device
 
     Args:
         path: a run folder (holding ``checkpoint/``) or a checkpoint folder.
-        ema: use the EMA weights (falls back to the online weights when the checkpoint has none).
+        ema: use the EMA weights (when the checkpoint has none, the online weights, said on stderr).
         device: where to put the model.
 
     Raises:
         FileNotFoundError: no checkpoint there. ValueError: corrupt files or weights that do not match the config.
     """
     folder = find_checkpoint(path)
-    ckpt = load_checkpoint(folder)
+    ckpt = load_checkpoint(folder, training_state=False)
     config, spec = parse_checkpoint_config(ckpt.config, where=str(folder))
     codec = build_codec(config.model, spec.num_values)
     net = build_unet(config.model, spec, codec)
     use_ema = ema and ckpt.ema_state is not None
+    if ema and not use_ema:
+        print(
+            f"bitcompose: {folder} has no ema.safetensors; sampling with the online weights", file=sys.stderr
+        )
     state = ckpt.ema_state if use_ema and ckpt.ema_state is not None else ckpt.model_state
     load_state_strict(net, state, what=f"{'EMA' if use_ema else 'model'} weights of {folder}")
     denoiser = make_denoiser(net, config.model).to(device).eval()
-    step = int(ckpt.training_state.get("step", 0))
+    step = int(ckpt.config.get("step", 0))
     return LoadedModel(denoiser, codec, config, spec, step, folder, use_ema)

@@ -29,7 +29,7 @@ from bitcompose.data.images import ImageDataset, load_image_dataset, random_flip
 from bitcompose.diffusion import BitDenoiser, diffusion_loss
 from bitcompose.diffusion.samplers import sample
 from bitcompose.figures.grids import save_grid
-from bitcompose.images.config import TrainConfig
+from bitcompose.images.config import TrainConfig, data_problems
 from bitcompose.images.model import (
     DataSpec,
     build_codec,
@@ -75,17 +75,14 @@ def load_training_data(config: TrainConfig) -> ImageDataset:
 
 
 def data_spec_for(config: TrainConfig, dataset: ImageDataset) -> DataSpec:
-    """The :class:`DataSpec` of ``dataset`` for ``config``; checks that the data suits the config."""
+    """The :class:`DataSpec` of ``dataset`` for ``config``; every way the data do not suit the config is
+    reported together in one ``ValueError``."""
     c, h, w = dataset.image_shape
-    if h != w:
-        raise ValueError(f"images must be square, got {h}x{w} in dataset {dataset.name!r}")
-    if config.data.conditional and dataset.labels is None:
-        raise ValueError(
-            f"dataset {dataset.name!r} has no labels but data.conditional=true "
-            "(train an unconditional model with --set data.conditional=false)"
-        )
+    problems = data_problems(config, channels=c, height=h, width=w, num_classes=dataset.num_classes)
     if len(dataset) == 0:
-        raise ValueError(f"dataset {dataset.name!r} is empty")
+        problems.append("the data set is empty")
+    if problems:
+        raise ValueError(f"dataset {dataset.name!r} does not suit the config: " + "; ".join(problems))
     classes = dataset.num_classes if config.data.conditional else 0
     return DataSpec(
         channels=c, image_size=h, num_values=dataset.num_values, num_classes=classes, name=dataset.name
@@ -272,7 +269,7 @@ class ImageTrainer:
             print(f"bitcompose: no checkpoint in {self.run_dir}; starting a new run", file=sys.stderr)
         self.precision = resolve_precision(config.precision, self.device)
         if use_channels_last(self.precision, self.device):
-            self.net.to(memory_format=torch.channels_last)
+            self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.loop = Trainer(
             self.task,
             config.optim,

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, ImageDraw
 from torch import Tensor
 
+from bitcompose.figures.plots import pyplot
 from bitcompose.toy2d.tasks import TASKS
 
 __all__ = ["format_value", "markdown_table", "render_figure", "PLOT_EXTENT"]
@@ -61,31 +61,6 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def _to_pixels(x: Tensor, size: int) -> Tensor:
-    return ((x + PLOT_EXTENT) / (2 * PLOT_EXTENT) * size).floor()
-
-
-def _panel(density: Tensor, samples: Tensor | None, size: int, title: str) -> Image.Image:
-    d = density.double()
-    d = (d / d.max()).sqrt() if float(d.max()) > 0 else d  # square root: faint tails stay visible
-    gray = (255 - 150 * d).clamp(0, 255).to(torch.uint8).numpy()
-    img = Image.fromarray(gray, mode="L").resize((size, size), Image.Resampling.NEAREST).convert("RGB")
-    draw = ImageDraw.Draw(img)
-    if samples is not None:
-        finite = samples[torch.isfinite(samples).all(1)]
-        px = _to_pixels(finite, size)
-        for u, v in px.tolist():
-            col, row = int(u), size - 1 - int(v)
-            if 0 <= col < size and 0 <= row < size:
-                draw.rectangle((col - 1, row - 1, col, row), fill=(200, 20, 20))
-    else:
-        draw.line((0, 0, size, size), fill=(160, 160, 160))
-        draw.line((0, size, size, 0), fill=(160, 160, 160))
-    draw.rectangle((0, 0, size - 1, size - 1), outline=(0, 0, 0))
-    draw.text((4, 3), title, fill=(0, 0, 160))
-    return img
-
-
 def render_figure(
     cells: Sequence[tuple[dict[str, Any], Tensor | None]],
     path: str | Path,
@@ -93,13 +68,14 @@ def render_figure(
     panel: int = 180,
     exact_samples: int = 500,
 ) -> Path:
-    """Write the scatter-plot grid as a PNG.
+    """Write the scatter-plot grid as a PNG (matplotlib): one row per (task, param), one column per sampler after
+    the exact target; each panel shows the target's density (grey) and the samples (red), axes in data units.
 
     Args:
         cells: ``(metrics, samples [n, 2] or None)`` for every cell; rows are formed per (task, param) in order
             of first appearance, columns per sampler.
         path: output file.
-        panel: panel size in pixels.
+        panel: resolution of the density image in each panel.
         exact_samples: number of exact target samples drawn in the first column.
 
     Returns:
@@ -112,29 +88,42 @@ def render_figure(
             rows.append((m["task"], m["param"]))
         if m["sampler"] not in samplers:
             samplers.append(m["sampler"])
-    label_w, head_h = 110, 18
-    width = label_w + panel * (len(samplers) + 1)
-    height = head_h + panel * len(rows)
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    for j, name in enumerate(["exact target", *samplers]):
-        draw.text((label_w + j * panel + 4, 3), name, fill=(0, 0, 0))
+    plt = pyplot()
+    ncol = len(samplers) + 1
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(2.3 * ncol, 2.3 * len(rows)), squeeze=False)
     by_key = {(m["task"], m["param"], m["sampler"]): (m, s) for m, s in cells}
     grids: dict[str, Tensor] = {}
+    extent = (-PLOT_EXTENT, PLOT_EXTENT, -PLOT_EXTENT, PLOT_EXTENT)
     for i, (task, param) in enumerate(rows):
         target = TASKS[task].target
         if task not in grids:
-            grids[task] = target.density_grid(-PLOT_EXTENT, PLOT_EXTENT, panel)
-        top = head_h + i * panel
-        draw.text((4, top + panel // 2 - 6), f"{task}\n{param}", fill=(0, 0, 0))
+            d = target.density_grid(-PLOT_EXTENT, PLOT_EXTENT, panel).double()
+            grids[task] = (d / d.max()).sqrt() if float(d.max()) > 0 else d  # faint tails stay visible
         exact = target.sample(exact_samples, torch.Generator().manual_seed(0))
-        canvas.paste(_panel(grids[task], exact, panel, "exact"), (label_w, top))
-        for j, sampler in enumerate(samplers, start=1):
-            m, s = by_key.get((task, param, sampler), ({}, None))
+        panels: list[tuple[str, Tensor | None]] = [("exact target", exact)]
+        for sampler in samplers:
+            m, samples = by_key.get((task, param, sampler), ({}, None))
             ll = m.get("log_likelihood")
-            title = "n/a" if s is None else f"LL {ll:.2f}" if ll is not None else "LL -inf"
-            canvas.paste(_panel(grids[task], s, panel, title), (label_w + j * panel, top))
+            panels.append((sampler if samples is None else f"{sampler}: LL {format_value(ll, 2)}", samples))
+        for j, (title, samples) in enumerate(panels):
+            ax = axes[i, j]
+            ax.imshow(grids[task].numpy(), origin="lower", extent=extent, cmap="Greys", vmin=0, vmax=1.5)
+            if samples is None:
+                ax.text(0, 0, "n/a", ha="center", va="center")
+            else:
+                pts = samples[torch.isfinite(samples).all(1)].numpy()
+                ax.scatter(pts[:, 0], pts[:, 1], s=1.5, c="tab:red", alpha=0.6, linewidths=0)
+            ax.set_xlim(-PLOT_EXTENT, PLOT_EXTENT)
+            ax.set_ylim(-PLOT_EXTENT, PLOT_EXTENT)
+            ax.set_title(title, fontsize=8)
+            ax.tick_params(labelsize=6)
+            if j == 0:
+                ax.set_ylabel(f"{task} / {param}\ny", fontsize=8)
+            if i == len(rows) - 1:
+                ax.set_xlabel("x", fontsize=8)
+    fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
     return out

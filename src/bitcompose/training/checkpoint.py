@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_state_strict", "find_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_state_strict",
+    "find_checkpoint",
+    "remove_stale_temporaries",
+]
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -70,6 +78,29 @@ def _save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
     # clone() breaks storage sharing (tied weights), which safetensors refuses to write.
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     save_file(plain, str(path), metadata={"format": "pt"})
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary folders that interrupted saves left in ``folder`` (``.<name>.tmp-<pid>`` of processes
+    that no longer run); returns what was removed. Call it only while holding the run folder's lock."""
+    removed = []
+    for tmp in folder.glob(".*.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not tmp.is_dir() or not pid.isdigit() or (int(pid) != os.getpid() and _alive(int(pid))):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _backup_name(path: Path) -> Path:
@@ -142,8 +173,13 @@ def _load_tensors(path: Path) -> dict[str, Tensor]:
         raise ValueError(f"corrupt checkpoint file {path}: {exc}") from exc
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
+def load_checkpoint(path: str | Path, *, training_state: bool = True) -> Checkpoint:
     """Read a checkpoint folder written by :func:`save_checkpoint`.
+
+    Args:
+        path: the checkpoint folder.
+        training_state: also read ``training_state.pt`` (needed to resume, not to sample; ``False`` gives an
+            empty dict, so a damaged training state never blocks sampling).
 
     Raises:
         FileNotFoundError: the folder or one of its required files is missing.
@@ -153,7 +189,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     _recover(path)
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint folder not found: {path}")
-    for name in (CONFIG_FILE, MODEL_FILE, STATE_FILE):
+    for name in (CONFIG_FILE, MODEL_FILE, *((STATE_FILE,) if training_state else ())):
         if not (path / name).is_file():
             raise FileNotFoundError(f"checkpoint {path} is incomplete: {name} is missing")
     try:
@@ -164,13 +200,23 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise ValueError(f"corrupt checkpoint file {path / CONFIG_FILE}: expected a JSON object")
     model_state = _load_tensors(path / MODEL_FILE)
     ema_state = _load_tensors(path / EMA_FILE) if (path / EMA_FILE).is_file() else None
+    state = _load_training_state(path / STATE_FILE) if training_state else {}
+    return Checkpoint(path, config, model_state, ema_state, state)
+
+
+def _load_training_state(file: Path) -> dict[str, Any]:
     try:
-        training_state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            f"refusing {file}: it holds Python objects that a bitcompose training state never has (safe "
+            "weights-only loading rejected it); it may be unsafe, or written by another program"
+        ) from None
     except Exception as exc:  # torch raises several types for truncated / foreign files
-        raise ValueError(f"corrupt checkpoint file {path / STATE_FILE}: {exc}") from exc
-    if not isinstance(training_state, dict):
-        raise ValueError(f"corrupt checkpoint file {path / STATE_FILE}: expected a dict")
-    return Checkpoint(path, config, model_state, ema_state, training_state)
+        raise ValueError(f"corrupt checkpoint file {file}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"corrupt checkpoint file {file}: expected a dict")
+    return state
 
 
 def load_state_strict(module: nn.Module, state: dict[str, Tensor], what: str = "weights") -> None:

@@ -18,8 +18,12 @@ whose ``config.json`` holds the caller's config plus the ``step`` it was saved a
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +36,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from bitcompose.core.precision import autocast, resolve_precision
-from bitcompose.training.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
+from bitcompose.training.checkpoint import (
+    load_checkpoint,
+    load_state_strict,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from bitcompose.training.dist import DistInfo, all_reduce_mean
 from bitcompose.training.ema import EMA
 from bitcompose.training.optim import OptimConfig, build_optimizer, ema_decay, learning_rate
@@ -45,6 +54,57 @@ CHECKPOINT_DIR = "checkpoint"
 
 class NonFiniteLossError(ValueError):
     """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder (``.lock``), so that two trainers never write into one folder; the
+    operating system releases it when the process ends. Also clears the temporaries of interrupted saves."""
+
+    def __init__(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = run_dir / ".lock"
+        self.file = open(self.path, "a+")  # noqa: SIM115 - held for the trainer's lifetime
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise ValueError(f"{run_dir} is in use by {holder} (its lock file is {self.path})") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()}")
+        self.file.flush()
+        remove_stale_temporaries(run_dir)
+
+    def release(self) -> None:
+        """Give the folder free (also happens when the process ends)."""
+        if not self.file.closed:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_UN)
+            self.file.close()
+
+
+class _StopRequest:
+    """While training: the first Ctrl-C asks to stop after the current step (a second one stops at once)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+    def __del__(self) -> None:
+        self.restore()
 
 
 class TrainTask(Protocol):
@@ -153,6 +213,7 @@ class Trainer:
         self.step = 0
         self.seconds = 0.0
         self.cpu_seconds = 0.0
+        self._lock = None if self.run_dir is None or not self.info.is_main else RunLock(self.run_dir)
         ckpt = self.checkpoint_dir
         if ckpt is not None and ckpt.exists():
             if not resume:
@@ -167,6 +228,16 @@ class Trainer:
         if compile:
             net = torch.compile(net)  # type: ignore[assignment]
         self.net = net
+
+    def release(self) -> None:
+        """Give the run folder free for another trainer (after :meth:`train`, and when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _acquire(self) -> None:
+        if self._lock is None and self.run_dir is not None and self.info.is_main:
+            self._lock = RunLock(self.run_dir)
 
     # ----------------------------------------------------------------------------------------------- state
 
@@ -227,6 +298,7 @@ class Trainer:
         folder = self.checkpoint_dir
         if folder is None or not self.info.is_main:
             return folder
+        remove_stale_temporaries(folder.parent)
         save_checkpoint(
             folder,
             config={**self.config, "step": self.step},
@@ -279,7 +351,15 @@ class Trainer:
             self.preview_fn(self.sampling_module, self.step)
 
     def train(self, until: int | None = None) -> TrainResult:
-        """Train up to step ``until`` (default ``steps``), with logging, previews and checkpoints."""
+        """Train up to step ``until`` (default ``steps``), with logging, previews and checkpoints; the run folder
+        is locked while it runs."""
+        self._acquire()
+        try:
+            return self._train(until)
+        finally:
+            self.release()
+
+    def _train(self, until: int | None) -> TrainResult:
         end = self.steps if until is None else min(until, self.steps)
         start_time = time.perf_counter()
         window_loss: Tensor | None = None
@@ -289,37 +369,43 @@ class Trainer:
         bar = tqdm(
             total=end, initial=self.step, disable=not self.progress, desc=self.desc, dynamic_ncols=True
         )
-        while self.step < end:
-            t0, c0 = time.perf_counter(), time.process_time()
-            loss, norm = self.train_step()
-            self.seconds += time.perf_counter() - t0
-            self.cpu_seconds += time.process_time() - c0
-            window_loss = loss if window_loss is None else window_loss + loss
-            window_norm = norm if window_norm is None else window_norm + norm
-            window_steps += 1
-            bar.update(1)
-            if self.step % self.log_every == 0 or self.step == end:
-                assert window_loss is not None and window_norm is not None
-                mean_loss = float(all_reduce_mean(window_loss / window_steps, self.info))
-                self._check_finite(mean_loss)
-                elapsed = time.perf_counter() - window_start
-                record = {
-                    "step": self.step,
-                    "loss": mean_loss,
-                    "grad_norm": float(window_norm / window_steps),
-                    "lr": learning_rate(self.optim, self.step - 1, self.steps),
-                    "examples_per_s": window_steps * self.task.batch_size / max(elapsed, 1e-9),
-                    "elapsed_s": round(self.seconds, 3),
-                }
-                last_loss = mean_loss
-                self._log(record)
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
-                window_loss, window_norm, window_steps, window_start = None, None, 0, time.perf_counter()
-            if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self.step < end:
-                self._check_finite_window(window_loss, window_steps)
-                self.save()
-            if self.preview_every and self.step % self.preview_every == 0 and self.step < end:
-                self._preview()
+        stop = _StopRequest()
+        try:
+            while self.step < end:
+                if stop.requested:
+                    raise self._interrupted(bar)
+                t0, c0 = time.perf_counter(), time.process_time()
+                loss, norm = self.train_step()
+                self.seconds += time.perf_counter() - t0
+                self.cpu_seconds += time.process_time() - c0
+                window_loss = loss if window_loss is None else window_loss + loss
+                window_norm = norm if window_norm is None else window_norm + norm
+                window_steps += 1
+                bar.update(1)
+                if self.step % self.log_every == 0 or self.step == end:
+                    assert window_loss is not None and window_norm is not None
+                    mean_loss = float(all_reduce_mean(window_loss / window_steps, self.info))
+                    self._check_finite(mean_loss)
+                    elapsed = time.perf_counter() - window_start
+                    record = {
+                        "step": self.step,
+                        "loss": mean_loss,
+                        "grad_norm": float(window_norm / window_steps),
+                        "lr": learning_rate(self.optim, self.step - 1, self.steps),
+                        "examples_per_s": window_steps * self.task.batch_size / max(elapsed, 1e-9),
+                        "elapsed_s": round(self.seconds, 3),
+                    }
+                    last_loss = mean_loss
+                    self._log(record)
+                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                    window_loss, window_norm, window_steps, window_start = None, None, 0, time.perf_counter()
+                if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self.step < end:
+                    self._check_finite_window(window_loss, window_steps)
+                    self.save()
+                if self.preview_every and self.step % self.preview_every == 0 and self.step < end:
+                    self._preview()
+        finally:
+            stop.restore()
         bar.close()
         train_seconds = time.perf_counter() - start_time
         self._check_finite_window(window_loss, window_steps)
@@ -329,6 +415,17 @@ class Trainer:
         if self.info.distributed:
             torch.distributed.barrier()
         return TrainResult(self.step, last_loss, train_seconds, self.run_dir, folder)
+
+    def _interrupted(self, bar: Any) -> KeyboardInterrupt:
+        """Ctrl-C between two steps: save a checkpoint and say where it stands."""
+        bar.close()
+        folder = self.save()
+        where = (
+            ""
+            if folder is None
+            else f"; the checkpoint in {folder} holds step {self.step} (resume with --resume)"
+        )
+        return KeyboardInterrupt(f"interrupted at step {self.step}{where}")
 
     def _check_finite(self, loss: float) -> None:
         if not math.isfinite(loss):
