@@ -22,6 +22,11 @@ def _row(task: str, param: str, sampler: str, ll: float | None, insup: float | N
         "applicable": applicable,
         "log_likelihood": ll,
         "oracle_log_likelihood": 3.4767,
+        "perfect_log_likelihood": 3.9,
+        "perfect_log_likelihood_level0": 3.41,
+        "log_likelihood_level0": None if sampler == "reverse" or not applicable else 3.2,
+        "w2_floor": 0.05,
+        "mmd_floor": 0.001,
         "w2": 0.1 if applicable else None,
         "mmd": 0.002 if applicable else None,
         "in_support": insup,
@@ -41,8 +46,13 @@ def test_markdown_table_and_checks() -> None:
     table = markdown_table(rows)
     lines = table.strip().splitlines()
     assert len(lines) == 2 + len(rows)
-    assert "| product | energy | hmc | 3.300 | 3.477 |" in table
-    assert "| mixture | score | hmc | n/a |" in table
+    # headline W2 and MMD² beside their exact-vs-exact floors; LL beside a perfect sampler's, before/after the final step
+    assert (
+        "| product | energy | hmc | 0.100 (0.050) | 0.0020 (0.0010) | 3.300 (3.900) | 3.200 (3.410) |"
+        in table
+    )
+    assert "| product | energy | reverse | 0.100 (0.050) | 0.0020 (0.0010) | 2.500 (3.900) | – |" in table
+    assert "| mixture | score | hmc | n/a (0.050) |" in table
     checks = summary_checks(rows)
     assert any("gap +0.800" in c for c in checks)
     assert any(c.startswith("mixture: best in-support fraction 0.970") for c in checks)

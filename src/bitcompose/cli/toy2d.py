@@ -95,6 +95,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--progress", action="store_true", help="show progress bars on stderr")
     p.add_argument("--table", action="store_true", help="run every task x param x sampler; write --out")
     p.add_argument(
+        "--schedule",
+        choices=("cosine", "linear"),
+        default="cosine",
+        help="the T=100 beta schedule: cosine (the released notebook) or linear (Ho et al.)",
+    )
+    p.add_argument(
         "--out",
         default=None,
         help="output folder: --table writes toy2d.md, toy2d.png, ... (default docs/results); one cell writes "
@@ -128,6 +134,7 @@ def _shared_options(args: argparse.Namespace) -> dict[str, Any]:
         "train_steps": args.train_steps,
         "train_seed": args.train_seed,
         "train_batch": args.train_batch,
+        "schedule": args.schedule,
         "cache": args.cache,
         "final_step": not args.no_final_step,
         "mixture_sharpen": args.mixture_sharpen,

@@ -19,10 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bitcompose.core.precision import resolve_precision
 from bitcompose.data.images import ImageDataset
 from bitcompose.diffusion.samplers import sample
-from bitcompose.images.model import LoadedModel
+from bitcompose.images.model import LoadedModel, image_precision
 from bitcompose.metrics.image_scores import class_accuracy, classifier_fid, classifier_kid, fid_floor
 from bitcompose.nets.classifier import ImageClassifier
 from bitcompose.training.dist import DistInfo, gather_to_main, mix_seed
@@ -96,7 +95,9 @@ def generate(
         "td": s.td if td is None else td,
         "guidance": s.guidance if guidance is None else guidance,
         "ddpm_variance": s.ddpm_variance,
-        "precision": resolve_precision(s.precision if precision is None else precision, device_of(model)),
+        "precision": image_precision(
+            s.precision if precision is None else precision, device_of(model), spec.image_size
+        ),
         "seed": seed,
         "ema": model.ema,
     }

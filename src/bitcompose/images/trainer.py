@@ -24,7 +24,6 @@ import torch
 from torch import Tensor, nn
 
 from bitcompose.core.config import diff_keys
-from bitcompose.core.precision import resolve_precision
 from bitcompose.data.images import ImageDataset, load_image_dataset, random_flip
 from bitcompose.diffusion import BitDenoiser, diffusion_loss
 from bitcompose.diffusion.samplers import sample
@@ -35,6 +34,7 @@ from bitcompose.images.model import (
     build_codec,
     build_unet,
     checkpoint_config,
+    image_precision,
     make_denoiser,
     parse_checkpoint_config,
 )
@@ -49,7 +49,6 @@ __all__ = [
     "load_training_data",
     "data_spec_for",
     "learning_rate",
-    "use_channels_last",
     "sample_grid",
 ]
 
@@ -60,12 +59,6 @@ RESUMABLE_KEYS = ("steps", "log_every", "sample_every", "checkpoint_every", "com
 def learning_rate(config: TrainConfig, step: int) -> float:
     """Learning rate of optimiser step ``step`` (0-based) of the run ``config``."""
     return _learning_rate(config.optim, step, config.steps)
-
-
-def use_channels_last(precision: str, device: torch.device) -> bool:
-    """Channels-last weights for fp32 on the CPU, where the convolutions run faster in that layout (measured in
-    docs/performance.md; with bf16 autocast, and on CUDA, the default layout is as fast or faster)."""
-    return device.type == "cpu"
 
 
 def load_training_data(config: TrainConfig) -> ImageDataset:
@@ -267,9 +260,7 @@ class ImageTrainer:
         self.preview_generator = torch.Generator(self.device)
         if resume and not (self.run_dir / "checkpoint").exists() and self.info.is_main:
             print(f"bitcompose: no checkpoint in {self.run_dir}; starting a new run", file=sys.stderr)
-        self.precision = resolve_precision(config.precision, self.device)
-        if use_channels_last(self.precision, self.device):
-            self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.precision = image_precision(config.precision, self.device, self.spec.image_size)
         self.loop = Trainer(
             self.task,
             config.optim,

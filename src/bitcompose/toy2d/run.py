@@ -18,6 +18,7 @@ samples as the notebook plots them.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -26,14 +27,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bitcompose.compose.drivers import annealed_mcmc, reverse_diffusion
+from bitcompose.compose.drivers import annealed_mcmc, ddpm_step, reverse_diffusion
 from bitcompose.compose.kernels import HMC, MALA, UHMC, ULA, Kernel
 from bitcompose.core.model import DiffusionModel
+from bitcompose.core.sampling import SampleResult
 from bitcompose.core.schedules import DiscreteSchedule
 from bitcompose.toy2d.exact import ExactToyModel
 from bitcompose.toy2d.metrics import MMD_BANDWIDTH, mmd2, wasserstein2
 from bitcompose.toy2d.tasks import MIXTURE_SHARPEN, TASKS
-from bitcompose.toy2d.train import DATASETS, NUM_LEVELS, PARAMS, TrainConfig, load_or_train
+from bitcompose.toy2d.train import DATASETS, NUM_LEVELS, PARAMS, SCHEDULES, TrainConfig, load_or_train
 
 __all__ = [
     "SAMPLERS",
@@ -92,13 +94,19 @@ def make_kernel(sampler: str) -> Kernel:
 
 
 def component_configs(
-    task: str, param: str, train_steps: int, train_seed: int = 0, train_batch: int = DEFAULT_TRAIN_BATCH
+    task: str,
+    param: str,
+    train_steps: int,
+    train_seed: int = 0,
+    train_batch: int = DEFAULT_TRAIN_BATCH,
+    *,
+    schedule: str = "cosine",
 ) -> list[TrainConfig]:
     """The two training configurations a task needs."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
     return [
-        TrainConfig(d, param, steps=train_steps, batch=train_batch, seed=train_seed)
+        TrainConfig(d, param, steps=train_steps, batch=train_batch, seed=train_seed, schedule=schedule)
         for d in TASKS[task].datasets
     ]
 
@@ -138,6 +146,7 @@ def run_cell(
     train_steps: int = DEFAULT_TRAIN_STEPS,
     train_seed: int = 0,
     train_batch: int = DEFAULT_TRAIN_BATCH,
+    schedule: str = "cosine",
     cache: str | None = None,
     use_cache: bool = True,
     final_step: bool = True,
@@ -152,8 +161,10 @@ def run_cell(
         task, param, sampler: the cell (see :data:`~bitcompose.toy2d.tasks.TASKS`, :data:`CELL_PARAMS`,
             :data:`SAMPLERS`).
         n: number of samples (and of exact target samples for W2/MMD).
-        seed: sampling seed (``Generator(seed)`` drives the sampler; exact target samples use ``seed + 10**6``).
+        seed: sampling seed (``Generator(seed)`` drives the sampler; exact target samples use ``seed + 10**6``,
+            the second exact set of the floors ``seed + 2·10**6``).
         train_steps, train_seed, train_batch: training budget, seed and batch of the component models (cached).
+        schedule: the T = 100 β schedule of the models: ``cosine`` (the released notebook) or ``linear``.
         cache: cache root (default: ``$BITCOMPOSE_CACHE/toy2d`` or ``~/.cache/bitcompose/toy2d``).
         use_cache: ``False`` retrains without touching the cache.
         final_step: apply the noise-free ancestral step from level 0 to the data after annealed MCMC (as reverse
@@ -165,82 +176,165 @@ def run_cell(
         progress: show progress bars.
 
     Returns:
-        :class:`CellResult`; ``metrics`` has task, param, sampler, n, seed, train_steps, train_seed, applicable,
-        reason, steps_per_level, resample_ess, log_likelihood, oracle_log_likelihood, w2, mmd, mmd_bandwidth,
-        in_support, acceptance, nfe, resampled,
-        rejected_nonfinite, seconds.
+        :class:`CellResult`; ``metrics`` holds the cell's settings, the headline ``w2`` and ``mmd`` against exact
+        samples beside their exact-vs-exact floors (``w2_floor``, ``mmd_floor``), the log-likelihoods (see
+        :func:`_yardsticks`), ``in_support``, ``acceptance``, ``nfe``, ``resampled``, ``rejected_nonfinite``
+        and the wall times.
     """
     _validate(task, param, sampler, n, steps_per_level)
     if resample_ess is not None and param == "score":
         raise ValueError("resampling needs energies (importance weights); use param 'energy' or 'exact'")
-    spec = TASKS[task]
-    target = spec.target
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose from {SCHEDULES}")
     start = time.perf_counter()
+    spec = TASKS[task]
+    trained = param != "exact"
+    mcmc = sampler != "reverse"
     base: dict[str, Any] = {
         "task": task,
         "param": param,
         "sampler": sampler,
         "n": n,
         "seed": seed,
-        "train_steps": train_steps if param != "exact" else None,
-        "train_seed": train_seed if param != "exact" else None,
-        "train_batch": train_batch if param != "exact" else None,
-        "steps_per_level": steps_per_level if sampler != "reverse" else None,
-        "resample_ess": resample_ess if sampler != "reverse" else None,
-        "oracle_log_likelihood": target.oracle_log_likelihood(),
+        "schedule": schedule,
+        "train_steps": train_steps if trained else None,
+        "train_seed": train_seed if trained else None,
+        "train_batch": train_batch if trained else None,
+        "steps_per_level": steps_per_level if mcmc else None,
+        "resample_ess": resample_ess if mcmc else None,
         "applicable": True,
         "reason": None,
-        "final_step": final_step if sampler != "reverse" else True,
+        "final_step": final_step if mcmc else True,
         "mixture_sharpen": mixture_sharpen if task == "mixture" else None,
+        **_yardsticks(task, schedule, n, seed, mixture_sharpen),
     }
-    empty = dict.fromkeys(("log_likelihood", "w2", "mmd", "in_support", "acceptance", "nfe"), None)
     if spec.needs_energy and param == "score":
         reason = f"the {spec.operator} operator needs energies; score-parameterised models have none"
+        empty = dict.fromkeys(("log_likelihood", "w2", "mmd", "in_support", "acceptance", "nfe"), None)
         return CellResult({**base, **empty, "applicable": False, "reason": reason, "seconds": 0.0}, None)
-    models: list[DiffusionModel]
-    if param == "exact":
-        schedule = DiscreteSchedule.cosine(NUM_LEVELS)
-        models = [ExactToyModel(DATASETS[d], schedule) for d in spec.datasets]
-    else:
-        models = [
-            load_or_train(cfg, cache=cache, use_cache=use_cache, progress=progress).model
-            for cfg in component_configs(task, param, train_steps, train_seed, train_batch)
-        ]
-    composed: DiffusionModel = spec.compose(models[0], models[1], mixture_sharpen=mixture_sharpen)
-    gen = torch.Generator().manual_seed(seed)
+    models = _components(
+        task, param, schedule, train_steps, train_seed, train_batch, cache, use_cache, progress
+    )
+    composed = spec.compose(models[0], models[1], mixture_sharpen=mixture_sharpen)
     sample_start = time.perf_counter()
-    if sampler == "reverse":
-        result = reverse_diffusion(composed, (n, 2), generator=gen, progress=progress)
-    else:
-        result = annealed_mcmc(
-            composed,
-            (n, 2),
-            kernel=make_kernel(sampler),
-            steps_per_level=steps_per_level,
-            driver="anneal",
-            resample_ess=resample_ess,
-            final_step=final_step,
-            generator=gen,
-            progress=progress,
-        )
-    nfe = int(result.nfe)
-    samples = result.samples
+    result, level0 = _sample(composed, sampler, n, seed, steps_per_level, resample_ess, final_step, progress)
     sample_seconds = time.perf_counter() - sample_start
-    x = samples.detach().float()
+    x = result.samples.detach().float()
+    metrics = {**base, **_sample_metrics(task, x, level0, n, seed), **_run_info(result)}
+    return CellResult(
+        {**metrics, "sample_seconds": sample_seconds, "seconds": time.perf_counter() - start}, x
+    )
+
+
+def _schedule(name: str) -> DiscreteSchedule:
+    return DiscreteSchedule.linear(NUM_LEVELS) if name == "linear" else DiscreteSchedule.cosine(NUM_LEVELS)
+
+
+def _components(
+    task: str,
+    param: str,
+    schedule: str,
+    train_steps: int,
+    train_seed: int,
+    train_batch: int,
+    cache: str | None,
+    use_cache: bool,
+    progress: bool,
+) -> list[DiffusionModel]:
+    """The task's two component models: exact level densities, or trained (cached) networks."""
+    if param == "exact":
+        return [ExactToyModel(DATASETS[d], _schedule(schedule)) for d in TASKS[task].datasets]
+    configs = component_configs(task, param, train_steps, train_seed, train_batch, schedule=schedule)
+    return [load_or_train(cfg, cache=cache, use_cache=use_cache, progress=progress).model for cfg in configs]
+
+
+def _sample(
+    composed: DiffusionModel,
+    sampler: str,
+    n: int,
+    seed: int,
+    steps_per_level: int,
+    resample_ess: float | None,
+    final_step: bool,
+    progress: bool,
+) -> tuple[SampleResult, Tensor | None]:
+    """The cell's samples, and (annealed samplers) the level-0 samples before the final step."""
+    gen = torch.Generator().manual_seed(seed)
+    if sampler == "reverse":
+        return reverse_diffusion(composed, (n, 2), generator=gen, progress=progress), None
+    kernel = make_kernel(sampler)
+    kw = {
+        "steps_per_level": steps_per_level,
+        "resample_ess": resample_ess,
+        "generator": gen,
+        "progress": progress,
+    }
+    result = annealed_mcmc(composed, (n, 2), kernel=kernel, **kw)  # type: ignore[arg-type]
+    level0 = result.samples
+    if final_step:
+        with torch.no_grad():
+            x, _ = ddpm_step(composed, level0, composed.grid()[0], generator=gen)
+        result = SampleResult(
+            x, result.nfe + 1, result.acceptance, result.rejected_nonfinite, result.resampled, result.times
+        )
+    return result, level0.detach().float()
+
+
+def _sample_metrics(task: str, x: Tensor, level0: Tensor | None, n: int, seed: int) -> dict[str, Any]:
+    target = TASKS[task].target
     exact = target.sample(n, torch.Generator().manual_seed(seed + 10**6))
-    acc = torch.zeros(0) if result.acceptance is None else result.acceptance[~torch.isnan(result.acceptance)]
-    metrics = {
-        **base,
-        "log_likelihood": _finite_or_none(target.log_likelihood(x)),
+    return {
         "w2": _finite_or_none(wasserstein2(x, exact)),
         "mmd": _finite_or_none(mmd2(x, exact)),
         "mmd_bandwidth": MMD_BANDWIDTH,
+        "log_likelihood": _finite_or_none(target.log_likelihood(x)),
+        "log_likelihood_level0": None if level0 is None else _finite_or_none(target.log_likelihood(level0)),
         "in_support": target.in_support(x),
-        "acceptance": float(acc.mean()) if acc.numel() else None,
-        "nfe": nfe,
+    }
+
+
+def _run_info(result: SampleResult) -> dict[str, Any]:
+    acc = result.acceptance
+    finite = torch.zeros(0) if acc is None else acc[~torch.isnan(acc)]
+    return {
+        "acceptance": float(finite.mean()) if finite.numel() else None,
+        "nfe": int(result.nfe),
         "rejected_nonfinite": int(result.rejected_nonfinite),
         "resampled": int(result.resampled),
-        "sample_seconds": sample_seconds,
-        "seconds": time.perf_counter() - start,
     }
-    return CellResult(metrics, x)
+
+
+@functools.lru_cache(maxsize=64)
+def _yardsticks(
+    task: str, schedule: str, n: int, seed: int, mixture_sharpen: float | None
+) -> dict[str, float | None]:
+    """What exact and perfect samplers score under the cell's protocol.
+
+    * ``oracle_log_likelihood``: the expected log-likelihood of exact target samples;
+    * ``perfect_log_likelihood_level0``: of exact samples noised to level 0 (what a perfect annealed sampler's
+      level-0 samples would score, since the noised product differs from the product of noised marginals only
+      at order σ₀²);
+    * ``perfect_log_likelihood``: of those after the noise-free final ancestral step with the exact composed
+      model (the protocol of reverse diffusion and of ``final_step``): the step is a posterior mean, which
+      contracts each mode, so a perfect sampler scores *above* the exact samples here;
+    * ``w2_floor``, ``mmd_floor``: W2 and MMD² between two independent exact sample sets of size ``n``.
+    """
+    target = TASKS[task].target
+    exact = target.sample(n, torch.Generator().manual_seed(seed + 10**6))
+    other = target.sample(n, torch.Generator().manual_seed(seed + 2 * 10**6))
+    sched = _schedule(schedule)
+    level = sched.grid()[0]
+    noise = torch.randn(other.shape, generator=torch.Generator().manual_seed(seed + 3 * 10**6))
+    noised = (level.alpha * other.double() + level.sigma * noise.double()).float()
+    spec = TASKS[task]
+    exact_models = [ExactToyModel(DATASETS[d], sched) for d in spec.datasets]
+    perfect = spec.compose(exact_models[0], exact_models[1], mixture_sharpen=mixture_sharpen)
+    with torch.no_grad():
+        denoised, _ = ddpm_step(perfect, noised, level, generator=torch.Generator())
+    return {
+        "oracle_log_likelihood": target.oracle_log_likelihood(),
+        "perfect_log_likelihood_level0": _finite_or_none(target.log_likelihood(noised)),
+        "perfect_log_likelihood": _finite_or_none(target.log_likelihood(denoised.float())),
+        "w2_floor": _finite_or_none(wasserstein2(other, exact)),
+        "mmd_floor": _finite_or_none(mmd2(other, exact)),
+    }
