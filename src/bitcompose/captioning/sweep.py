@@ -7,15 +7,12 @@ captions the test split for every (steps, td) and writes a markdown report.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from bitcompose.captioning.config import preset
@@ -23,6 +20,7 @@ from bitcompose.captioning.data import load_splits
 from bitcompose.captioning.evaluate import evaluate_captioner
 from bitcompose.captioning.model import load_captioner
 from bitcompose.captioning.train import LOG_FILE, train_or_load
+from bitcompose.core.machine import machine_info
 
 __all__ = ["SweepResult", "run_sweep", "table3_rows", "render_markdown", "STEPS", "TDS"]
 
@@ -104,32 +102,9 @@ def run_sweep(
         "runs": {m: str(d) for m, d in dirs.items()},
         "train": {m: _train_log(d) for m, d in dirs.items()},
         "eval_seconds": {"ar": round(t_ar, 1), "diffusion_grid": round(time.perf_counter() - t1, 1)},
-        "machine": _machine(),
+        "machine": machine_info(),
     }
     return SweepResult(rows=rows, meta=meta)
-
-
-def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        load = []
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "load_average_at_end": load,
-    }
 
 
 def table3_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

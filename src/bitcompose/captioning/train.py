@@ -12,8 +12,6 @@ and one random reference caption of each.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from bitcompose.captioning.config import CaptionRunConfig, preset
 from bitcompose.captioning.data import CaptionSplit, load_splits, tokenize_references
 from bitcompose.captioning.model import TOKENIZER_FILE, build_net
 from bitcompose.captioning.tokenizer import load_tokenizer, train_tokenizer
+from bitcompose.core.machine import machine_info
 from bitcompose.diffusion import BitDenoiser, diffusion_loss
 from bitcompose.nets.ar_decoder import CaptionARNet
 from bitcompose.nets.caption import CaptionDiffusionNet, CaptionNetConfig
@@ -68,16 +67,6 @@ def run_is_complete(run_dir: str | Path, run: CaptionRunConfig | None = None) ->
     if run is not None and not run.same_run(config.get("run", {})):
         return False
     return int(config.get("step", 0)) >= stored.steps
-
-
-def _machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }
 
 
 class CaptionTask:
@@ -257,7 +246,7 @@ def _write_log(run_dir: Path, config: dict[str, Any], trainer: Trainer, net: nn.
         "train_cpu_seconds": round(trainer.cpu_seconds, 1),
         **config.get("parent", {}),
         "losses": losses,
-        "machine": _machine(),
+        "machine": machine_info(),
         "parameters": sum(p.numel() for p in net.parameters()),
     }
     (run_dir / LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")

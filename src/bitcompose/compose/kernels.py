@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from bitcompose.core.model import DiffusionModel
-from bitcompose.core.schedules import Level
+from bitcompose.core.schedules import Level, LevelGrid
 from bitcompose.core.tensors import all_finite as _finite
 from bitcompose.core.tensors import batch_where as _where
 from bitcompose.core.tensors import randn_like_from as _randn
@@ -50,6 +50,7 @@ __all__ = [
     "HMC",
     "KERNELS",
     "make_kernel",
+    "noise_scaled_kernel",
 ]
 
 
@@ -447,6 +448,20 @@ class HMC(UHMC):
 
 
 KERNELS: dict[str, type] = {"ula": ULA, "mala": MALA, "uhmc": UHMC, "hmc": HMC}
+
+
+def noise_scaled_kernel(
+    name: str, grid: LevelGrid, step: float, n_leapfrog: int = 3, damping: float = 0.5
+) -> Kernel:
+    """A kernel whose step follows the noise of each level: leapfrog ``ε = step·σ_t`` (U-HMC, HMC) or Langevin
+    ``η = (step·σ_t)²`` (ULA, MALA). The width of a level's density scales like σ_t where the data are sharp
+    (analog bits), so a fixed ``step`` gives a similar acceptance at every level."""
+    sizes = [step * grid[i].sigma for i in range(len(grid))]
+    if name in ("ula", "mala"):
+        return make_kernel(name, step_size=lambda i: sizes[i] ** 2)
+    if name in ("uhmc", "hmc"):
+        return make_kernel(name, step_size=lambda i: sizes[i], n_leapfrog=n_leapfrog, damping=damping)
+    raise ValueError(f"unknown MCMC kernel {name!r}; choose from {sorted(KERNELS)}")
 
 
 def make_kernel(name: str, **options: object) -> Kernel:

@@ -26,6 +26,7 @@ Randomness is always explicit: :meth:`ImageDataset.split` takes a seed for a num
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,14 @@ class ImageDataset:
         """``(C, H, W)`` of one image."""
         c, h, w = self.images.shape[1:]
         return int(c), int(h), int(w)
+
+    def fingerprint(self) -> str:
+        """A short hash of the name, shape, values and labels: equal data give equal fingerprints."""
+        h = hashlib.sha256(f"{self.name}|{tuple(self.images.shape)}|{self.num_values}".encode())
+        h.update(self.images.to(torch.int32 if self.num_values > 256 else torch.uint8).numpy().tobytes())
+        if self.labels is not None:
+            h.update(self.labels.numpy().tobytes())
+        return h.hexdigest()[:16]
 
     def subset(self, indices: Tensor | np.ndarray) -> ImageDataset:
         """The examples at ``indices`` (1-D integer indices), same name and value range."""

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from bitcompose.figures.grids import make_grid
 
-__all__ = ["labelled_rows", "line_plot", "pyplot"]
+__all__ = ["labelled_rows", "line_plot", "pyplot", "save_figure"]
 
 
 def pyplot() -> Any:
@@ -26,7 +26,7 @@ def pyplot() -> Any:
     return plt
 
 
-def _save(plt: Any, fig: Any, path: str | Path) -> Path:
+def save_figure(plt: Any, fig: Any, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,7 @@ def labelled_rows(
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def line_plot(
@@ -88,4 +88,4 @@ def line_plot(
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)

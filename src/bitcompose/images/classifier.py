@@ -111,11 +111,7 @@ def train_classifier(
 
 
 def _fingerprint(ds: ImageDataset, val_fraction: float, split_seed: int) -> str:
-    h = hashlib.sha256()
-    h.update(f"{ds.name}|{tuple(ds.images.shape)}|{ds.num_values}|{val_fraction}|{split_seed}".encode())
-    h.update(ds.images.to(torch.int32 if ds.num_values > 256 else torch.uint8).numpy().tobytes())
-    if ds.labels is not None:
-        h.update(ds.labels.numpy().tobytes())
+    h = hashlib.sha256(f"{ds.fingerprint()}|{val_fraction}|{split_seed}".encode())
     return h.hexdigest()[:12]
 
 

@@ -19,15 +19,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bitcompose.compose import HMC, MALA, UHMC, ULA, Negation, Product, annealed_mcmc, reverse_diffusion
-from bitcompose.compose.kernels import Kernel
+from bitcompose.compose import Negation, Product, annealed_mcmc, reverse_diffusion
+from bitcompose.compose.kernels import noise_scaled_kernel
 from bitcompose.core.model import DiffusionModel
-from bitcompose.core.schedules import LevelGrid
 from bitcompose.diffusion.as_model import as_model
 from bitcompose.images.model import LoadedModel
 from bitcompose.nets.classifier import ImageClassifier
 
-__all__ = ["CompositionRow", "SAMPLERS", "compose_classes", "kernel_for"]
+__all__ = ["CompositionRow", "SAMPLERS", "compose_classes", "sample_composite"]
 
 SAMPLERS = ("reverse", "ula", "mala", "uhmc", "hmc")
 
@@ -47,25 +46,7 @@ class CompositionRow:
     metrics: dict[str, Any]
 
 
-def kernel_for(sampler: str, grid: LevelGrid, step: float) -> Kernel:
-    """The kernel ``sampler`` with step size ``step·σ_t`` at each level (leapfrog ε for U-HMC/HMC)."""
-    sizes = [step * grid[i].sigma for i in range(len(grid))]
-
-    def size(i: int) -> float:
-        return sizes[i]
-
-    if sampler == "ula":
-        return ULA(step_size=lambda i: size(i) ** 2)
-    if sampler == "mala":
-        return MALA(step_size=lambda i: size(i) ** 2)
-    if sampler == "uhmc":
-        return UHMC(step_size=size, n_leapfrog=3, damping=0.5)
-    if sampler == "hmc":
-        return HMC(step_size=size, n_leapfrog=3, damping=0.5)
-    raise ValueError(f"unknown sampler {sampler!r}; choose from {SAMPLERS}")
-
-
-def _sample(
+def sample_composite(
     model: DiffusionModel,
     shape: tuple[int, ...],
     sampler: str,
@@ -73,26 +54,44 @@ def _sample(
     steps_per_level: int,
     step: float,
     mcmc_min_level: int,
-    seed: int,
+    generator: torch.Generator,
+    resample_ess: float | None = None,
+    progress: bool = False,
 ) -> tuple[Tensor, dict[str, Any]]:
-    gen = torch.Generator().manual_seed(seed)
+    """Samples of a composite and ``{nfe, seconds, acceptance, rejected_nonfinite}``.
+
+    ``reverse``: ancestral reverse diffusion. An MCMC kernel: the reverse step followed by ``steps_per_level``
+    kernel steps (step ``step·σ_t``) at every level ``≥ mcmc_min_level``; with ``resample_ess`` instead pure
+    annealing from noise with SMC resampling (energies needed) and the final step to the data.
+    """
     start = time.perf_counter()
     if sampler == "reverse":
-        res = reverse_diffusion(model, shape, generator=gen)
+        res = reverse_diffusion(model, shape, generator=generator, progress=progress)
     else:
+        kernel = noise_scaled_kernel(sampler, model.grid(), step)
+        smc = resample_ess is not None
         res = annealed_mcmc(
             model,
             shape,
-            kernel=kernel_for(sampler, model.grid(), step),
+            kernel=kernel,
             steps_per_level=steps_per_level,
-            driver="reverse",
-            mcmc_min_level=mcmc_min_level,
-            generator=gen,
+            driver="anneal" if smc else "reverse",
+            mcmc_min_level=0 if smc else mcmc_min_level,
+            resample_ess=resample_ess,
+            final_step=smc,
+            generator=generator,
+            progress=progress,
         )
     acc = None
     if res.acceptance is not None and bool(torch.isfinite(res.acceptance).any()):
         acc = float(res.acceptance[torch.isfinite(res.acceptance)].mean())
-    info = {"nfe": res.nfe, "seconds": round(time.perf_counter() - start, 2), "acceptance": acc}
+    info = {
+        "nfe": res.nfe,
+        "seconds": round(time.perf_counter() - start, 2),
+        "acceptance": acc,
+        "rejected_nonfinite": res.rejected_nonfinite,
+        "resampled": res.resampled,
+    }
     return res.samples, info
 
 
@@ -146,14 +145,14 @@ def compose_classes(
     rows = []
     with torch.no_grad():
         for name, model, sampler in jobs:
-            bits, info = _sample(
+            bits, info = sample_composite(
                 model,
                 shape,
                 sampler,
                 steps_per_level=steps_per_level,
                 step=step,
                 mcmc_min_level=mcmc_min_level,
-                seed=seed,
+                generator=torch.Generator().manual_seed(seed),
             )
             images = loaded.codec.decode_images(bits).cpu()
             if classifier is not None:

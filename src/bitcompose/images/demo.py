@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import torch
 
+from bitcompose.core.machine import machine_info
 from bitcompose.figures.grids import save_grid
 from bitcompose.images.classifier import load_or_train_classifier
 from bitcompose.images.config import TrainConfig, preset
@@ -78,13 +77,7 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
         "final_loss": result.loss,
         "sampler": generated.settings,
         "classifier_cached": bool(classifier.info.get("cached")),
-        "machine": {
-            "torch_threads": torch.get_num_threads(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
-        },
+        "machine": machine_info(),
         "config": config.to_dict(),
         "samples_png": str(grid),
     }

@@ -1,0 +1,52 @@
+"""Image models trained once and kept: a run folder in the cache, keyed by the config and the data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from bitcompose.data.images import ImageDataset
+from bitcompose.images.config import TrainConfig
+from bitcompose.images.model import LoadedModel, load_model
+from bitcompose.images.trainer import ImageTrainer
+from bitcompose.training.cache import cache_dir
+
+__all__ = ["cached_model", "run_complete"]
+
+
+def run_complete(run_dir: Path, steps: int) -> bool:
+    """Whether ``run_dir`` holds a checkpoint of at least ``steps`` steps."""
+    config = run_dir / "checkpoint" / "config.json"
+    try:
+        return int(json.loads(config.read_text()).get("step", 0)) >= steps
+    except (OSError, ValueError):
+        return False
+
+
+def cached_model(
+    config: TrainConfig,
+    dataset: ImageDataset,
+    *,
+    kind: str,
+    cache: str | Path | None = None,
+    progress: bool = True,
+) -> LoadedModel:
+    """The model of ``config`` trained on ``dataset``: loaded from ``<cache>/<kind>/<key>``, or trained (and resumed
+    after an interruption) there first. The key covers the whole config and a fingerprint of the data.
+
+    Args:
+        config: the run's configuration.
+        dataset: the training data.
+        kind: the cache's sub-folder (e.g. ``objects``).
+        cache: the cache root (default ``$BITCOMPOSE_CACHE``, else ``~/.cache/bitcompose``).
+        progress: show a progress bar while training.
+    """
+    digest = hashlib.sha256(
+        json.dumps({"config": config.to_dict(), "data": dataset.fingerprint()}, sort_keys=True).encode()
+    ).hexdigest()[:12]
+    run_dir = cache_dir(kind, None if cache is None else Path(cache) / kind) / f"{config.preset}-{digest}"
+    if not run_complete(run_dir, config.steps):
+        trainer = ImageTrainer(config, run_dir, dataset=dataset, resume=True, progress=progress)
+        trainer.train()
+    return load_model(run_dir)
