@@ -1,0 +1,369 @@
+"""The objects experiment's table: cells (k, sampler, param) and prompt rows, resumable, with a results page.
+
+Every finished cell is written to ``<out>/cells/<name>.json`` (and its samples to ``.pt``) at once, so an
+interrupted table resumes where it stopped. ``<out>/objects.md`` is the page: the tables, the yardsticks (the
+evaluator on real scenes and chance), the checks the issue asks for, the setup and the wall times;
+``objects.json`` holds every row; the figures are ``accuracy_vs_k.png``, ``samples_k<k>.png`` and ``prompts.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bitcompose.core.machine import machine_info, machine_line
+from bitcompose.figures.plots import labelled_rows, line_plot
+from bitcompose.images.composition import SAMPLERS
+from bitcompose.objects.cells import MAX_K, objects_cell, yardsticks
+from bitcompose.objects.evaluator import EVALUATOR_STEPS, load_or_train_evaluator
+from bitcompose.objects.figures import marked_samples
+from bitcompose.objects.models import DEFAULT_STEPS, PARAMS, load_or_train
+from bitcompose.objects.prompts import prompt_rows
+from bitcompose.objects.sampling import MCMCSettings
+
+__all__ = ["TablePlan", "run_objects_table", "summary_checks"]
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """Which cells the table runs.
+
+    Attributes:
+        ks: object counts for the main samplers (score models).
+        energy_ks: object counts for the energy model (each of its steps costs ~3× a score step).
+        samplers: run at every ``k`` (reverse and the kernel expected best).
+        params: parameterisations.
+        other_samplers: run only at ``other_k`` (the remaining kernels), for the ``other_params``.
+        other_params: parameterisations of the kernel comparison.
+        other_k: the ``k`` of the kernel comparison.
+        smc: also the SMC-resampled HMC cell at ``other_k`` (energy models).
+        n: samples per cell.
+        prompt_n: samples per prompt row (0: no prompt rows).
+        prompt_samplers: samplers of the prompt rows.
+    """
+
+    ks: tuple[int, ...] = (1, 3, 5)
+    energy_ks: tuple[int, ...] = (3,)
+    samplers: tuple[str, ...] = ("reverse", "hmc")
+    params: tuple[str, ...] = PARAMS
+    other_samplers: tuple[str, ...] = ("ula", "mala", "uhmc")
+    other_params: tuple[str, ...] = ("score",)
+    other_k: int = 3
+    smc: bool = False
+    n: int = 300
+    prompt_n: int = 300
+    prompt_samplers: tuple[str, ...] = ("reverse", "hmc")
+    mcmc: MCMCSettings = field(default_factory=MCMCSettings)
+
+    def __post_init__(self) -> None:
+        bad = [s for s in (*self.samplers, *self.other_samplers, *self.prompt_samplers) if s not in SAMPLERS]
+        if bad:
+            raise ValueError(f"unknown samplers {bad}; choose from {', '.join(SAMPLERS)}")
+        if not self.ks or any(not 1 <= k <= MAX_K for k in (*self.ks, *self.energy_ks, self.other_k)):
+            raise ValueError(f"object counts must lie in 1..{MAX_K}")
+        if any(p not in PARAMS for p in (*self.params, *self.other_params)):
+            raise ValueError(f"params must be among {PARAMS}")
+
+    def ks_of(self, param: str) -> tuple[int, ...]:
+        """The object counts run for ``param``."""
+        return self.energy_ks if param == "energy" else self.ks
+
+    def cells(self) -> list[tuple[int, str, str, MCMCSettings]]:
+        """``(k, sampler, param, mcmc)`` of every cell, in run order."""
+        out = [(k, s, p, self.mcmc) for p in self.params for s in self.samplers for k in self.ks_of(p)]
+        out += [(self.other_k, s, p, self.mcmc) for p in self.other_params for s in self.other_samplers]
+        if self.smc and "energy" in self.params:
+            smc = MCMCSettings(
+                steps_per_level=self.mcmc.steps_per_level,
+                step=self.mcmc.step,
+                mcmc_min_level=0,
+                resample_ess=0.5,
+            )
+            out.append((self.other_k, "hmc", "energy", smc))
+        return out
+
+
+def _cell_name(k: int, sampler: str, param: str, mcmc: MCMCSettings) -> str:
+    return f"k{k}-{'smc-' if mcmc.resample_ess is not None else ''}{sampler}-{param}"
+
+
+def _cached_run(path: Path, run: Callable[[], tuple[Any, Any]]) -> tuple[Any, Any]:
+    """``(tensors, report)`` from ``path.json``/``.pt``, or computed by ``run`` and stored there first."""
+    report_path, tensor_path = path.with_suffix(".json"), path.with_suffix(".pt")
+    if report_path.is_file() and tensor_path.is_file():
+        return torch.load(tensor_path, weights_only=True), json.loads(report_path.read_text())
+    tensors, report = run()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(tensors, tensor_path.with_suffix(".pt.tmp"))
+    tensor_path.with_suffix(".pt.tmp").replace(tensor_path)
+    report_path.with_suffix(".json.tmp").write_text(json.dumps(report, indent=2) + "\n")
+    report_path.with_suffix(".json.tmp").replace(report_path)
+    return tensors, report
+
+
+def summary_checks(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The issue's must-show comparisons, each stated with its numbers and whether it holds."""
+
+    def get(k: int, sampler: str, param: str) -> dict[str, Any] | None:
+        return next((r for r in rows if (r["k"], r["sampler"], r["param"]) == (k, sampler, param)), None)
+
+    out = []
+    for param in PARAMS:
+        rev = get(3, "reverse", param)
+        mcmc = [r for r in rows if r["k"] == 3 and r["param"] == param and r["sampler"] != "reverse"]
+        if rev is None or not mcmc:
+            continue
+        best = max(mcmc, key=lambda r: r["accuracy"])
+        gap = best["accuracy"] - rev["accuracy"]
+        se = (best["accuracy_se"] ** 2 + rev["accuracy_se"] ** 2) ** 0.5
+        verdict = "holds" if gap >= 2 * se else "does NOT hold"
+        out.append(
+            f"k = 3, {param}: best MCMC ({best['sampler']}) {best['accuracy']:.3f} vs reverse "
+            f"{rev['accuracy']:.3f}: gap {gap:+.3f} = {gap / se if se > 0 else float('inf'):.1f} s.e. "
+            f"(target ≥ 2 s.e.: {verdict})"
+        )
+        ks = sorted({r["k"] for r in rows if r["param"] == param and r["sampler"] == best["sampler"]})
+        if len(ks) >= 2:
+            lo, hi = ks[0], ks[-1]
+            r_lo, r_hi = get(lo, "reverse", param), get(hi, "reverse", param)
+            m_lo, m_hi = get(lo, best["sampler"], param), get(hi, best["sampler"], param)
+            if r_lo and r_hi and m_lo and m_hi:
+                drop_r = r_lo["accuracy"] - r_hi["accuracy"]
+                drop_m = m_lo["accuracy"] - m_hi["accuracy"]
+                verdict = "holds" if drop_r > drop_m else "does NOT hold"
+                out.append(
+                    f"{param}: fall from k = {lo} to k = {hi}: reverse {drop_r:+.3f}, {best['sampler']} "
+                    f"{drop_m:+.3f} (reverse falls faster: {verdict})"
+                )
+    for sampler in ("reverse", "hmc"):
+        for k in (3, 5):
+            s, e = get(k, sampler, "score"), get(k, sampler, "energy")
+            if s and e:
+                out.append(
+                    f"k = {k}, {sampler}: energy {e['accuracy']:.3f} ± {e['accuracy_se']:.3f} vs score "
+                    f"{s['accuracy']:.3f} ± {s['accuracy_se']:.3f}"
+                )
+    return out
+
+
+def _fmt(r: dict[str, Any]) -> str:
+    acc = r.get("acceptance")
+    return (
+        f"| {r['k']} | {r['sampler']} | {r['param']} | {r['accuracy']:.3f} ± {r['accuracy_se']:.3f} | "
+        f"{r['nfe']} | {r['network_evaluations']} | {'–' if acc is None else f'{acc:.2f}'} | {r['seconds']:.0f} |"
+    )
+
+
+def _page(
+    rows: Sequence[dict[str, Any]],
+    prompts: Sequence[dict[str, Any]],
+    sticks: dict[int, dict[str, float]],
+    meta: dict[str, Any],
+) -> str:
+    cells = "\n".join(_fmt(r) for r in rows)
+    ys = "\n".join(
+        f"| {k} | {v['real_ceiling']:.3f} ({v['real_scenes']} scenes) | {v['chance']:.3f} |"
+        for k, v in sorted(sticks.items())
+    )
+    prompt_lines = "\n".join(
+        f"| {p['prompt']} | {p['operator']} | {p['sampler']} | {p['param']} | "
+        f"{p['accuracy']:.3f} ± {p['accuracy_se']:.3f} | {p['share_a']:.3f} | {p['share_b']:.3f} | "
+        f"{p['and_accuracy']:.3f} | {p['not_accuracy']:.3f} | {p['nfe']} | {p['seconds']:.0f} |"
+        for p in prompts
+    )
+    checks = "\n".join(f"- {c}" for c in summary_checks(rows))
+    ev = meta["evaluator"]
+    mc = meta["mcmc"]
+    return f"""# Objects at positions and prompt composition on analog-bit images (small-scale)
+
+Command: `{meta["command"]}`
+Seed {meta["seed"]} (requested cells and sampler noise; training seed 0). Machine: {meta["machine_line"]}.
+Date: {meta["date"]}. Wall time: {meta["wall_minutes"]:.1f} min in total (this run), of which
+{meta["train_minutes"]:.1f} min getting the models and the evaluator (training those not yet in the cache).
+
+A small-scale stand-in for the CLEVR experiment of "Reduce, Reuse, Recycle": 16×16 RGB scenes of 1–5 shapes on a
+4×4 grid, 2 bits per channel (see `bitcompose.data.objects`), not CLEVR renders; the paper's numbers are not
+comparable and are not quoted.
+
+## Objects at k positions
+
+Accuracy = share of samples in which the evaluator finds an object in every requested cell, ± its standard error
+(n = {meta["n"]} per cell). NFE counts evaluations of the composite, "U-Net evals" those of the network
+(k + 1 per composite evaluation; each is a forward and a backward pass for energy models and gradient samplers).
+
+| k | sampler | param | accuracy ± s.e. | NFE | U-Net evals | acceptance | seconds |
+|---|---|---|---|---|---|---|---|
+{cells}
+
+Yardsticks on held-out real scenes: the evaluator's success when k of a scene's own objects are requested (what a
+perfect sampler scores: the evaluator's ceiling) and the chance that k random cells are all occupied in a real
+scene (what a sampler that ignores the conditions but matches the data scores):
+
+| k | real-scene ceiling | chance |
+|---|---|---|
+{ys}
+
+Checks (the issue's must-show comparisons):
+{checks}
+
+![accuracy vs k](accuracy_vs_k.png)
+
+![samples at k = {meta["other_k"]}](samples_k{meta["other_k"]}.png)
+
+Each frame is green when every requested cell (white squares) holds an object according to the evaluator.
+
+## Prompt composition
+
+A model conditioned on one object's prompt (colour and shape); "A AND B" = CFG conjunction (w, w), "A AND NOT B" =
+(w, −w). Accuracy: AND = both present, NOT = A present and B absent, A = A present. The row "A" (A's model alone)
+is what the operators must beat: its AND/NOT columns are the rates of the two outcomes without composition.
+
+| prompt | operator | sampler | param | accuracy ± s.e. | A present | B present | AND ok | NOT ok | NFE | seconds |
+|---|---|---|---|---|---|---|---|---|---|---|
+{prompt_lines or "| (not run) |"}
+
+![prompt samples](prompts.png)
+
+## Setup
+
+- Models: Bit Diffusion U-Net (base 32 channels, mults (1, 2), 1 residual block, attention at 8×8, self-conditioning,
+  cosine γ(t), 100 levels), conditioned on ONE object's cell (16 classes) or prompt (12 classes) with label
+  dropout 0.1 (the null condition is the unconditional model), trained with the shared trainer at batch 64,
+  Adam 1e-3, EMA 0.999; steps: {meta["train_steps"]}. Score = x0-prediction; energy = ‖f(x, t) − x‖² on the U-Net
+  output with double backprop. Training time per model: {meta["train_seconds"]}.
+- Composition: consistent CFG conjunction, w = {meta["weight"]} per condition.
+- Samplers: `reverse` = 100 ancestral steps with the composed score. MCMC = the same reverse steps plus
+  {mc["steps_per_level"]} kernel steps at every level ≥ {mc["mcmc_min_level"]} of 100 (the paper's CLEVR code: MCMC on the
+  noisier half), step {mc["step"]}·σ_t (leapfrog ε for U-HMC/HMC with 3 leapfrog steps and damping 0.5;
+  Langevin η = (step·σ_t)² for ULA/MALA). Metropolis corrections: exact energies for energy models, the
+  trapezoid estimate for score models. `smc-hmc`: annealed HMC from noise at every level with SMC resampling when
+  the ESS falls below n/2, then the final step (energy models).
+- Evaluator: the in-project CNN with 28 sigmoid outputs (16 cells, 12 prompts), {EVALUATOR_STEPS} steps on the
+  training scenes (never on generated images). Held-out accuracy per output: cells {ev["cell_accuracy"]:.4f},
+  prompts {ev["prompt_accuracy"]:.4f}; whole image exact: cells {ev["image_cells_exact"]:.4f}, prompts
+  {ev["image_prompts_exact"]:.4f}.
+"""
+
+
+def run_objects_table(
+    out: str | Path,
+    *,
+    plan: TablePlan | None = None,
+    seed: int = 0,
+    weight: float = 4.0,
+    cache: str | Path | None = None,
+    command: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run (or resume) the table into ``out`` and write ``objects.md``, ``objects.json`` and the figures."""
+    plan = plan or TablePlan()
+    out = Path(out)
+    start = time.perf_counter()
+    train_seconds: dict[str, float] = {}
+    conditions = [("position", p) for p in plan.params] + ([("prompt", "score")] if plan.prompt_n else [])
+    for condition, param in conditions:
+        t0 = time.perf_counter()
+        model = load_or_train(condition, param, cache=cache, progress=progress)
+        train_seconds[f"{condition}-{param}"] = round(time.perf_counter() - t0, 1)
+        log(f"model {condition}-{param}: step {model.step} ({train_seconds[f'{condition}-{param}']:.0f} s)")
+    evaluator = load_or_train_evaluator(cache, progress=progress)
+    train_total = time.perf_counter() - start
+    rows, shown = [], {}
+    for k, sampler, param, mcmc in plan.cells():
+        name = _cell_name(k, sampler, param, mcmc)
+
+        def run(k: int = k, sampler: str = sampler, param: str = param, mcmc: MCMCSettings = mcmc) -> Any:
+            res = objects_cell(
+                k, sampler, param=param, n=plan.n, seed=seed, weight=weight, mcmc=mcmc, cache=cache,
+                progress=progress,
+            )  # fmt: skip
+            return {"images": res.images, "cells": res.cells, "success": res.success}, res.report
+
+        tensors, report = _cached_run(out / "cells" / name, run)
+        rows.append(report)
+        log(
+            f"{name}: accuracy {report['accuracy']:.3f} ± {report['accuracy_se']:.3f} ({report['seconds']:.0f} s)"
+        )
+        if k == plan.other_k:
+            shown[f"{report['sampler']} ({param})"] = tensors
+    prompts: list[dict[str, Any]] = []
+    prompt_images: list[tuple[str, torch.Tensor]] = []
+    if plan.prompt_n:
+
+        def run_prompts() -> Any:
+            res = prompt_rows(
+                samplers=plan.prompt_samplers, n=plan.prompt_n, seed=seed, weight=weight, mcmc=plan.mcmc,
+                cache=cache, progress=progress,
+            )  # fmt: skip
+            return [r.images for r in res], [r.report for r in res]
+
+        images, prompts = _cached_run(out / "cells" / "prompts", run_prompts)
+        prompt_images = [
+            (f"{p['prompt']} ({p['sampler']})", im[:10]) for p, im in zip(prompts, images, strict=True)
+        ]
+    sticks = {k: yardsticks(evaluator, k, seed) for k in sorted({*plan.ks, *plan.energy_ks, plan.other_k})}
+    _figures(out, rows, shown, prompt_images, plan)
+    meta = {
+        "command": command or "bitcompose compose objects --table",
+        "seed": seed,
+        "n": plan.n,
+        "other_k": plan.other_k,
+        "weight": weight,
+        "mcmc": vars(plan.mcmc),
+        "train_steps": {p: DEFAULT_STEPS[p] for p in plan.params},
+        "train_seconds": train_seconds,
+        "evaluator": evaluator.info,
+        "machine": machine_info(),
+        "machine_line": machine_line(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall_minutes": (time.perf_counter() - start) / 60,
+        "train_minutes": train_total / 60,
+    }
+    result = {"meta": meta, "cells": rows, "prompts": prompts, "yardsticks": sticks}
+    (out / "objects.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out / "objects.md").write_text(_page(rows, prompts, sticks, meta))
+    return result
+
+
+def _figures(
+    out: Path,
+    rows: Sequence[dict[str, Any]],
+    shown: dict[str, dict[str, torch.Tensor]],
+    prompt_images: Sequence[tuple[str, torch.Tensor]],
+    plan: TablePlan,
+) -> None:
+    xs = sorted({*plan.ks, *plan.energy_ks})
+    series: dict[str, list[float | None]] = {}
+    errors: dict[str, list[float | None]] = {}
+    for param in plan.params:
+        for sampler in plan.samplers:
+            name = f"{sampler} ({param})"
+            by_k = {r["k"]: r for r in rows if r["sampler"] == sampler and r["param"] == param}
+            series[name] = [by_k[k]["accuracy"] if k in by_k else None for k in xs]
+            errors[name] = [by_k[k]["accuracy_se"] if k in by_k else None for k in xs]
+    line_plot(
+        xs,
+        series,
+        out / "accuracy_vs_k.png",
+        xlabel="objects requested (k)",
+        ylabel="accuracy (all requested cells filled)",
+        title=f"objects at positions, n = {plan.n} per point (± s.e.)",
+        errors=errors,
+    )
+    marked_samples(
+        [(name, t["images"][:10], t["cells"][:10], t["success"][:10]) for name, t in shown.items()],
+        out / f"samples_k{plan.other_k}.png",
+        title=f"k = {plan.other_k} requested cells (white); green frame = all found",
+    )
+    if prompt_images:
+        labelled_rows(
+            prompt_images, out / "prompts.png", 4, title="prompt composition (first 10 samples per row)"
+        )

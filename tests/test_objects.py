@@ -1,0 +1,251 @@
+"""The objects experiment: scenes, composed samplers on tiny models, scoring, table logic, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bitcompose.cli import main
+from bitcompose.cli.compose import SAMPLERS_CHOICES
+from bitcompose.data.objects import (
+    CELL,
+    GRID,
+    NUM_CELLS,
+    NUM_PROMPTS,
+    SceneObjects,
+    make_object_scenes,
+    prompt_name,
+    render_objects,
+)
+from bitcompose.images.composition import SAMPLERS
+from bitcompose.objects.cells import accuracy, requested_cells
+from bitcompose.objects.models import load_or_train
+from bitcompose.objects.prompts import prompt_rows
+from bitcompose.objects.sampling import MCMCSettings, sample_conjunction
+from bitcompose.objects.table import TablePlan, summary_checks
+
+# ---- data ------------------------------------------------------------------------------------------------------
+
+
+def test_scenes_are_deterministic_and_match_their_objects():
+    a, b = make_object_scenes(50, seed=3), make_object_scenes(50, seed=3)
+    assert np.array_equal(a.images, b.images)
+    assert not np.array_equal(a.images, make_object_scenes(50, seed=4).images)
+    assert a.images.shape == (50, 3, 16, 16) and a.images.max() <= 3
+    for img, obj in zip(a.images, a.objects, strict=True):
+        assert 1 <= len(obj.cells) <= 5 and len(set(obj.cells.tolist())) == len(obj.cells)
+        lit = img.max(0) > 0
+        for cell in range(NUM_CELLS):
+            row, col = divmod(cell, GRID)
+            occupied = lit[row * CELL : (row + 1) * CELL, col * CELL : (col + 1) * CELL].any()
+            assert occupied == (cell in obj.cells)  # a cell is lit exactly when it holds an object
+
+
+def test_render_and_presence_targets():
+    obj = SceneObjects(
+        cells=np.array([5]), colours=np.array([0]), shapes=np.array([2]), brightness=np.array([3]),
+        offsets=np.array([[1, 0]]),
+    )  # fmt: skip
+    img = render_objects(obj)
+    # red ring at row 1, col 1, offset (1, 0): rows 5..7, cols 4..6, hole in the middle
+    assert img[0, 5:8, 4:7].tolist() == [[3, 3, 3], [3, 0, 3], [3, 3, 3]]
+    assert img[1:].sum() == 0 and img.sum() == 8 * 3
+    assert prompt_name(int(obj.prompts[0])) == "red ring"
+    scenes = make_object_scenes(20, seed=0)
+    targets = scenes.presence()
+    for t, o in zip(targets, scenes.objects, strict=True):
+        assert set(torch.nonzero(t[:NUM_CELLS]).flatten().tolist()) == set(o.cells.tolist())
+        assert set((torch.nonzero(t[NUM_CELLS:]).flatten()).tolist()) == set(o.prompts.tolist())
+    ds = scenes.position_dataset()
+    assert len(ds.images) == sum(len(o.cells) for o in scenes.objects) and ds.num_classes == NUM_CELLS
+    assert scenes.prompt_dataset().num_classes == NUM_PROMPTS
+
+
+def test_requested_cells_distinct_and_uniform():
+    cells = requested_cells(4000, 3, torch.Generator().manual_seed(0))
+    assert cells.shape == (4000, 3)
+    assert all(len(set(r)) == 3 for r in cells.tolist())
+    counts = torch.bincount(cells.flatten(), minlength=NUM_CELLS).double()
+    expected = 4000 * 3 / NUM_CELLS
+    assert ((counts - expected).abs() < 5 * math.sqrt(expected)).all()
+    with pytest.raises(ValueError, match="k must lie"):
+        requested_cells(3, 0, torch.Generator())
+
+
+def test_accuracy_and_standard_error():
+    p, se = accuracy(torch.tensor([True, False, True, True]))
+    assert p == 0.75 and se == pytest.approx(math.sqrt(0.75 * 0.25 / 4))
+
+
+# ---- composed sampling on tiny models ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("objects-cache")
+    return {
+        p: load_or_train("position", p, steps=2, cache=cache, progress=False) for p in ("score", "energy")
+    }
+
+
+@pytest.mark.parametrize(
+    ("sampler", "param"),
+    [("reverse", "score"), ("ula", "score"), ("mala", "score"), ("uhmc", "energy"), ("hmc", "energy")],
+)
+def test_composed_sampler_returns_valid_codes(tiny, sampler, param):
+    loaded = tiny[param]
+    cells = requested_cells(2, 2, torch.Generator().manual_seed(0))
+    mcmc = MCMCSettings(steps_per_level=1, mcmc_min_level=95)
+    images, info = sample_conjunction(
+        loaded, cells, 4.0, sampler, mcmc, torch.Generator().manual_seed(0), False
+    )
+    assert images.shape == (2, 3, 16, 16) and images.dtype == torch.long
+    assert int(images.min()) >= 0 and int(images.max()) <= 3
+    assert info["network_evaluations"] == 3 * info["nfe"]
+    if sampler == "reverse":
+        assert info["nfe"] == 100 and info["mcmc"] is None
+    else:
+        assert info["nfe"] > 100 and info["mcmc"]["mcmc_min_level"] == 95
+        assert sampler in ("ula", "uhmc") or 0.0 <= info["acceptance"] <= 1.0
+
+
+def test_composed_sampler_is_reproducible_and_uses_the_conditions(tiny, monkeypatch):
+    loaded = tiny["score"]
+    mcmc = MCMCSettings()
+    cells = torch.tensor([[0, 5], [9, 15]])
+
+    def run(c):
+        return sample_conjunction(loaded, c, 4.0, "reverse", mcmc, torch.Generator().manual_seed(1), False)[0]
+
+    assert torch.equal(run(cells), run(cells))
+    # a 2-step model barely reads its condition, so check what the network is asked instead of its output
+    seen: list[tuple[int, ...] | None] = []
+    raw = loaded.denoiser.raw
+
+    def spy(x, t, self_cond=None, cond=None):
+        seen.append(None if cond is None else tuple(cond.tolist()))
+        return raw(x, t, self_cond, cond)
+
+    monkeypatch.setattr(loaded.denoiser, "raw", spy)
+    run(cells)
+    assert set(seen) == {None, (0, 9), (5, 15)}
+    assert len(seen) == 3 * 100
+
+
+def test_smc_needs_energies(tiny):
+    cells = torch.tensor([[0]])
+    with pytest.raises(ValueError, match="needs energies"):
+        sample_conjunction(
+            tiny["score"], cells, 4.0, "hmc", MCMCSettings(resample_ess=0.5), torch.Generator(), False
+        )
+    with pytest.raises(ValueError, match="unknown sampler"):
+        sample_conjunction(tiny["score"], cells, 4.0, "gibbs", MCMCSettings(), torch.Generator(), False)
+
+
+def test_prompt_rows_report_every_operator(tmp_path, monkeypatch):
+    # a stand-in evaluator that says exactly which prompts are present by construction
+    from bitcompose.objects import prompts as prompts_module
+
+    monkeypatch.setattr(prompts_module, "load_or_train_evaluator", lambda cache, progress: _FakeEvaluator())
+    rows = prompt_rows(
+        pairs=((0, 8),), samplers=("reverse",), n=3, train_steps=2, cache=tmp_path, progress=False
+    )
+    assert [r.report["operator"] for r in rows] == ["A", "AND", "NOT"]
+    assert rows[1].report["prompt"] == "red square AND blue ring"
+    assert rows[2].report["prompt"] == "red square AND NOT blue ring"
+    for r in rows:
+        json.dumps(r.report)
+        assert r.images.shape == (3, 3, 16, 16)
+    # the fake evaluator sees A in every image and B in none: A = 1, AND = 0, NOT = 1
+    assert [r.report["accuracy"] for r in rows] == [1.0, 0.0, 1.0]
+
+
+class _FakeEvaluator(torch.nn.Module):
+    """Says prompt 0 is present in every image and nothing else is."""
+
+    info = {"prompt_accuracy": 1.0}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(1, NUM_CELLS + NUM_PROMPTS)
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.weight[NUM_CELLS + 0] = 1.0
+            self.head.bias.fill_(-0.5)
+
+    def compute_features(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.ones(len(images), 1)
+
+
+# ---- table logic and CLI ---------------------------------------------------------------------------------------
+
+
+def test_sampler_names_agree():
+    assert SAMPLERS_CHOICES == SAMPLERS
+
+
+def test_table_plan_cells():
+    cells = TablePlan().cells()
+    assert (
+        len({c[:3] for c in cells}) == len(cells) == 3 * 2 + 1 * 2 + 3
+    )  # score at 1,3,5; energy at 3; kernels
+    assert all(m.resample_ess is None for *_, m in cells)
+    cells = TablePlan(ks=(1, 2), energy_ks=(2, 4), other_params=("score", "energy"), smc=True).cells()
+    names = {(k, s, p, m.resample_ess is not None) for k, s, p, m in cells}
+    assert len(names) == len(cells) == 2 * 2 + 2 * 2 + 3 * 2 + 1
+    assert (3, "hmc", "energy", True) in names and (3, "hmc", "score", True) not in names
+    with pytest.raises(ValueError, match="unknown samplers"):
+        TablePlan(samplers=("reverse", "gibbs"))
+    with pytest.raises(ValueError, match="object counts"):
+        TablePlan(ks=(1, 6))
+
+
+def _row(k, sampler, param, acc, n=500):
+    return {
+        "k": k,
+        "sampler": sampler,
+        "param": param,
+        "accuracy": acc,
+        "accuracy_se": math.sqrt(acc * (1 - acc) / n),
+    }
+
+
+def test_summary_checks_state_whether_the_targets_hold():
+    rows = [_row(1, "reverse", "score", 0.9), _row(3, "reverse", "score", 0.4), _row(1, "hmc", "score", 0.9)]
+    rows += [_row(3, "hmc", "score", 0.6)]
+    checks = summary_checks(rows)
+    assert "best MCMC (hmc) 0.600 vs reverse 0.400" in checks[0] and "holds" in checks[0]
+    assert "does NOT hold" not in checks[1] and "reverse +0.500, hmc +0.300" in checks[1]
+    rows[-1] = _row(3, "hmc", "score", 0.41)
+    assert "does NOT hold" in summary_checks(rows)[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compose", "objects"], "give --k K and --sampler S"),
+        (["compose", "objects", "--table"], "--table needs --out"),
+        (["compose", "objects", "--k", "0", "--sampler", "hmc"], "--k"),
+        (["compose", "objects", "--k", "2", "--sampler", "gibbs"], "invalid choice"),
+        (["compose", "prompts", "--samplers", "reverse,gibbs"], "--samplers"),
+    ],
+)
+def test_cli_errors_are_one_line(args, message, capsys):
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's own checks: the usage, then one error line
+        code = exc.code
+    assert code == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_cli_k_above_five_is_refused_before_any_work(tmp_path, capsys):
+    assert main(["compose", "objects", "--k", "6", "--sampler", "hmc", "--cache", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "k must lie in 1..5" in err[0]
+    assert not any(tmp_path.iterdir())
