@@ -254,3 +254,62 @@ def test_small_print(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     assert "The CPU demo" in capsys.readouterr().out
+
+
+def test_refusals_come_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse's own checks: one line (no usage block) and exit 2
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--steps", "-1", "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--steps must be >= 1" in err[0] and "see bitcompose train --help" in err[0], err
+    # SMC with a score model: refused before a model is trained into the cache
+    cache = tmp_path / "cache"
+    argv = [
+        "compose",
+        "objects",
+        "--k",
+        "2",
+        "--sampler",
+        "hmc",
+        "--resample-ess",
+        "0.5",
+        "--cache",
+        str(cache),
+    ]
+    _one_error(capsys, argv, "SMC resampling needs energies")
+    _one_error(
+        capsys, ["compose", "prompts", "--resample-ess", "0.5", "--cache", str(cache)], "needs energies"
+    )
+    assert not cache.exists()
+    # an existing run without --resume: refused before the data are read (no fitting notes first)
+    data = _npz(tmp_path / "d.npz", (10, 8, 8), labels=False)
+    (tmp_path / "run" / "checkpoint").mkdir(parents=True)
+    _one_error(
+        capsys, ["train", "--data", str(data), "--out", str(tmp_path / "run")], "already holds a checkpoint"
+    )
+    # an existing output picture: refused before sampling
+    png = tmp_path / "x.png"
+    png.write_bytes(b"keep")
+    _one_error(
+        capsys, ["compose", "objects", "--k", "2", "--sampler", "reverse", "--out", str(png)], "exists"
+    )
+    assert png.read_bytes() == b"keep"
+
+
+def test_a_foreign_training_state_is_refused_without_warnings(tmp_path: Path) -> None:
+    import pickle
+    import warnings
+
+    from bitcompose.training.checkpoint import _load_training_state
+
+    class Evil:
+        def __reduce__(self) -> Any:
+            return (print, ("pwned",))
+
+    file = tmp_path / "training_state.pt"
+    torch.save({"x": Evil()}, file, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="refusing"):
+            _load_training_state(file)

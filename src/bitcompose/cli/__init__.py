@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from bitcompose.cli.errors import CLIError
 
@@ -19,11 +20,17 @@ __all__ = ["main", "build_parser", "CLIError"]
 COMMAND_MODULES: tuple[str, ...] = ("toy2d", "caption", "classifier", "images", "compose")
 
 
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` with its usage errors on one line (the usage itself stays behind ``--help``); sub-commands
+    inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered command."""
-    parser = argparse.ArgumentParser(
-        prog="bitcompose", description="Bit Diffusion and composable energy-based diffusion."
-    )
+    parser = _Parser(prog="bitcompose", description="Bit Diffusion and composable energy-based diffusion.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"bitcompose.cli.{name}").register(sub)

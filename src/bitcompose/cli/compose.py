@@ -39,13 +39,14 @@ def _classes(args: argparse.Namespace) -> int:
     from bitcompose.data.images import load_image_dataset
     from bitcompose.figures.plots import labelled_rows
     from bitcompose.images.classifier import load_or_train_classifier
-    from bitcompose.images.composition import compose_classes
+    from bitcompose.images.composition import check_classes, compose_classes
     from bitcompose.images.model import load_model
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise CLIError(f"--out must end in .png, got {args.out!r}")
     loaded = load_model(args.run)
+    check_classes(loaded, args.a, args.b, args.samplers)
     cfg = loaded.config.data
     dataset = load_image_dataset(cfg.name, root=cfg.root, path=cfg.path, levels=cfg.levels)
     classifier = load_or_train_classifier(dataset, progress=not args.no_progress)
@@ -111,14 +112,14 @@ def _objects(args: argparse.Namespace) -> int:
         return 0
     if args.k is None or args.sampler is None:
         raise CLIError("give --k K and --sampler S for one cell, or --table --out DIR")
+    png = None if args.out is None else output_path(args.out, overwrite=args.overwrite)
     res = objects_cell(
         args.k, args.sampler, param=args.param, n=args.n or 300, seed=args.seed, weight=args.weight,
         mcmc=_mcmc(args), cache=args.cache, progress=not args.no_progress,
     )  # fmt: skip
-    if args.out is not None:
+    if png is not None:
         from bitcompose.objects.figures import marked_samples
 
-        png = output_path(args.out, overwrite=True)
         marked_samples(
             [(f"k={args.k} {args.sampler}", res.images[:12], res.cells[:12], res.success[:12])], png
         )
@@ -137,14 +138,14 @@ def _objects(args: argparse.Namespace) -> int:
 def _prompts(args: argparse.Namespace) -> int:
     from bitcompose.objects.prompts import PROMPT_PAIRS, prompt_rows
 
+    png = None if args.out is None else output_path(args.out, overwrite=args.overwrite)
     rows = prompt_rows(
         pairs=PROMPT_PAIRS, samplers=args.samplers, param=args.param, n=args.n, seed=args.seed,
         weight=args.weight, mcmc=_mcmc(args), cache=args.cache, progress=not args.no_progress,
     )  # fmt: skip
-    if args.out is not None:
+    if png is not None:
         from bitcompose.figures.plots import labelled_rows
 
-        png = output_path(args.out, overwrite=True)
         labelled_rows(
             [(f"{r.report['prompt']} ({r.report['sampler']})", r.images[:10]) for r in rows], png, 4
         )
@@ -253,6 +254,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--table", action="store_true", help="run the whole table into --out")
     p.add_argument("--out", default=None, help="--table: the results folder; else a .png of samples")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out .png")
     _add_mcmc_options(p)
     p.set_defaults(func=_objects)
 
@@ -268,5 +270,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--param", choices=("score", "energy"), default="score", help="parameterisation (score)")
     p.add_argument("--n", type=int_arg("--n", 1), default=300, help="samples per row (default 300)")
     p.add_argument("--out", default=None, help="a .png of the samples")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out .png")
     _add_mcmc_options(p)
     p.set_defaults(func=_prompts)

@@ -54,6 +54,8 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path, Any]:
     if args.steps is not None:
         overrides.append(f"steps={args.steps}")
     resuming = args.resume and (out / "checkpoint").exists()
+    if not args.resume and (out / "checkpoint").exists():
+        raise CLIError(f"{out} already holds a checkpoint; resume it (--resume) or choose another folder")
     if args.resume and not resuming and args.preset is None and args.data is None:
         find_checkpoint(out)  # says what is missing: no such run or checkpoint folder
     if resuming and args.preset is None:
@@ -300,7 +302,7 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--steps", type=int_arg("--steps", 1), default=None, help="sampling steps (default: the run's)"
     )
-    p.add_argument("--sampler", choices=("ddim", "ddpm"), default=None, help="default: the run's")
+    p.add_argument("--sampler", choices=("ddim", "ddpm", "dpmpp2m"), default=None, help="default: the run's")
     p.add_argument(
         "--td", type=float_arg("--td", 0.0), default=None, help="asymmetric time interval, in steps"
     )
@@ -349,7 +351,11 @@ def register(subparsers: Any) -> None:
         default=None,
         help="requantise the pixels to this many values",
     )
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint (with --data or --preset: start there when it holds none yet)",
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

@@ -13,6 +13,7 @@ each sample looks like.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from bitcompose.diffusion.as_model import as_model
 from bitcompose.images.model import LoadedModel
 from bitcompose.nets.classifier import ImageClassifier
 
-__all__ = ["CompositionRow", "SAMPLERS", "compose_classes", "sample_composite"]
+__all__ = ["CompositionRow", "SAMPLERS", "check_classes", "compose_classes", "sample_composite"]
 
 SAMPLERS = ("reverse", "ula", "mala", "uhmc", "hmc")
 
@@ -95,6 +96,21 @@ def sample_composite(
     return res.samples, info
 
 
+def check_classes(loaded: LoadedModel, a: int, b: int, samplers: Sequence[str]) -> None:
+    """Refuse (``ValueError``) what :func:`compose_classes` cannot do, before any work."""
+    classes = loaded.spec.num_classes
+    if classes < 2:
+        raise ValueError("composing classes needs a class-conditional model")
+    for label in (a, b):
+        if not 0 <= label < classes:
+            raise ValueError(f"class labels must lie in 0..{classes - 1}, got {label}")
+    if a == b:
+        raise ValueError("choose two different classes")
+    for s in samplers:
+        if s not in SAMPLERS:
+            raise ValueError(f"unknown sampler {s!r}; choose from {SAMPLERS}")
+
+
 def compose_classes(
     loaded: LoadedModel,
     a: int,
@@ -123,17 +139,7 @@ def compose_classes(
         seed: sampling seed (each row uses it).
         classifier: scores the samples (share of each class among them) when given.
     """
-    classes = loaded.spec.num_classes
-    if classes < 2:
-        raise ValueError("composing classes needs a class-conditional model")
-    for label in (a, b):
-        if not 0 <= label < classes:
-            raise ValueError(f"class labels must lie in 0..{classes - 1}, got {label}")
-    if a == b:
-        raise ValueError("choose two different classes")
-    for s in samplers:
-        if s not in SAMPLERS:
-            raise ValueError(f"unknown sampler {s!r}; choose from {SAMPLERS}")
+    check_classes(loaded, a, b, samplers)
     den = loaded.denoiser
     ma, mb = as_model(den, cond=a), as_model(den, cond=b)
     shape = (n, loaded.spec.channels * loaded.codec.num_bits, loaded.spec.image_size, loaded.spec.image_size)

@@ -21,7 +21,7 @@ from bitcompose.data.objects import NUM_CELLS
 from bitcompose.nets.classifier import ImageClassifier
 from bitcompose.objects.evaluator import load_or_train_evaluator, presence
 from bitcompose.objects.models import PARAMS, load_or_train, test_scenes
-from bitcompose.objects.sampling import MCMCSettings, sample_conjunction
+from bitcompose.objects.sampling import MCMCSettings, check_request, sample_conjunction
 
 __all__ = ["MAX_K", "CellResult", "requested_cells", "all_present", "accuracy", "objects_cell", "yardsticks"]
 
@@ -98,11 +98,13 @@ def objects_cell(
         raise ValueError(f"param must be one of {', '.join(PARAMS)}, got {param!r}")
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
+    mcmc = mcmc or MCMCSettings()
+    check_request([sampler], param, mcmc)
     loaded = load_or_train("position", param, steps=train_steps, cache=cache, progress=progress)
     evaluator = load_or_train_evaluator(cache, progress=progress)
     gen = torch.Generator().manual_seed(seed)
     cells = requested_cells(n, k, gen)
-    images, info = sample_conjunction(loaded, cells, weight, sampler, mcmc or MCMCSettings(), gen, progress)
+    images, info = sample_conjunction(loaded, cells, weight, sampler, mcmc, gen, progress)
     success = all_present(evaluator, images, cells)
     acc, se = accuracy(success)
     report: dict[str, Any] = {

@@ -29,7 +29,7 @@ PARAMS = ("score", "energy")
 #: Scenes the models and the evaluator learn from (each gives one example per object), and their seed.
 TRAIN_SCENES, TRAIN_SEED = 12_000, 0
 #: Training steps at the default budget (≤ 20 min per model on 2 CPU cores; measured in docs/results/objects.md).
-DEFAULT_STEPS = {"score": 4000, "energy": 2000}
+DEFAULT_STEPS = {"score": 4000, "energy": 1500}
 
 
 @functools.cache

@@ -17,11 +17,10 @@ import torch
 from torch import Tensor
 
 from bitcompose.data.objects import NUM_CELLS, NUM_PROMPTS, prompt_name
-from bitcompose.images.composition import SAMPLERS
 from bitcompose.objects.cells import accuracy
 from bitcompose.objects.evaluator import load_or_train_evaluator, presence
 from bitcompose.objects.models import PARAMS, load_or_train
-from bitcompose.objects.sampling import MCMCSettings, sample_conjunction
+from bitcompose.objects.sampling import MCMCSettings, check_request, sample_conjunction
 
 __all__ = ["PROMPT_PAIRS", "OPERATORS", "PromptRow", "prompt_rows"]
 
@@ -54,9 +53,6 @@ def prompt_rows(
 ) -> list[PromptRow]:
     """One row per pair and operator (``A`` alone with reverse diffusion; ``AND`` and ``NOT`` with each sampler);
     reports ``{prompt, operator, sampler, param, n, accuracy, accuracy_se, share_a, share_b, nfe, seconds, ...}``."""
-    for s in samplers:
-        if s not in SAMPLERS:
-            raise ValueError(f"unknown sampler {s!r}; choose from {', '.join(SAMPLERS)}")
     if param not in PARAMS:
         raise ValueError(f"param must be one of {', '.join(PARAMS)}, got {param!r}")
     for a, b in pairs:
@@ -64,9 +60,10 @@ def prompt_rows(
             raise ValueError(
                 f"a prompt pair needs two different prompts in 0..{NUM_PROMPTS - 1}, got {(a, b)}"
             )
+    mcmc = mcmc or MCMCSettings()
+    check_request(samplers, param, mcmc)
     loaded = load_or_train("prompt", param, steps=train_steps, cache=cache, progress=progress)
     evaluator = load_or_train_evaluator(cache, progress=progress)
-    mcmc = mcmc or MCMCSettings()
     rows = []
     for a, b in pairs:
         jobs: list[tuple[str, list[int], list[float], str]] = [("A", [a], [weight], "reverse")]

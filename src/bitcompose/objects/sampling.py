@@ -14,7 +14,7 @@ from bitcompose.diffusion.as_model import as_model
 from bitcompose.images.composition import SAMPLERS, sample_composite
 from bitcompose.images.model import LoadedModel
 
-__all__ = ["MCMCSettings", "conjunction", "sample_conjunction"]
+__all__ = ["check_request", "MCMCSettings", "conjunction", "sample_conjunction"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,15 @@ def conjunction(loaded: LoadedModel, conds: Tensor, weights: float | Sequence[fl
     return CFGConjunction(
         as_model(den, cond=None), [as_model(den, cond=conds[:, j]) for j in range(conds.shape[1])], weights
     )
+
+
+def check_request(samplers: Sequence[str], param: str, mcmc: MCMCSettings) -> None:
+    """Refuse, before any model is loaded or trained, samplers and settings that cannot run with ``param``."""
+    for s in samplers:
+        if s not in SAMPLERS:
+            raise ValueError(f"unknown sampler {s!r}; choose from {', '.join(SAMPLERS)}")
+    if mcmc.resample_ess is not None and param != "energy":
+        raise ValueError("SMC resampling needs energies: use an energy-parameterised model (--param energy)")
 
 
 def sample_conjunction(

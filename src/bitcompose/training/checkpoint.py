@@ -21,6 +21,7 @@ import json
 import os
 import pickle
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,11 @@ def load_checkpoint(path: str | Path, *, training_state: bool = True) -> Checkpo
 
 def _load_training_state(file: Path) -> dict[str, Any]:
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        with (
+            warnings.catch_warnings()
+        ):  # a foreign pickle protocol warns before the refusal below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise ValueError(
             f"refusing {file}: it holds Python objects that a bitcompose training state never has (safe "
