@@ -1,4 +1,4 @@
-"""Bit Diffusion's samplers: DDIM and DDPM with asymmetric time intervals and self-conditioning.
+"""Bit Diffusion's samplers: DDIM, DDPM and DPM-Solver++(2M) with asymmetric time intervals and self-conditioning.
 
 The loop follows the official ``Scheduler.generate`` (pix2seq):
 
@@ -7,6 +7,12 @@ The loop follows the official ``Scheduler.generate`` (pix2seq):
 * the x0 estimate is clipped to ``[−b, b]`` (the model's ``x0_clip``) and ε is re-derived from the clipped estimate;
 * self-conditioning feeds the previous step's clipped estimate (zeros at the first step);
 * the result is the last clipped x0 estimate, not ``x_t`` (thresholding it at 0 gives the bits).
+
+``dpmpp2m`` is the second-order multistep solver of the probability-flow ODE in the x0 parameterisation (Lu et
+al. 2022, "DPM-Solver++", Algorithm 2) on the same γ(t): the DDIM step with x̂0 replaced by the extrapolation
+``D = x̂0 + (x̂0 − x̂0_prev)/(2r)``, ``r = h_prev/h`` in half-log-SNR ``λ = ½ log(γ/(1−γ))``; first order at the first
+step and at the final step to ``t = 0`` (``h = ∞``). The clipped estimates enter ``D``, so clipping,
+self-conditioning and ``td`` work as in DDIM (under ``td`` the state is read at ``t_now``, as there).
 
 :func:`sample_model` runs on any model of the protocol (a denoiser via :func:`~bitcompose.as_model`, or a
 composite); :func:`sample` is the denoiser-level entry point with class labels and classifier-free guidance.
@@ -37,7 +43,7 @@ from bitcompose.diffusion.denoiser import BitDenoiser
 
 __all__ = ["sample", "sample_model", "time_pairs", "SAMPLERS", "DDPM_VARIANCES"]
 
-SAMPLERS: tuple[str, ...] = ("ddim", "ddpm")
+SAMPLERS: tuple[str, ...] = ("ddim", "ddpm", "dpmpp2m")
 DDPM_VARIANCES: tuple[str, ...] = ("large", "small")
 
 
@@ -59,6 +65,35 @@ def _gamma(model: DiffusionModel, t: float) -> float:
     return float(model.schedule.gamma(torch.tensor(t, dtype=torch.float64)))
 
 
+def _half_log_snr(g: float) -> float:
+    """``λ = ½ log(γ/(1−γ))``; ``±inf`` at γ = 1 / γ = 0."""
+    if g <= 0.0:
+        return -math.inf
+    if g >= 1.0:
+        return math.inf
+    return 0.5 * math.log(g / (1.0 - g))
+
+
+def multistep_x0(x0: Tensor, prev: tuple[Tensor, float] | None, g_now: float, g_next: float) -> Tensor:
+    """DPM-Solver++(2M)'s x0 to use in the DDIM step from ``γ_now`` to ``γ_next``: ``x0 + (x0 − x0_prev)/(2r)``
+    with ``r = (λ_now − λ_prev)/(λ_next − λ_now)``; ``x0`` itself (first order) without a finite previous step
+    or when the step reaches ``γ = 1``.
+
+    Args:
+        x0: the clipped estimate at ``γ_now``, ``[B, *dims]``.
+        prev: the previous step's clipped estimate and its ``γ``, or ``None`` at the first step.
+        g_now, g_next: γ of the current and the next time.
+    """
+    if prev is None:
+        return x0
+    x0_prev, g_prev = prev
+    lam_prev, lam_now, lam_next = _half_log_snr(g_prev), _half_log_snr(g_now), _half_log_snr(g_next)
+    h, h_prev = lam_next - lam_now, lam_now - lam_prev
+    if not (math.isfinite(h) and math.isfinite(h_prev)) or h <= 0.0 or h_prev <= 0.0:
+        return x0
+    return x0 + (h / (2.0 * h_prev)) * (x0 - x0_prev)
+
+
 def _transition(
     x: Tensor,
     x0: Tensor,
@@ -69,9 +104,10 @@ def _transition(
     generator: torch.Generator,
 ) -> Tensor:
     """One DDIM or DDPM step from ``γ_now`` to ``γ_next`` given the clipped estimate ``x0`` (coefficients in
-    float64: near t = 0 and t = 1 they are differences of numbers close to 1)."""
+    float64: near t = 0 and t = 1 they are differences of numbers close to 1). ``dpmpp2m`` passes its
+    extrapolated x0 and takes the DDIM step."""
     s_now = math.sqrt(1.0 - g_now)
-    if sampler == "ddim":
+    if sampler in ("ddim", "dpmpp2m"):
         # x_next = √γ_next·x0 + √(1−γ_next)·ε̂, with ε̂ = (x − √γ_now·x0)/√(1−γ_now).
         c_eps = math.sqrt(1.0 - g_next) / s_now
         return c_eps * x + (math.sqrt(g_next) - c_eps * math.sqrt(g_now)) * x0
@@ -92,7 +128,7 @@ def sample_model(
     x_or_shape: Tensor | tuple[int, ...] | torch.Size,
     *,
     steps: int = 100,
-    sampler: Literal["ddim", "ddpm"] = "ddim",
+    sampler: Literal["ddim", "ddpm", "dpmpp2m"] = "ddim",
     td: float = 0.0,
     self_condition: bool = True,
     ddpm_variance: Literal["large", "small"] = "large",
@@ -102,13 +138,14 @@ def sample_model(
     device: torch.device | str | None = None,
     precision: str = "fp32",
 ) -> SampleResult:
-    """DDIM or DDPM with asymmetric time intervals on any model (see the module docstring).
+    """DDIM, DDPM or DPM-Solver++(2M) with asymmetric time intervals on any model (see the module docstring).
 
     Args:
         model: a model or composite (``as_model(denoiser)``, ``Product(...)``, ...).
         x_or_shape: the starting noise ``[B, *dims]``, or the shape to draw it from ``N(0, I)``.
         steps: number of sampling steps T.
-        sampler: ``"ddim"`` (η = 0, deterministic) or ``"ddpm"`` (ancestral).
+        sampler: ``"ddim"`` (η = 0, deterministic), ``"ddpm"`` (ancestral) or ``"dpmpp2m"`` (second-order
+            multistep, deterministic; for few steps).
         td: asymmetric time difference, in steps (paper: 0 – 0.5 for images, ≈ 7 for captions).
         self_condition: feed the previous clipped estimate back (only to self-conditioned models).
         ddpm_variance: ``"large"`` (σ² = 1 − α, the paper's default) or ``"small"`` (the posterior variance).
@@ -137,17 +174,19 @@ def sample_model(
     b = model.x0_clip
     x0 = torch.zeros_like(x)
     nfe, rejected, times = 0, 0, []
+    prev: tuple[Tensor, float] | None = None  # dpmpp2m: the previous clipped estimate and its γ
     for k, (t_now, t_next) in enumerate(progress_bar(pairs, progress=progress, desc=f"{sampler} sampling")):
         t = torch.full((x.shape[0],), t_now, device=x.device)
         with autocast(precision, x.device):
             pred = model.predict(x, t, x0 if use_sc else None).x0
         pred = pred.to(x.dtype)
         x0_new = pred if b is None else pred.clamp(-b, b)
-        x_new = _transition(
-            x, x0_new, _gamma(model, t_now), _gamma(model, t_next), sampler, ddpm_variance, generator
-        )
+        g_now, g_next = _gamma(model, t_now), _gamma(model, t_next)
+        step_x0 = multistep_x0(x0_new, prev, g_now, g_next) if sampler == "dpmpp2m" else x0_new
+        x_new = _transition(x, step_x0, g_now, g_next, sampler, ddpm_variance, generator)
         x, bad = keep_finite(x_new, x, t_now)  # a sample whose estimate is not finite stays where it was
         x0 = keep_finite(x0_new, x0, t_now)[0]
+        prev = (x0, g_now)
         rejected += bad
         nfe += 1
         times.append(t_now)
@@ -181,7 +220,7 @@ def sample(
     shape: tuple[int, ...] | torch.Size,
     *,
     steps: int = 100,
-    sampler: Literal["ddim", "ddpm"] = "ddim",
+    sampler: Literal["ddim", "ddpm", "dpmpp2m"] = "ddim",
     td: float = 0.0,
     self_condition: bool = True,
     cond: Any = None,
@@ -196,13 +235,14 @@ def sample(
     callback: Callback | None = None,
     precision: str = "fp32",
 ) -> Tensor:
-    """Generate analog bits with DDIM or DDPM, self-conditioning and asymmetric time intervals.
+    """Generate analog bits with DDIM, DDPM or DPM-Solver++(2M), self-conditioning and asymmetric time intervals.
 
     Args:
         denoiser: the x0 predictor (e.g. a :class:`~bitcompose.diffusion.denoiser.BitDenoiser`), or a model.
         shape: ``[B, ...]`` shape of the samples (analog bits).
         steps: number of sampling steps T.
-        sampler: ``"ddim"`` (η = 0, deterministic) or ``"ddpm"`` (ancestral).
+        sampler: ``"ddim"`` (η = 0, deterministic), ``"ddpm"`` (ancestral) or ``"dpmpp2m"`` (second-order
+            multistep, deterministic; for few steps).
         td: asymmetric time difference, in steps (paper: 0 – 0.5 for images, ≈ 7 for captions).
         self_condition: feed the previous clipped estimate back; ignored when the denoiser declares
             ``self_condition = False``.

@@ -24,6 +24,7 @@ from bitcompose.core.precision import PRECISIONS
 from bitcompose.data.image_files import MAX_LABEL_CLASSES
 from bitcompose.diffusion.denoiser import ENERGIES as _ENERGIES
 from bitcompose.diffusion.denoiser import PREDICTIONS as _PREDICTIONS
+from bitcompose.diffusion.samplers import SAMPLERS
 from bitcompose.nets.unet_config import PRESETS as UNET_PRESETS
 from bitcompose.training.optim import OptimConfig
 
@@ -141,7 +142,8 @@ class SampleConfig(Config):
 
     def __post_init__(self) -> None:
         _check(
-            self.sampler in ("ddim", "ddpm"), f"sample.sampler must be 'ddim' or 'ddpm', got {self.sampler!r}"
+            self.sampler in SAMPLERS,
+            f"sample.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}",
         )
         _check(self.steps >= 1, f"sample.steps must be >= 1, got {self.steps}")
         _check(self.td >= 0, f"sample.td must be >= 0, got {self.td}")
