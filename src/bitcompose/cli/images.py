@@ -173,6 +173,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         td=args.td,
         guidance=args.guidance,
         precision=args.precision,
+        momentum=args.momentum,
+        self_guidance=args.self_guidance,
         seed=args.seed,
         batch_size=args.batch_size,
         progress=not args.no_progress,
@@ -232,6 +234,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             td=args.td,
             guidance=args.guidance,
             precision=args.precision,
+            momentum=args.momentum,
+            self_guidance=args.self_guidance,
             seed=args.seed,
             batch_size=args.batch_size,
             progress=not args.no_progress,
@@ -308,6 +312,18 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--guidance", type=float_arg("--guidance", 0.0), default=None, help="classifier-free guidance w"
+    )
+    p.add_argument(
+        "--momentum",
+        type=float_arg("--momentum", 0.0),
+        default=None,
+        help="Appendix G momentum estimate m in [0, 1)",
+    )
+    p.add_argument(
+        "--self-guidance",
+        type=float_arg("--self-guidance", 0.0),
+        default=None,
+        help="Appendix G self-guidance w",
     )
     p.add_argument("--label", type=int_arg("--label"), default=None, help="sample only this class")
     p.add_argument(

@@ -14,6 +14,12 @@ al. 2022, "DPM-Solver++", Algorithm 2) on the same γ(t): the DDIM step with x̂
 step and at the final step to ``t = 0`` (``h = ∞``). The clipped estimates enter ``D``, so clipping,
 self-conditioning and ``td`` work as in DDIM (under ``td`` the state is read at ``t_now``, as there).
 
+Appendix G's two self-conditioning variants, for any sampler: the **momentum estimate** feeds the network an EMA of
+the past clipped estimates, ``x̃ ← m·x̃ + (1 − m)·x̂0`` (``momentum = 0`` is the default sampler, bit for bit), and
+**self-guidance** takes a second pass with a zero estimate each step and combines the two like classifier-free
+guidance, ``x̂0 = (1 + w)·f(x_t, x̃) − w·f(x_t, 0)`` (two network evaluations per step; the paper gives no formula,
+this is our reading of "similar to classifier-free guidance").
+
 :func:`sample_model` runs on any model of the protocol (a denoiser via :func:`~bitcompose.as_model`, or a
 composite); :func:`sample` is the denoiser-level entry point with class labels and classifier-free guidance.
 """
@@ -137,6 +143,8 @@ def sample_model(
     callback: Callback | None = None,
     device: torch.device | str | None = None,
     precision: str = "fp32",
+    momentum: float = 0.0,
+    self_guidance: float = 0.0,
 ) -> SampleResult:
     """DDIM, DDPM or DPM-Solver++(2M) with asymmetric time intervals on any model (see the module docstring).
 
@@ -155,6 +163,8 @@ def sample_model(
         device: where to draw the starting noise (default CPU; ignored when a tensor is given).
         precision: ``fp32``, ``bf16`` or ``auto`` (:mod:`bitcompose.core.precision`): autocast of the model
             evaluations only; the state, the coefficients and the x0 estimates stay fp32.
+        momentum: Appendix G's momentum estimate ``m ∈ [0, 1)`` (self-conditioned models only).
+        self_guidance: Appendix G's self-guidance weight ``w ≥ 0`` (self-conditioned models only; the paper: 3–5).
 
     Returns:
         :class:`~bitcompose.core.sampling.SampleResult` whose ``samples`` are the final clipped x0 estimate.
@@ -164,6 +174,10 @@ def sample_model(
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
     if ddpm_variance not in DDPM_VARIANCES:
         raise ValueError(f"ddpm_variance must be 'large' or 'small', got {ddpm_variance!r}")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+    if not (self_guidance >= 0.0 and math.isfinite(self_guidance)):
+        raise ValueError(f"self_guidance must be finite and >= 0, got {self_guidance}")
     pairs = time_pairs(steps, td)
     generator = resolve_generator(generator, device)
     if isinstance(x_or_shape, Tensor):
@@ -171,14 +185,21 @@ def sample_model(
     else:
         x = torch.randn(tuple(x_or_shape), generator=generator, device=device)
     use_sc = self_condition and model.self_conditioned
+    if (momentum > 0 or self_guidance > 0) and not use_sc:
+        raise ValueError("momentum and self_guidance act on self-conditioning: use a self-conditioned model")
     b = model.x0_clip
     x0 = torch.zeros_like(x)
+    sc = x0  # what the network is conditioned on: the last clipped estimate, or its EMA under momentum
     nfe, rejected, times = 0, 0, []
     prev: tuple[Tensor, float] | None = None  # dpmpp2m: the previous clipped estimate and its γ
     for k, (t_now, t_next) in enumerate(progress_bar(pairs, progress=progress, desc=f"{sampler} sampling")):
         t = torch.full((x.shape[0],), t_now, device=x.device)
         with autocast(precision, x.device):
-            pred = model.predict(x, t, x0 if use_sc else None).x0
+            pred = model.predict(x, t, sc if use_sc else None).x0
+            if self_guidance > 0:
+                blind = model.predict(x, t, torch.zeros_like(x)).x0
+                pred = (1.0 + self_guidance) * pred - self_guidance * blind
+                nfe += 1
         pred = pred.to(x.dtype)
         x0_new = pred if b is None else pred.clamp(-b, b)
         g_now, g_next = _gamma(model, t_now), _gamma(model, t_next)
@@ -186,6 +207,7 @@ def sample_model(
         x_new = _transition(x, step_x0, g_now, g_next, sampler, ddpm_variance, generator)
         x, bad = keep_finite(x_new, x, t_now)  # a sample whose estimate is not finite stays where it was
         x0 = keep_finite(x0_new, x0, t_now)[0]
+        sc = x0 if momentum == 0 else momentum * sc + (1.0 - momentum) * x0
         prev = (x0, g_now)
         rejected += bad
         nfe += 1
@@ -234,6 +256,8 @@ def sample(
     device: torch.device | str | None = None,
     callback: Callback | None = None,
     precision: str = "fp32",
+    momentum: float = 0.0,
+    self_guidance: float = 0.0,
 ) -> Tensor:
     """Generate analog bits with DDIM, DDPM or DPM-Solver++(2M), self-conditioning and asymmetric time intervals.
 
@@ -259,6 +283,8 @@ def sample(
         device: where to sample; default the denoiser's parameters' device (CPU if none).
         callback: called with a :class:`~bitcompose.core.sampling.StepInfo` after each step.
         precision: ``fp32`` (default), ``bf16`` or ``auto``: autocast of the network evaluations.
+        momentum: Appendix G's momentum estimate ``m ∈ [0, 1)`` (0: the default sampler).
+        self_guidance: Appendix G's self-guidance weight ``w ≥ 0`` (0: off; each step then costs two passes).
 
     Returns:
         ``[B, ...]`` the final clipped x0 estimate; decode it with the codec (threshold at 0).
@@ -289,4 +315,6 @@ def sample(
         callback=callback,
         device=device,
         precision=precision,
+        momentum=momentum,
+        self_guidance=self_guidance,
     ).samples

@@ -130,6 +130,8 @@ class SampleConfig(Config):
         ddpm_variance: ``large`` (paper) or ``small``.
         num_eval: number of samples drawn by ``bitcompose evaluate`` / the demo.
         precision: ``auto`` (bf16 autocast of the network where the hardware runs it fast), ``fp32`` or ``bf16``.
+        momentum: Appendix G's momentum estimate ``m ∈ [0, 1)`` (0: default self-conditioning).
+        self_guidance: Appendix G's self-guidance weight (0: off).
     """
 
     sampler: str = "ddim"
@@ -139,8 +141,12 @@ class SampleConfig(Config):
     ddpm_variance: str = "large"
     num_eval: int = 1000
     precision: str = "auto"
+    momentum: float = 0.0
+    self_guidance: float = 0.0
 
     def __post_init__(self) -> None:
+        _check(0.0 <= self.momentum < 1.0, f"sample.momentum must lie in [0, 1), got {self.momentum}")
+        _check(self.self_guidance >= 0, f"sample.self_guidance must be >= 0, got {self.self_guidance}")
         _check(
             self.sampler in SAMPLERS,
             f"sample.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}",

@@ -69,6 +69,8 @@ def generate(
     td: float | None = None,
     guidance: float | None = None,
     precision: str | None = None,
+    momentum: float | None = None,
+    self_guidance: float | None = None,
     seed: int = 0,
     batch_size: int = 500,
     progress: bool = True,
@@ -81,7 +83,7 @@ def generate(
         n: number of images.
         labels: ``[n]`` class labels for a conditional model (default :func:`balanced_labels`); must be None
             for an unconditional model.
-        steps, sampler, td, guidance, precision: sampler settings.
+        steps, sampler, td, guidance, precision, momentum, self_guidance: sampler settings.
         seed: seed of the sampling noise.
         batch_size: images per sampling batch.
         progress: show a bar over batches.
@@ -95,6 +97,8 @@ def generate(
         "td": s.td if td is None else td,
         "guidance": s.guidance if guidance is None else guidance,
         "ddpm_variance": s.ddpm_variance,
+        "momentum": s.momentum if momentum is None else momentum,
+        "self_guidance": s.self_guidance if self_guidance is None else self_guidance,
         "precision": image_precision(
             s.precision if precision is None else precision, device_of(model), spec.image_size
         ),
@@ -141,6 +145,8 @@ def generate(
             ddpm_variance=settings["ddpm_variance"],
             precision=settings["precision"],
             device=device,
+            momentum=settings["momentum"],
+            self_guidance=settings["self_guidance"],
         )
         images, bad = model.codec.decode_images(bits, return_invalid=True)
         chunks.append(images.cpu())

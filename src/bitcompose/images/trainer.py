@@ -121,6 +121,8 @@ def sample_grid(
         ddpm_variance=s.ddpm_variance,  # type: ignore[arg-type]
         device=device,
         precision=s.precision,
+        momentum=s.momentum,
+        self_guidance=s.self_guidance,
     )
     return codec.decode_images(bits).cpu(), None if labels is None else labels.cpu(), nrow
 
