@@ -313,3 +313,19 @@ def test_a_foreign_training_state_is_refused_without_warnings(tmp_path: Path) ->
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="refusing"):
             _load_training_state(file)
+
+
+def test_model_cache_key_ignores_sampling_settings(tmp_path: Path) -> None:
+    import dataclasses
+
+    from bitcompose.images.cache import cached_model
+
+    config = tiny_config(steps=2)
+    first = cached_model(config, tiny_dataset(), kind="k", cache=tmp_path, progress=False)
+    other_sampling = dataclasses.replace(
+        config, sample=dataclasses.replace(config.sample, steps=3, momentum=0.5)
+    )
+    again = cached_model(other_sampling, tiny_dataset(), kind="k", cache=tmp_path, progress=False)
+    assert again.path == first.path and len(list((tmp_path / "k").iterdir())) == 1
+    longer = cached_model(tiny_config(steps=3), tiny_dataset(), kind="k", cache=tmp_path, progress=False)
+    assert longer.path != first.path and longer.step == 3

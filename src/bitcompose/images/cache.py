@@ -33,7 +33,7 @@ def cached_model(
     progress: bool = True,
 ) -> LoadedModel:
     """The model of ``config`` trained on ``dataset``: loaded from ``<cache>/<kind>/<key>``, or trained (and resumed
-    after an interruption) there first. The key covers the whole config and a fingerprint of the data.
+    after an interruption) there first. The key covers the training config (not its sampling settings) and a fingerprint of the data.
 
     Args:
         config: the run's configuration.
@@ -42,8 +42,10 @@ def cached_model(
         cache: the cache root (default ``$BITCOMPOSE_CACHE``, else ``~/.cache/bitcompose``).
         progress: show a progress bar while training.
     """
+    # the sampling settings do not change the weights: left out, so that new sampler options keep the cache
+    training = {k: v for k, v in config.to_dict().items() if k != "sample"}
     digest = hashlib.sha256(
-        json.dumps({"config": config.to_dict(), "data": dataset.fingerprint()}, sort_keys=True).encode()
+        json.dumps({"config": training, "data": dataset.fingerprint()}, sort_keys=True).encode()
     ).hexdigest()[:12]
     run_dir = cache_dir(kind, None if cache is None else Path(cache) / kind) / f"{config.preset}-{digest}"
     if not run_complete(run_dir, config.steps):
