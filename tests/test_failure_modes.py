@@ -329,3 +329,20 @@ def test_model_cache_key_ignores_sampling_settings(tmp_path: Path) -> None:
     assert again.path == first.path and len(list((tmp_path / "k").iterdir())) == 1
     longer = cached_model(tiny_config(steps=3), tiny_dataset(), kind="k", cache=tmp_path, progress=False)
     assert longer.path != first.path and longer.step == 3
+
+
+def test_the_final_preview_comes_after_the_final_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    trainer = ImageTrainer(tiny_config(steps=2, sample_every=2), run, dataset=tiny_dataset(), progress=False)
+    steps_on_disk: list[int] = []
+    preview = trainer._preview
+
+    def spy(module: torch.nn.Module, step: int) -> Path:
+        steps_on_disk.append(json.loads((run / "checkpoint" / "config.json").read_text())["step"])
+        return preview(module, step)
+
+    monkeypatch.setattr(trainer.loop, "preview_fn", spy)
+    trainer.train()
+    assert steps_on_disk == [2]  # the checkpoint of the last step was written before the preview was drawn
