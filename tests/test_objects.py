@@ -249,3 +249,11 @@ def test_cli_k_above_five_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "k must lie in 1..5" in err[0]
     assert not any(tmp_path.iterdir())
+
+
+def test_short_runs_sample_with_their_online_weights():
+    from bitcompose.objects.models import use_ema
+
+    for steps, decay in [(4000, 0.999), (1500, 0.999), (300, 0.99), (10, 0.5), (10, 0.0)]:
+        assert use_ema(steps, decay) == (decay**steps <= math.exp(-4.0) + 1e-12)
+    assert use_ema(4000, 0.999) and not use_ema(1500, 0.999)

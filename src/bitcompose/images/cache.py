@@ -31,6 +31,7 @@ def cached_model(
     kind: str,
     cache: str | Path | None = None,
     progress: bool = True,
+    ema: bool = True,
 ) -> LoadedModel:
     """The model of ``config`` trained on ``dataset``: loaded from ``<cache>/<kind>/<key>``, or trained (and resumed
     after an interruption) there first. The key covers the training config (not its sampling settings) and a fingerprint of the data.
@@ -41,6 +42,7 @@ def cached_model(
         kind: the cache's sub-folder (e.g. ``objects``).
         cache: the cache root (default ``$BITCOMPOSE_CACHE``, else ``~/.cache/bitcompose``).
         progress: show a progress bar while training.
+        ema: load the EMA weights (else the online ones).
     """
     # the sampling settings do not change the weights: left out, so that new sampler options keep the cache
     training = {k: v for k, v in config.to_dict().items() if k != "sample"}
@@ -51,4 +53,4 @@ def cached_model(
     if not run_complete(run_dir, config.steps):
         trainer = ImageTrainer(config, run_dir, dataset=dataset, resume=True, progress=progress)
         trainer.train()
-    return load_model(run_dir)
+    return load_model(run_dir, ema=ema)

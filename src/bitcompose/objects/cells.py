@@ -117,6 +117,7 @@ def objects_cell(
         **info,
         "weight": weight,
         "model_steps": loaded.step,
+        "ema_weights": loaded.ema,
         "evaluator_cell_accuracy": evaluator.info.get("cell_accuracy"),
     }
     return CellResult(report, images, cells, success)

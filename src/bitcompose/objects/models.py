@@ -6,6 +6,7 @@ shared trainer and cached by configuration."""
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 from bitcompose.data.images import ImageDataset
@@ -22,6 +23,7 @@ __all__ = [
     "train_scenes",
     "test_scenes",
     "load_or_train",
+    "use_ema",
 ]
 
 CONDITIONS = ("position", "prompt")
@@ -87,6 +89,15 @@ def load_or_train(
     cache: str | Path | None = None,
     progress: bool = True,
 ) -> LoadedModel:
-    """The trained model (EMA weights), from the cache or trained there first."""
+    """The trained model, from the cache or trained there first: the EMA weights when the run is long enough for
+    the EMA to have forgotten its start (:func:`use_ema`), else the online weights."""
     config = objects_config(condition, param, steps)
-    return cached_model(config, _dataset(condition), kind="objects", cache=cache, progress=progress)
+    ema = config.optim.ema_decay is not None and use_ema(config.steps, config.optim.ema_decay)
+    return cached_model(config, _dataset(condition), kind="objects", cache=cache, progress=progress, ema=ema)
+
+
+def use_ema(steps: int, decay: float) -> bool:
+    """Whether an EMA of ``decay`` over ``steps`` steps has forgotten the initial weights: their share in it,
+    ``decay**steps``, is below ``e**-4`` (1.8 %). The energy model at 1500 steps and decay 0.999 still holds 22 % of
+    them, and its EMA predicts ε with mean squared error 0.19 at t = 0.9 where its online weights reach 0.009."""
+    return steps * -math.log(decay) >= 4.0 if decay > 0 else True

@@ -97,6 +97,7 @@ def prompt_rows(
                 **info,
                 "weight": weight,
                 "model_steps": loaded.step,
+                "ema_weights": loaded.ema,
                 "evaluator_prompt_accuracy": evaluator.info.get("prompt_accuracy"),
             }
             rows.append(PromptRow(report, images))

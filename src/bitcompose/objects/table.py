@@ -153,6 +153,24 @@ def summary_checks(rows: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _train_seconds(checkpoint: Path, step: int) -> float | None:
+    """The training wall time up to ``step`` of the run holding ``checkpoint`` (from its ``metrics.jsonl``; a run
+    cut after its last checkpoint logs further steps, which do not count)."""
+    try:
+        rows = [json.loads(line) for line in (checkpoint.parent / "metrics.jsonl").read_text().splitlines()]
+        return max(float(r["elapsed_s"]) for r in rows if int(r["step"]) <= step)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _trained(trained: dict[str, dict[str, Any]]) -> str:
+    return "; ".join(
+        f"{name} {t['steps']} steps"
+        + ("" if t["train_seconds"] is None else f" in {t['train_seconds'] / 60:.1f} min")
+        for name, t in trained.items()
+    )
+
+
 def _fmt(r: dict[str, Any]) -> str:
     acc = r.get("acceptance")
     return (
@@ -237,7 +255,8 @@ is what the operators must beat: its AND/NOT columns are the rates of the two ou
   cosine γ(t), 100 levels), conditioned on ONE object's cell (16 classes) or prompt (12 classes) with label
   dropout 0.1 (the null condition is the unconditional model), trained with the shared trainer at batch 64,
   Adam 1e-3, EMA 0.999; steps: {meta["train_steps"]}. Score = x0-prediction; energy = ‖f(x, t) − x‖² on the U-Net
-  output with double backprop. Training time per model: {meta["train_seconds"]}.
+  output with double backprop. Each model's steps and training wall time (from its `metrics.jsonl`; the machine it
+  trained on is not recorded there, see docs/composition.md): {_trained(meta["trained"])}.
 - Composition: consistent CFG conjunction, w = {meta["weight"]} per condition.
 - Samplers: `reverse` = 100 ancestral steps with the composed score. MCMC = the same reverse steps plus
   {mc["steps_per_level"]} kernel steps at every level ≥ {mc["mcmc_min_level"]} of 100 (the paper's CLEVR code: MCMC on the
@@ -268,12 +287,17 @@ def run_objects_table(
     out = Path(out)
     start = time.perf_counter()
     train_seconds: dict[str, float] = {}
+    trained: dict[str, dict[str, Any]] = {}
     conditions = [("position", p) for p in plan.params] + ([("prompt", "score")] if plan.prompt_n else [])
     for condition, param in conditions:
         t0 = time.perf_counter()
         model = load_or_train(condition, param, cache=cache, progress=progress)
         train_seconds[f"{condition}-{param}"] = round(time.perf_counter() - t0, 1)
         log(f"model {condition}-{param}: step {model.step} ({train_seconds[f'{condition}-{param}']:.0f} s)")
+        trained[f"{condition}-{param}"] = {
+            "steps": model.step,
+            "train_seconds": _train_seconds(model.path, model.step),
+        }
     evaluator = load_or_train_evaluator(cache, progress=progress)
     train_total = time.perf_counter() - start
     rows, shown = [], {}
@@ -320,6 +344,7 @@ def run_objects_table(
         "mcmc": vars(plan.mcmc),
         "train_steps": {p: DEFAULT_STEPS[p] for p in plan.params},
         "train_seconds": train_seconds,
+        "trained": trained,
         "evaluator": evaluator.info,
         "machine": machine_info(),
         "machine_line": machine_line(),
