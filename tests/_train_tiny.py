@@ -7,6 +7,25 @@ import torch
 from bitcompose.data.images import ImageDataset
 from bitcompose.images.config import DataConfig, ModelConfig, OptimConfig, SampleConfig, TrainConfig
 
+#: ``--set`` overrides that make a CLI training run tiny (the model's resolutions left to the data fitting).
+TINY_SETS = [
+    "model.base_channels=8",
+    "model.num_res_blocks=1",
+    "model.num_groups=4",
+    "model.per_head_dim=8",
+    "batch_size=8",
+    "data.levels=4",
+    "sample.steps=2",
+    "sample.num_eval=12",
+    "checkpoint_every=0",
+    "log_every=1",
+]
+
+
+def cli_sets(items: list[str]) -> list[str]:
+    """``["--set", item, ...]`` for the command line."""
+    return [arg for item in items for arg in ("--set", item)]
+
 
 def tiny_dataset(n: int = 24, num_values: int = 4, num_classes: int = 3, size: int = 4) -> ImageDataset:
     g = torch.Generator().manual_seed(123)

@@ -7,26 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from _train_tiny import TINY_SETS, cli_sets
 from bitcompose.cli import main
 
-TINY = [
-    "model.base_channels=8",
-    "model.channel_mults=1,2",
-    "model.num_res_blocks=1",
-    "model.attn_resolutions=",
-    "model.num_groups=4",
-    "model.per_head_dim=8",
-    "batch_size=8",
-    "data.levels=4",
-    "sample.steps=2",
-    "sample.num_eval=12",
-    "checkpoint_every=0",
-    "log_every=1",
-]
-
-
-def _sets(items: list[str]) -> list[str]:
-    return [arg for item in items for arg in ("--set", item)]
+TINY = [*TINY_SETS, "model.channel_mults=1,2", "model.attn_resolutions="]
 
 
 def _npz(path: Path, n: int = 16, labels: bool = True, **extra: Any) -> Path:
@@ -63,7 +47,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "--steps",
                 "2",
                 "--no-progress",
-                *_sets(TINY),
+                *cli_sets(TINY),
             ]
         )
         == 0
@@ -150,7 +134,7 @@ def test_sample_errors(trained: Path, capsys: pytest.CaptureFixture[str]) -> Non
                 "--steps",
                 "1",
                 "--no-progress",
-                *_sets(TINY),
+                *cli_sets(TINY),
             ]
         )
         == 0

@@ -14,30 +14,13 @@ import pytest
 import torch
 from torch import Tensor
 
-from _train_tiny import tiny_config, tiny_dataset
+from _train_tiny import TINY_SETS, cli_sets, tiny_config, tiny_dataset
 from bitcompose import GaussianModel, Product, annealed_mcmc, as_model, reverse_diffusion, sample_model
 from bitcompose.cli import main
 from bitcompose.core.model import DiffusionModel, Prediction, TimeLike
 from bitcompose.core.schedules import DiscreteSchedule
 from bitcompose.images.trainer import ImageTrainer
 from bitcompose.training.loop import NonFiniteLossError
-
-TINY = [
-    "model.base_channels=8",
-    "model.num_res_blocks=1",
-    "model.num_groups=4",
-    "model.per_head_dim=8",
-    "batch_size=8",
-    "data.levels=4",
-    "sample.steps=2",
-    "sample.num_eval=12",
-    "checkpoint_every=0",
-    "log_every=1",
-]
-
-
-def _sets(items: list[str]) -> list[str]:
-    return [arg for item in items for arg in ("--set", item)]
 
 
 def _npz(path: Path, shape: tuple[int, ...], labels: bool) -> Path:
@@ -65,7 +48,17 @@ def test_own_data_trains_with_one_command(
 ) -> None:
     data = _npz(tmp_path / "my.npz", shape, labels)
     out = tmp_path / "runs" / "x"
-    argv = ["train", "--data", str(data), "--out", str(out), "--steps", "2", "--no-progress", *_sets(TINY)]
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--no-progress",
+        *cli_sets(TINY_SETS),
+    ]
     assert main([*argv, "--set", "sample_every=2"]) == 0
     cap = capsys.readouterr()
     assert json.loads(cap.out)["step"] == 2  # strict JSON on stdout
@@ -89,7 +82,7 @@ def test_a_preset_adapts_to_other_data(tmp_path: Path, capsys: pytest.CaptureFix
     data = _npz(tmp_path / "u.npz", (10, 12, 12), labels=False)
     out = tmp_path / "r"
     assert main(["train", "--preset", "mnist", "--data", str(data), "--out", str(out), "--steps", "1",
-                 "--no-progress", *_sets(TINY)]) == 0  # fmt: skip
+                 "--no-progress", *cli_sets(TINY_SETS)]) == 0  # fmt: skip
     err = capsys.readouterr().err
     assert "attn_resolutions (7,) -> (3,)" in err and "unconditional" in err
 
