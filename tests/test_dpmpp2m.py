@@ -87,3 +87,10 @@ def test_multistep_x0_is_exact_for_estimates_linear_in_half_log_snr() -> None:
     assert torch.allclose(multistep_x0(x0, (x0_prev, g_prev), g_now, g_next), mid, atol=1e-6)
     assert torch.equal(multistep_x0(x0, None, g_now, g_next), x0)  # first step: first order
     assert torch.equal(multistep_x0(x0, (x0_prev, g_prev), g_now, 1.0), x0)  # final step to t = 0
+
+
+def test_the_command_line_offers_every_sampler() -> None:
+    from bitcompose.cli.images import SAMPLER_CHOICES
+    from bitcompose.diffusion.samplers import SAMPLERS
+
+    assert SAMPLER_CHOICES == SAMPLERS

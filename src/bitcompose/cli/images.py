@@ -21,6 +21,9 @@ from typing import Any
 from bitcompose.cli.errors import CLIError
 from bitcompose.cli.types import float_arg, int_arg, json_line, output_path
 
+#: ``bitcompose.diffusion.samplers.SAMPLERS``, spelled here so that parsing arguments does not import torch.
+SAMPLER_CHOICES = ("ddim", "ddpm", "dpmpp2m")
+
 __all__ = ["register"]
 
 
@@ -306,7 +309,7 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--steps", type=int_arg("--steps", 1), default=None, help="sampling steps (default: the run's)"
     )
-    p.add_argument("--sampler", choices=("ddim", "ddpm", "dpmpp2m"), default=None, help="default: the run's")
+    p.add_argument("--sampler", choices=SAMPLER_CHOICES, default=None, help="default: the run's")
     p.add_argument(
         "--td", type=float_arg("--td", 0.0), default=None, help="asymmetric time interval, in steps"
     )

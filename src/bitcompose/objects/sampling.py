@@ -65,10 +65,7 @@ def sample_conjunction(
     """Samples ``long [n, C, H, W]`` of :func:`conjunction` and ``{sampler, nfe, network_evaluations, seconds,
     acceptance, ...}``; ``nfe`` counts evaluations of the composite, ``network_evaluations`` those of the U-Net
     (``nfe·(m+1)``)."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-    if mcmc.resample_ess is not None and not loaded.denoiser.has_energy:
-        raise ValueError("SMC resampling needs energies: use an energy-parameterised model (--param energy)")
+    check_request([sampler], "energy" if loaded.denoiser.has_energy else "score", mcmc)
     n = conds.shape[0]
     spec = loaded.spec
     shape = (n, spec.channels * loaded.codec.num_bits, spec.image_size, spec.image_size)
