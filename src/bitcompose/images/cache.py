@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from bitcompose.data.images import ImageDataset
@@ -12,7 +13,7 @@ from bitcompose.images.model import LoadedModel, load_model
 from bitcompose.images.trainer import ImageTrainer
 from bitcompose.training.cache import cache_dir
 
-__all__ = ["cached_model", "run_complete"]
+__all__ = ["cached_model", "run_complete", "train_seconds", "use_ema"]
 
 
 def run_complete(run_dir: Path, steps: int) -> bool:
@@ -54,3 +55,20 @@ def cached_model(
         trainer = ImageTrainer(config, run_dir, dataset=dataset, resume=True, progress=progress)
         trainer.train()
     return load_model(run_dir, ema=ema)
+
+
+def use_ema(steps: int, decay: float) -> bool:
+    """Whether an EMA of ``decay`` over ``steps`` steps has forgotten the initial weights: their share in it,
+    ``decay**steps``, is below ``e**-4`` (1.8 %). The energy model at 1500 steps and decay 0.999 still holds 22 % of
+    them, and its EMA predicts ε with mean squared error 0.19 at t = 0.9 where its online weights reach 0.009."""
+    return steps * -math.log(decay) >= 4.0 if decay > 0 else True
+
+
+def train_seconds(checkpoint: Path, step: int) -> float | None:
+    """The training wall time up to ``step`` of the run holding ``checkpoint`` (from its ``metrics.jsonl``; a run
+    cut after its last checkpoint logs further steps, which do not count)."""
+    try:
+        rows = [json.loads(line) for line in (checkpoint.parent / "metrics.jsonl").read_text().splitlines()]
+        return max(float(r["elapsed_s"]) for r in rows if int(r["step"]) <= step)
+    except (OSError, KeyError, ValueError):
+        return None

@@ -27,7 +27,15 @@ from bitcompose.diffusion.as_model import as_model
 from bitcompose.images.model import LoadedModel
 from bitcompose.nets.classifier import ImageClassifier
 
-__all__ = ["CompositionRow", "SAMPLERS", "check_classes", "compose_classes", "sample_composite"]
+__all__ = [
+    "CompositionRow",
+    "MCMCSettings",
+    "SAMPLERS",
+    "check_classes",
+    "check_request",
+    "compose_classes",
+    "sample_composite",
+]
 
 SAMPLERS = ("reverse", "ula", "mala", "uhmc", "hmc")
 
@@ -45,6 +53,32 @@ class CompositionRow:
     name: str
     images: Tensor
     metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MCMCSettings:
+    """How the MCMC samplers run (the reverse sampler ignores it).
+
+    Attributes:
+        steps_per_level: kernel steps after each reverse step.
+        step: the kernel's step relative to the level's noise ``σ_t`` (leapfrog ``ε``; Langevin ``√η``).
+        mcmc_min_level: MCMC only at levels ``≥`` this, in hundredths of the grid (the paper's CLEVR code: the noisier half).
+        resample_ess: SMC instead: anneal from noise with resampling below this ESS fraction (energies only).
+    """
+
+    steps_per_level: int = 1
+    step: float = 0.2
+    mcmc_min_level: int = 50
+    resample_ess: float | None = None
+
+
+def check_request(samplers: Sequence[str], param: str, mcmc: MCMCSettings) -> None:
+    """Refuse, before any model is loaded or trained, samplers and settings that cannot run with ``param``."""
+    for s in samplers:
+        if s not in SAMPLERS:
+            raise ValueError(f"unknown sampler {s!r}; choose from {', '.join(SAMPLERS)}")
+    if mcmc.resample_ess is not None and param != "energy":
+        raise ValueError("SMC resampling needs energies: use an energy-parameterised model (--param energy)")
 
 
 def sample_composite(

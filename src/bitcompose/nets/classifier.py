@@ -22,7 +22,14 @@ from torch.nn import functional as F
 
 from bitcompose.core.config import Config
 
-__all__ = ["ARCHITECTURE", "ClassifierConfig", "ImageClassifier", "build_classifier"]
+__all__ = [
+    "ARCHITECTURE",
+    "ClassifierConfig",
+    "ImageClassifier",
+    "build_classifier",
+    "read_network",
+    "save_network",
+]
 
 ARCHITECTURE = "cnn-v1"
 """Name of the network layout; part of the cache key (bump it when the layout changes)."""
@@ -159,36 +166,53 @@ class ImageClassifier(nn.Module):
 
     def save(self, path: str | Path) -> None:
         """Write ``<path>.safetensors`` and ``<path>.json`` (config + info), each via a temporary file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        os.replace(tmp, path.with_name(path.name + ".safetensors"))
-        meta: dict[str, Any] = {
-            "format": "bitcompose-classifier",
-            "architecture": ARCHITECTURE,
-            "config": self.config.to_dict(),
-            "info": {k: v for k, v in self.info.items() if k not in ("path", "cached")},
-        }
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(
-            tmp, path.with_name(path.name + ".json")
-        )  # written last: its presence marks a complete save
+        save_network(self, path, "bitcompose-classifier", ARCHITECTURE, self.config.to_dict(), self.info)
 
     @classmethod
     def load(cls, path: str | Path) -> ImageClassifier:
         """Load a classifier saved by :meth:`save` (``path`` without suffix)."""
-        path = Path(path)
-        meta_file, weights = path.with_name(path.name + ".json"), path.with_name(path.name + ".safetensors")
-        if not meta_file.is_file() or not weights.is_file():
-            raise FileNotFoundError(f"classifier files {meta_file} / {weights} not found")
-        meta = json.loads(meta_file.read_text())
-        if meta.get("format") != "bitcompose-classifier" or meta.get("architecture") != ARCHITECTURE:
-            raise ValueError(f"{meta_file} is not a {ARCHITECTURE} bitcompose classifier")
+        meta, weights = read_network(path, "bitcompose-classifier", ARCHITECTURE)
         model = build_classifier(ClassifierConfig.from_dict(meta["config"]))
-        model.load_state_dict(load_file(str(weights)))
+        model.load_state_dict(weights)
         model.info = dict(meta.get("info", {}), path=str(path))
         return model.eval()
+
+
+def save_network(
+    module: nn.Module,
+    path: str | Path,
+    fmt: str,
+    architecture: str,
+    config: dict[str, Any],
+    info: dict[str, Any],
+) -> None:
+    """Write ``<path>.safetensors`` (the weights) and then ``<path>.json`` (``format``, ``architecture``,
+    ``config``, ``info``), each through a temporary file: the JSON's presence marks a complete save."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp))
+    os.replace(tmp, path.with_name(path.name + ".safetensors"))
+    meta: dict[str, Any] = {
+        "format": fmt,
+        "architecture": architecture,
+        "config": config,
+        "info": {k: v for k, v in info.items() if k not in ("path", "cached")},
+    }
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, path.with_name(path.name + ".json"))
+
+
+def read_network(path: str | Path, fmt: str, architecture: str) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The metadata and the weights written by :func:`save_network` (``ValueError`` for another format)."""
+    path = Path(path)
+    meta_file, weights = path.with_name(path.name + ".json"), path.with_name(path.name + ".safetensors")
+    if not meta_file.is_file() or not weights.is_file():
+        raise FileNotFoundError(f"network files {meta_file} / {weights} not found")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format") != fmt or meta.get("architecture") != architecture:
+        raise ValueError(f"{meta_file} is not a {architecture} {fmt} network")
+    return meta, load_file(str(weights))
 
 
 def build_classifier(config: ClassifierConfig) -> ImageClassifier:

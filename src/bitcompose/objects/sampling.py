@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,27 +10,10 @@ from torch import Tensor
 
 from bitcompose.compose import CFGConjunction
 from bitcompose.diffusion.as_model import as_model
-from bitcompose.images.composition import SAMPLERS, sample_composite
+from bitcompose.images.composition import MCMCSettings, check_request, sample_composite
 from bitcompose.images.model import LoadedModel
 
 __all__ = ["check_request", "MCMCSettings", "conjunction", "sample_conjunction"]
-
-
-@dataclass(frozen=True)
-class MCMCSettings:
-    """How the MCMC samplers run (the reverse sampler ignores it).
-
-    Attributes:
-        steps_per_level: kernel steps after each reverse step.
-        step: the kernel's step relative to the level's noise ``σ_t`` (leapfrog ``ε``; Langevin ``√η``).
-        mcmc_min_level: MCMC only at levels ``≥`` this (of 100; the paper's CLEVR code: the noisier half).
-        resample_ess: SMC instead: anneal from noise with resampling below this ESS fraction (energies only).
-    """
-
-    steps_per_level: int = 1
-    step: float = 0.2
-    mcmc_min_level: int = 50
-    resample_ess: float | None = None
 
 
 def conjunction(loaded: LoadedModel, conds: Tensor, weights: float | Sequence[float]) -> CFGConjunction:
@@ -42,15 +24,6 @@ def conjunction(loaded: LoadedModel, conds: Tensor, weights: float | Sequence[fl
     return CFGConjunction(
         as_model(den, cond=None), [as_model(den, cond=conds[:, j]) for j in range(conds.shape[1])], weights
     )
-
-
-def check_request(samplers: Sequence[str], param: str, mcmc: MCMCSettings) -> None:
-    """Refuse, before any model is loaded or trained, samplers and settings that cannot run with ``param``."""
-    for s in samplers:
-        if s not in SAMPLERS:
-            raise ValueError(f"unknown sampler {s!r}; choose from {', '.join(SAMPLERS)}")
-    if mcmc.resample_ess is not None and param != "energy":
-        raise ValueError("SMC resampling needs energies: use an energy-parameterised model (--param energy)")
 
 
 def sample_conjunction(

@@ -20,6 +20,7 @@ import torch
 
 from bitcompose.core.machine import machine_info, machine_line
 from bitcompose.figures.plots import labelled_rows, line_plot
+from bitcompose.images.cache import train_seconds as run_train_seconds
 from bitcompose.images.composition import SAMPLERS
 from bitcompose.objects.cells import MAX_K, objects_cell, yardsticks
 from bitcompose.objects.evaluator import EVALUATOR_STEPS, load_or_train_evaluator
@@ -27,6 +28,7 @@ from bitcompose.objects.figures import marked_samples
 from bitcompose.objects.models import DEFAULT_STEPS, PARAMS, load_or_train
 from bitcompose.objects.prompts import prompt_rows
 from bitcompose.objects.sampling import MCMCSettings
+from bitcompose.training.cache import cached_result
 
 __all__ = ["TablePlan", "run_objects_table", "summary_checks"]
 
@@ -94,20 +96,6 @@ def _cell_name(k: int, sampler: str, param: str, mcmc: MCMCSettings) -> str:
     return f"k{k}-{'smc-' if mcmc.resample_ess is not None else ''}{sampler}-{param}"
 
 
-def _cached_run(path: Path, run: Callable[[], tuple[Any, Any]]) -> tuple[Any, Any]:
-    """``(tensors, report)`` from ``path.json``/``.pt``, or computed by ``run`` and stored there first."""
-    report_path, tensor_path = path.with_suffix(".json"), path.with_suffix(".pt")
-    if report_path.is_file() and tensor_path.is_file():
-        return torch.load(tensor_path, weights_only=True), json.loads(report_path.read_text())
-    tensors, report = run()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(tensors, tensor_path.with_suffix(".pt.tmp"))
-    tensor_path.with_suffix(".pt.tmp").replace(tensor_path)
-    report_path.with_suffix(".json.tmp").write_text(json.dumps(report, indent=2) + "\n")
-    report_path.with_suffix(".json.tmp").replace(report_path)
-    return tensors, report
-
-
 def summary_checks(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The issue's must-show comparisons, each stated with its numbers and whether it holds."""
 
@@ -157,16 +145,6 @@ def summary_checks(rows: Sequence[dict[str, Any]]) -> list[str]:
                     f"{s['accuracy']:.3f} ± {s['accuracy_se']:.3f}"
                 )
     return out
-
-
-def _train_seconds(checkpoint: Path, step: int) -> float | None:
-    """The training wall time up to ``step`` of the run holding ``checkpoint`` (from its ``metrics.jsonl``; a run
-    cut after its last checkpoint logs further steps, which do not count)."""
-    try:
-        rows = [json.loads(line) for line in (checkpoint.parent / "metrics.jsonl").read_text().splitlines()]
-        return max(float(r["elapsed_s"]) for r in rows if int(r["step"]) <= step)
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 def _trained(trained: dict[str, dict[str, Any]]) -> str:
@@ -305,7 +283,7 @@ def run_objects_table(
         log(f"model {condition}-{param}: step {model.step} ({train_seconds[f'{condition}-{param}']:.0f} s)")
         trained[f"{condition}-{param}"] = {
             "steps": model.step,
-            "train_seconds": _train_seconds(model.path, model.step),
+            "train_seconds": run_train_seconds(model.path, model.step),
         }
     evaluator = load_or_train_evaluator(cache, progress=progress)
     train_total = time.perf_counter() - start
@@ -320,7 +298,7 @@ def run_objects_table(
             )  # fmt: skip
             return {"images": res.images, "cells": res.cells, "success": res.success}, res.report
 
-        tensors, report = _cached_run(out / "cells" / name, run)
+        tensors, report = cached_result(out / "cells" / name, run)
         rows.append(report)
         log(
             f"{name}: accuracy {report['accuracy']:.3f} ± {report['accuracy_se']:.3f} ({report['seconds']:.0f} s)"
@@ -338,7 +316,7 @@ def run_objects_table(
             )  # fmt: skip
             return [r.images for r in res], [r.report for r in res]
 
-        images, prompts = _cached_run(out / "cells" / "prompts", run_prompts)
+        images, prompts = cached_result(out / "cells" / "prompts", run_prompts)
         prompt_images = [
             (f"{p['prompt']} ({p['sampler']})", im[:10]) for p, im in zip(prompts, images, strict=True)
         ]
