@@ -6,6 +6,8 @@ Examples::
     bitcompose compose objects --k 3 --sampler hmc --param energy --json
     bitcompose compose objects --table --out docs/results/objects
     bitcompose compose prompts --json
+    bitcompose compose guidance --dataset mnist --scale 4 --sampler hmc --json
+    bitcompose compose guidance --dataset mnist --table --out docs/results/guidance
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from bitcompose.cli.errors import CLIError
 from bitcompose.cli.types import float_arg, int_arg, json_line, output_path
 
 SAMPLERS_CHOICES = ("reverse", "ula", "mala", "uhmc", "hmc")
+#: ``bitcompose.guidance.data.DATASETS``, spelled here so that parsing does not import torch (pinned by a test).
+GUIDANCE_DATASETS = ("mnist", "fashion_mnist", "digits")
 
 __all__ = ["register"]
 
@@ -84,7 +88,7 @@ def _classes(args: argparse.Namespace) -> int:
 
 
 def _mcmc(args: argparse.Namespace) -> Any:
-    from bitcompose.objects.sampling import MCMCSettings
+    from bitcompose.images.composition import MCMCSettings
 
     return MCMCSettings(
         steps_per_level=args.steps_per_level,
@@ -159,13 +163,57 @@ def _prompts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_mcmc_options(p: argparse.ArgumentParser) -> None:
-    from bitcompose.objects.sampling import MCMCSettings  # noqa: PLC0415 (torch only when the command runs)
+def _guidance(args: argparse.Namespace) -> int:
+    from bitcompose.guidance.cells import check_cell, guidance_cell
+    from bitcompose.guidance.table import GuidancePlan, run_guidance_table
+
+    if args.table:
+        if args.out is None:
+            raise CLIError("--table needs --out DIR (e.g. --out docs/results/guidance)")
+        plan = GuidancePlan(dataset=args.dataset, n=args.n or GuidancePlan.n, mcmc=_mcmc(args))
+        command = "bitcompose " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compose"] else None
+        result = run_guidance_table(
+            args.out, plan=plan, seed=args.seed, cache=args.cache, command=command,
+            progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
+        )  # fmt: skip
+        out = Path(args.out)
+        print(json_line(result["cells"]) if args.json else f"{out / 'guidance.md'}\n{out / 'guidance.json'}")
+        return 0
+    if args.scale is None or args.sampler is None:
+        raise CLIError("give --scale W and --sampler S for one cell, or --table --out DIR")
+    n = args.n or 300
+    check_cell(args.dataset, args.scale, args.sampler, args.param, n, _mcmc(args))
+    png = None if args.out is None else output_path(args.out, overwrite=args.overwrite)
+    res = guidance_cell(
+        args.dataset, args.scale, args.sampler, param=args.param, n=n, seed=args.seed, mcmc=_mcmc(args),
+        levels=args.levels, cache=args.cache, progress=not args.no_progress,
+    )  # fmt: skip
+    r = res.report
+    if png is not None:
+        from bitcompose.figures.plots import labelled_rows
+
+        rows = [(f"class {c}", res.images[res.labels == c][:10]) for c in range(int(res.labels.max()) + 1)]
+        labelled_rows(rows, png, r["num_values"], title=f"{r['dataset']}, w = {r['scale']:g}, {r['sampler']}")
+        r["png"] = str(png)
+    if args.json:
+        print(json_line(r))
+    else:
+        print(
+            f"{r['dataset']} w={r['scale']:g} {r['sampler']} ({r['param']}): accuracy {r['accuracy']:.3f} ± "
+            f"{r['accuracy_se']:.3f}, classifier FID {r['classifier_fid']:.2f} ± {r['classifier_fid_se']:.2f} "
+            f"(floor {r['classifier_fid_floor']:.2f}) over n={r['n']}, NFE {r['nfe']}, {r['seconds']:.0f} s"
+        )
+    return 0
+
+
+def _add_mcmc_options(p: argparse.ArgumentParser, *, weight: bool = True) -> None:
+    from bitcompose.images.composition import MCMCSettings  # noqa: PLC0415 (torch only when the command runs)
 
     p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="sampling seed (default 0)")
-    p.add_argument(
-        "--weight", type=float_arg("--weight"), default=4.0, help="guidance weight w per condition (4)"
-    )
+    if weight:
+        p.add_argument(
+            "--weight", type=float_arg("--weight"), default=4.0, help="guidance weight w per condition (4)"
+        )
     p.add_argument(
         "--steps-per-level",
         type=int_arg("--steps-per-level", 1),
@@ -273,3 +321,32 @@ def register(subparsers: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out .png")
     _add_mcmc_options(p)
     p.set_defaults(func=_prompts)
+
+    p = sub.add_parser(
+        "guidance",
+        help="classifier guidance of an unconditional model by a noise-conditioned classifier: reverse vs MCMC",
+        description=(
+            "Sample q_t(x)·p(y | x_t, t)^w: an unconditional Bit Diffusion model (score or energy) guided towards "
+            "each requested class by a noise-conditioned classifier on its analog bits (both trained and cached "
+            "on first use), by reverse diffusion or reverse diffusion plus MCMC; score the samples with a "
+            "separately trained evaluation classifier (class accuracy, classifier FID with its real-vs-real floor). "
+            "--table runs the whole experiment into --out (markdown, JSON, figures); it resumes when interrupted."
+        ),
+    )
+    p.add_argument("--dataset", choices=GUIDANCE_DATASETS, default="mnist", help="data set (mnist)")
+    p.add_argument("--scale", type=float_arg("--scale", 0.0), default=None, help="guidance scale w >= 0")
+    p.add_argument("--sampler", choices=SAMPLERS_CHOICES, default=None, help="reverse|ula|mala|uhmc|hmc")
+    p.add_argument("--param", choices=("score", "energy"), default="score", help="parameterisation (score)")
+    p.add_argument(
+        "--n", type=int_arg("--n", 2), default=None, help="samples (default 300, also per table cell)"
+    )
+    p.add_argument(
+        "--levels", type=int_arg("--levels", 2), default=100, help="levels of the annealing grid (100)"
+    )
+    p.add_argument("--table", action="store_true", help="run the whole table into --out")
+    p.add_argument(
+        "--out", default=None, help="--table: the results folder; else a .png of samples per class"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out .png")
+    _add_mcmc_options(p, weight=False)
+    p.set_defaults(func=_guidance)

@@ -1,0 +1,182 @@
+"""The guidance experiment's table: cells (scale, sampler, param, levels), resumable, with a results page.
+
+Every finished cell is written to ``<out>/cells/<name>.json`` (its samples to ``.pt``) at once, so an interrupted
+table resumes where it stopped. ``<out>/guidance.md`` is the page (:mod:`bitcompose.guidance.page`),
+``guidance.json`` holds every row, the figures are ``accuracy_vs_scale.png``, ``fid_vs_scale.png``,
+``guide_accuracy.png`` and ``samples.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bitcompose.core.machine import machine_info, machine_line
+from bitcompose.guidance.cells import evaluator, guidance_cell
+from bitcompose.guidance.data import DATASETS, guidance_dataset
+from bitcompose.guidance.guide import load_or_train_guide
+from bitcompose.guidance.models import DEFAULT_STEPS, PARAMS, load_or_train
+from bitcompose.guidance.page import figures, page
+from bitcompose.images.cache import train_seconds
+from bitcompose.images.composition import SAMPLERS, MCMCSettings
+from bitcompose.metrics.image_scores import fid_floor
+from bitcompose.training.cache import cached_result
+
+__all__ = ["Cell", "GuidancePlan", "run_guidance_table"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of the table."""
+
+    scale: float
+    sampler: str
+    param: str
+    levels: int
+    mcmc: MCMCSettings
+
+    @property
+    def name(self) -> str:
+        """The file stem of the cell (``w4-hmc-score``, ``w4-reverse-score-300lv``, ``w4-smc-hmc-energy``)."""
+        smc = "smc-" if self.mcmc.resample_ess is not None and self.sampler != "reverse" else ""
+        levels = "" if self.levels == 100 else f"-{self.levels}lv"
+        return f"w{self.scale:g}-{smc}{self.sampler}-{self.param}{levels}"
+
+
+@dataclass(frozen=True)
+class GuidancePlan:
+    """Which cells the table runs.
+
+    Attributes:
+        dataset: ``mnist``, ``fashion_mnist`` or ``digits``.
+        scales: guidance scales of the main samplers (score model).
+        samplers: run at every scale (reverse and the kernel expected best).
+        other_samplers: the remaining kernels, only at ``other_scale``.
+        other_scale: the scale of the kernel comparison, the energy cells and the matched-NFE baseline (1: where
+            reverse diffusion leaves room; from w = 2 on every sampler is near the evaluator's ceiling on MNIST).
+        energy_samplers: samplers of the energy model at ``other_scale`` (empty: no energy cells).
+        matched_levels: a reverse cell at ``other_scale`` with this many levels (its NFE near the MCMC cells';
+            0: none).
+        baseline: also the unguided model (scale 0, reverse).
+        smc: also SMC-resampled HMC of the energy model at ``other_scale``.
+        levels: levels of the annealing grid of every other cell (100).
+        n: samples per cell.
+        mcmc: the MCMC settings of every MCMC cell.
+    """
+
+    dataset: str = "mnist"
+    scales: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+    samplers: tuple[str, ...] = ("reverse", "hmc")
+    other_samplers: tuple[str, ...] = ("ula", "mala", "uhmc")
+    other_scale: float = 1.0
+    energy_samplers: tuple[str, ...] = ("reverse", "hmc")
+    matched_levels: int = 300
+    baseline: bool = True
+    smc: bool = False
+    levels: int = 100
+    n: int = 300
+    mcmc: MCMCSettings = field(default_factory=MCMCSettings)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        for s in (*self.samplers, *self.other_samplers, *self.energy_samplers):
+            if s not in SAMPLERS:
+                raise ValueError(f"unknown sampler {s!r}; choose from {', '.join(SAMPLERS)}")
+        if self.n < 2 or any(w < 0 for w in (*self.scales, self.other_scale)):
+            raise ValueError(f"a plan needs n >= 2 and scales >= 0: {self}")
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The parameterisations the plan needs."""
+        return PARAMS if self.energy_samplers else ("score",)
+
+    def cells(self) -> list[Cell]:
+        """Every cell, in running order (score cells first: the energy model is the slow one)."""
+        plain = MCMCSettings(**{**vars(self.mcmc), "resample_ess": None})
+        lv = self.levels
+        out = [Cell(0.0, "reverse", "score", lv, plain)] if self.baseline else []
+        out += [Cell(w, s, "score", lv, plain) for w in self.scales for s in self.samplers]
+        out += [Cell(self.other_scale, s, "score", lv, plain) for s in self.other_samplers]
+        if self.matched_levels:
+            out.append(Cell(self.other_scale, "reverse", "score", self.matched_levels, plain))
+        out += [Cell(self.other_scale, s, "energy", lv, plain) for s in self.energy_samplers]
+        if self.smc and self.energy_samplers:
+            smc = MCMCSettings(**{**vars(self.mcmc), "resample_ess": self.mcmc.resample_ess or 0.5})
+            out.append(Cell(self.other_scale, "hmc", "energy", lv, smc))
+        return out
+
+
+def run_guidance_table(
+    out: str | Path,
+    *,
+    plan: GuidancePlan | None = None,
+    seed: int = 0,
+    cache: str | Path | None = None,
+    command: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run (or resume) the table into ``out`` and write ``guidance.md``, ``guidance.json`` and the figures."""
+    plan = plan or GuidancePlan()
+    out = Path(out)
+    start = time.perf_counter()
+    trained: dict[str, dict[str, Any]] = {}
+    for param in plan.params:
+        model = load_or_train(plan.dataset, param, cache=cache, progress=progress)
+        trained[param] = {"steps": model.step, "train_seconds": train_seconds(model.path, model.step)}
+        log(f"model {plan.dataset}-{param}: step {model.step}")
+    guide = load_or_train_guide(plan.dataset, cache=cache, progress=progress)
+    judge = evaluator(plan.dataset, cache, progress)
+    train_minutes = (time.perf_counter() - start) / 60
+    rows, shown = [], {}
+    for cell in plan.cells():
+
+        def run(cell: Cell = cell) -> Any:
+            res = guidance_cell(
+                plan.dataset, cell.scale, cell.sampler, param=cell.param, n=plan.n, seed=seed, mcmc=cell.mcmc,
+                levels=cell.levels, cache=cache, progress=progress,
+            )  # fmt: skip
+            return {"images": res.images, "labels": res.labels}, res.report
+
+        tensors, report = cached_result(out / "cells" / cell.name, run)
+        rows.append(report)
+        log(
+            f"{cell.name}: accuracy {report['accuracy']:.3f} ± {report['accuracy_se']:.3f}, classifier FID "
+            f"{report['classifier_fid']:.2f} ± {report['classifier_fid_se']:.2f} ({report['seconds']:.0f} s)"
+        )
+        if cell.scale == plan.other_scale or cell.scale == 0:
+            shown[cell.name] = tensors
+    data = guidance_dataset(plan.dataset)
+    meta = {
+        "command": command or f"bitcompose compose guidance --dataset {plan.dataset} --table",
+        "dataset": plan.dataset,
+        "data_name": data.name,
+        "num_values": data.num_values,
+        "image_shape": list(data.image_shape),
+        "seed": seed,
+        "n": plan.n,
+        "other_scale": plan.other_scale,
+        "mcmc": vars(plan.mcmc),
+        "train_steps": {p: DEFAULT_STEPS[p] for p in plan.params},
+        "trained": trained,
+        "guide": guide.info,
+        "evaluator": judge.info,
+        "floor_full": fid_floor(judge, data),
+        "machine": machine_info(),
+        "machine_line": machine_line(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall_minutes": (time.perf_counter() - start) / 60,
+        "cells_minutes": sum(r["seconds"] for r in rows) / 60,
+        "train_minutes": train_minutes,
+    }
+    figures(out, rows, shown, meta, plan.scales)
+    result = {"meta": meta, "cells": rows}
+    (out / "guidance.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out / "guidance.md").write_text(page(rows, meta))
+    return result
