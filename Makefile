@@ -4,7 +4,7 @@ PIP := .venv/bin/pip
 STAMP := .venv/.installed
 EXTRAS := dev,data,text,eval,plots
 
-.PHONY: test lint demo install clean
+.PHONY: test lint demo install clean data
 
 $(STAMP): pyproject.toml
 	test -d .venv || python3 -m venv .venv
@@ -27,6 +27,10 @@ test: lint
 
 demo: $(STAMP)
 	.venv/bin/bitcompose demo --out runs/demo
+
+# Optional system data: Fashion-MNIST (Debian package, 30 MB; needs root). MNIST and the digits come with the extras.
+data:
+	apt-get install -y dataset-fashion-mnist
 
 clean:
 	rm -rf .venv runs .pytest_cache .mypy_cache .ruff_cache
