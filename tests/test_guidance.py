@@ -164,6 +164,16 @@ def test_a_tiny_guided_cell_returns_valid_codes(cache, guide, sampler, param):
     assert sampler == "reverse" or 0 <= r["acceptance"] <= 1
 
 
+def test_smc_runs_on_the_energy_model(cache, guide, tiny):
+    mcmc = MCMCSettings(resample_ess=0.5)
+    res = guidance_cell(
+        "digits", 2.0, "hmc", param="energy", n=4, train_steps=3, guide_steps=150, cache=cache, progress=False,
+        mcmc=mcmc, levels=10,
+    )  # fmt: skip
+    assert res.report["sampler"] == "smc-hmc" and res.report["mcmc"]["resample_ess"] == 0.5
+    assert res.report["nfe"] > 10 and res.images.shape == (4, 1, 8, 8)
+
+
 def test_bad_cells_are_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="needs energies"):
         guidance_cell(

