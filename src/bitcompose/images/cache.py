@@ -8,12 +8,12 @@ import math
 from pathlib import Path
 
 from bitcompose.data.images import ImageDataset
-from bitcompose.images.config import TrainConfig
+from bitcompose.images.config import DataConfig, ModelConfig, OptimConfig, SampleConfig, TrainConfig
 from bitcompose.images.model import LoadedModel, load_model
 from bitcompose.images.trainer import ImageTrainer
 from bitcompose.training.cache import cache_dir
 
-__all__ = ["cached_model", "run_complete", "train_seconds", "use_ema"]
+__all__ = ["cached_model", "run_complete", "small_model_config", "train_seconds", "use_ema"]
 
 
 def run_complete(run_dir: Path, steps: int) -> bool:
@@ -32,7 +32,7 @@ def cached_model(
     kind: str,
     cache: str | Path | None = None,
     progress: bool = True,
-    ema: bool = True,
+    ema: bool | None = None,
 ) -> LoadedModel:
     """The model of ``config`` trained on ``dataset``: loaded from ``<cache>/<kind>/<key>``, or trained (and resumed
     after an interruption) there first. The key covers the training config (not its sampling settings) and a fingerprint of the data.
@@ -43,7 +43,8 @@ def cached_model(
         kind: the cache's sub-folder (e.g. ``objects``).
         cache: the cache root (default ``$BITCOMPOSE_CACHE``, else ``~/.cache/bitcompose``).
         progress: show a progress bar while training.
-        ema: load the EMA weights (else the online ones).
+        ema: load the EMA weights (else the online ones); ``None``: the EMA weights when the run is long enough
+            for the EMA to have forgotten its start (:func:`use_ema`).
     """
     # the sampling settings do not change the weights: left out, so that new sampler options keep the cache
     training = {k: v for k, v in config.to_dict().items() if k != "sample"}
@@ -54,6 +55,9 @@ def cached_model(
     if not run_complete(run_dir, config.steps):
         trainer = ImageTrainer(config, run_dir, dataset=dataset, resume=True, progress=progress)
         trainer.train()
+    if ema is None:
+        decay = config.optim.ema_decay
+        ema = decay is not None and use_ema(config.steps, decay)
     return load_model(run_dir, ema=ema)
 
 
@@ -72,3 +76,33 @@ def train_seconds(checkpoint: Path, step: int) -> float | None:
         return max(float(r["elapsed_s"]) for r in rows if int(r["step"]) <= step)
     except (OSError, KeyError, ValueError):
         return None
+
+
+def small_model_config(
+    preset: str, data: DataConfig, param: str, steps: int, attn_resolution: int, cond_drop_prob: float = 0.0
+) -> TrainConfig:
+    """The recipe of the CPU-sized experiment models (objects, guidance): a U-Net of base 32, mults (1, 2), one
+    residual block, attention at ``attn_resolution``, self-conditioning; x0-prediction (``param="score"``) or the
+    energy ‖f − x‖² (``"energy"``); batch 64, Adam 1e-3 with 200 warm-up steps, EMA 0.999, seed 0."""
+    return TrainConfig(
+        preset=preset,
+        seed=0,
+        steps=steps,
+        batch_size=64,
+        cond_drop_prob=cond_drop_prob,
+        log_every=100,
+        checkpoint_every=500,
+        data=data,
+        model=ModelConfig(
+            base_channels=32,
+            channel_mults=(1, 2),
+            num_res_blocks=1,
+            attn_resolutions=(attn_resolution,),
+            num_groups=8,
+            per_head_dim=32,
+            prediction="energy" if param == "energy" else "x0",
+            energy="diff",
+        ),
+        optim=OptimConfig(lr=1e-3, warmup_steps=200, ema_decay=0.999),
+        sample=SampleConfig(sampler="ddim", steps=100),
+    )

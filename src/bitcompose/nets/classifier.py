@@ -29,6 +29,7 @@ __all__ = [
     "build_classifier",
     "read_network",
     "save_network",
+    "uniform_init_",
 ]
 
 ARCHITECTURE = "cnn-v1"
@@ -101,17 +102,8 @@ class ImageClassifier(nn.Module):
         return self.config.num_values
 
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """Initialise all weights from ``generator``: uniform ±1/√fan_in (PyTorch's default scale), norms to 1/0."""
-        with torch.no_grad():
-            for module in self.modules():
-                if isinstance(module, nn.Conv2d | nn.Linear):
-                    bound = 1.0 / module.weight[0].numel() ** 0.5
-                    module.weight.uniform_(-bound, bound, generator=generator)
-                    if module.bias is not None:
-                        module.bias.uniform_(-bound, bound, generator=generator)
-                elif isinstance(module, nn.GroupNorm):
-                    module.weight.fill_(1.0)
-                    module.bias.zero_()
+        """Initialise all weights from ``generator`` (:func:`uniform_init_`)."""
+        uniform_init_(self, generator)
 
     def scale_inputs(self, images: Tensor) -> Tensor:
         """Integer images ``[B, C, H, W]`` in 0..K-1 -> float ``[B, C, H, W]`` in [-1, 1] (checked)."""
@@ -176,6 +168,21 @@ class ImageClassifier(nn.Module):
         model.load_state_dict(weights)
         model.info = dict(meta.get("info", {}), path=str(path))
         return model.eval()
+
+
+@torch.no_grad()
+def uniform_init_(net: nn.Module, generator: torch.Generator) -> None:
+    """Initialise every conv and linear layer of ``net`` uniformly in ±1/√fan_in (PyTorch's default scale) from
+    ``generator``, and every GroupNorm to weight 1, bias 0 (no global RNG)."""
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            bound = 1.0 / module.weight[0].numel() ** 0.5
+            module.weight.uniform_(-bound, bound, generator=generator)
+            if module.bias is not None:
+                module.bias.uniform_(-bound, bound, generator=generator)
+        elif isinstance(module, nn.GroupNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
 
 
 def save_network(

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from bitcompose.core.config import Config
-from bitcompose.nets.classifier import read_network, save_network
+from bitcompose.nets.classifier import read_network, save_network, uniform_init_
 from bitcompose.nets.embeddings import sinusoidal_embedding
 
 __all__ = ["NOISY_ARCHITECTURE", "NoisyClassifierConfig", "NoisyClassifier", "build_noisy_classifier"]
@@ -102,16 +102,8 @@ class NoisyClassifier(nn.Module):
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Initialise from ``generator``: uniform ±1/√fan_in; norms to 1/0; FiLM layers to zero (identity)."""
+        uniform_init_(self, generator)
         with torch.no_grad():
-            for module in self.modules():
-                if isinstance(module, nn.Conv2d | nn.Linear):
-                    bound = 1.0 / module.weight[0].numel() ** 0.5
-                    module.weight.uniform_(-bound, bound, generator=generator)
-                    if module.bias is not None:
-                        module.bias.uniform_(-bound, bound, generator=generator)
-                elif isinstance(module, nn.GroupNorm):
-                    module.weight.fill_(1.0)
-                    module.bias.zero_()
             for block in self.blocks:
                 assert isinstance(block, _TimeBlock)
                 block.film.weight.zero_()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from bitcompose.data.images import ImageDataset
 from bitcompose.data.objects import ObjectScenes, make_object_scenes
-from bitcompose.images.cache import cached_model, use_ema
-from bitcompose.images.config import DataConfig, ModelConfig, OptimConfig, SampleConfig, TrainConfig
+from bitcompose.images.cache import cached_model, small_model_config, use_ema
+from bitcompose.images.config import DataConfig, TrainConfig
 from bitcompose.images.model import LoadedModel
 
 __all__ = [
@@ -51,28 +51,9 @@ def objects_config(condition: str, param: str, steps: int | None = None) -> Trai
         raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
     if param not in PARAMS:
         raise ValueError(f"param must be one of {PARAMS}, got {param!r}")
-    return TrainConfig(
-        preset=f"objects-{condition}-{param}",
-        seed=0,
-        steps=DEFAULT_STEPS[param] if steps is None else steps,
-        batch_size=64,
-        cond_drop_prob=0.1,
-        log_every=100,
-        checkpoint_every=500,
-        data=DataConfig(name=f"objects-{condition}", conditional=True),
-        model=ModelConfig(
-            base_channels=32,
-            channel_mults=(1, 2),
-            num_res_blocks=1,
-            attn_resolutions=(8,),
-            num_groups=8,
-            per_head_dim=32,
-            prediction="energy" if param == "energy" else "x0",
-            energy="diff",
-        ),
-        optim=OptimConfig(lr=1e-3, warmup_steps=200, ema_decay=0.999),
-        sample=SampleConfig(sampler="ddim", steps=100),
-    )
+    steps = DEFAULT_STEPS[param] if steps is None else steps
+    data = DataConfig(name=f"objects-{condition}", conditional=True)
+    return small_model_config(f"objects-{condition}-{param}", data, param, steps, 8, cond_drop_prob=0.1)
 
 
 def _dataset(condition: str) -> ImageDataset:
@@ -91,5 +72,4 @@ def load_or_train(
     """The trained model, from the cache or trained there first: the EMA weights when the run is long enough for
     the EMA to have forgotten its start (:func:`use_ema`), else the online weights."""
     config = objects_config(condition, param, steps)
-    ema = config.optim.ema_decay is not None and use_ema(config.steps, config.optim.ema_decay)
-    return cached_model(config, _dataset(condition), kind="objects", cache=cache, progress=progress, ema=ema)
+    return cached_model(config, _dataset(condition), kind="objects", cache=cache, progress=progress)
