@@ -13,8 +13,8 @@ from bitcompose.images.model import LoadedModel
 __all__ = ["DEFAULT_STEPS", "PARAMS", "guidance_config", "load_or_train"]
 
 PARAMS = ("score", "energy")
-#: Training steps at the default budget (measured in docs/results/guidance.md): an energy step costs ~3× a
-#: score step (the score is a gradient of the network's output).
+#: Training steps at the default budget (timed in docs/composition.md, "Classifier guidance"): an energy step
+#: costs ~3× a score step (the score is a gradient of the network's output).
 DEFAULT_STEPS = {"score": 4000, "energy": 2000}
 
 
