@@ -18,7 +18,7 @@ from typing import Any
 
 from bitcompose.core.machine import machine_info, machine_line
 from bitcompose.guidance.cells import evaluator, guidance_cell
-from bitcompose.guidance.data import DATASETS, guidance_dataset, splits
+from bitcompose.guidance.data import DATASETS, guidance_dataset
 from bitcompose.guidance.guide import load_or_train_guide
 from bitcompose.guidance.models import DEFAULT_STEPS, PARAMS, load_or_train
 from bitcompose.guidance.page import figures, page
@@ -135,8 +135,6 @@ def run_guidance_table(
     judge = evaluator(plan.dataset, cache, progress)
     train_minutes = (time.perf_counter() - start) / 60
     data = guidance_dataset(plan.dataset)
-    floor_n = min(plan.n, len(splits(plan.dataset)[1]))
-    floor = fid_floor(judge, data, max_images=floor_n)
     rows, shown = [], {}
     for cell in plan.cells():
 
@@ -148,10 +146,6 @@ def run_guidance_table(
             return {"images": res.images, "labels": res.labels}, res.report
 
         tensors, report = cached_result(out / "cells" / cell.name, run)
-        report |= {
-            "classifier_fid_floor": floor,
-            "floor_n": floor_n,
-        }  # depends on n only: one value per table
         rows.append(report)
         log(
             f"{cell.name}: accuracy {report['accuracy']:.3f} ± {report['accuracy_se']:.3f}, classifier FID "
