@@ -11,6 +11,7 @@ import torch
 from bitcompose.cli import main
 from bitcompose.cli.compose import GUIDANCE_DATASETS
 from bitcompose.compose import ClassifierGuidance
+from bitcompose.data import small_images
 from bitcompose.data.images import ImageDataset
 from bitcompose.diffusion.as_model import as_model
 from bitcompose.guidance import data as gdata
@@ -39,7 +40,10 @@ def test_mnist_is_pooled_and_requantised():
 def test_pool2_averages_blocks_and_rounds():
     img = torch.tensor([[0, 255, 10, 11], [0, 0, 12, 13], [4, 4, 0, 1], [4, 4, 0, 0]]).reshape(1, 1, 4, 4)
     ds = ImageDataset(images=img, labels=torch.tensor([0]), num_values=256, num_classes=1, name="x")
-    assert gdata._pool2(ds).images[0, 0].tolist() == [[64, 12], [4, 0]]  # 63.75 -> 64, 11.5 -> 12, 0.25 -> 0
+    assert small_images._pool2(ds).images[0, 0].tolist() == [
+        [64, 12],
+        [4, 0],
+    ]  # 63.75 -> 64, 11.5 -> 12, 0.25 -> 0
 
 
 def test_datasets_agree_with_the_cli():
