@@ -348,3 +348,21 @@ def test_bad_layout_inputs() -> None:
         codec.decode_sequence(torch.zeros(3, 8))
     with pytest.raises(ValueError, match="trailing dimension"):
         codec.decode_sequence(torch.zeros(2, 3, 7))
+
+
+# --------------------------------------------------------------------------- continuous (the pixel reference)
+
+
+def test_continuous_encoding_is_the_rescaled_value_and_decodes_to_the_nearest_level() -> None:
+    codec = BitCodec(256, "continuous", scale=0.5)
+    assert codec.num_bits == 1
+    a = codec.encode(torch.tensor([0, 51, 255]))
+    assert torch.allclose(a[:, 0], torch.tensor([-0.5, (2 * 51 / 255 - 1) * 0.5, 0.5]))
+    x = torch.arange(256)
+    assert torch.equal(codec.decode(codec.encode(x)), x)
+    # nearest level: a shift of 0.49 level keeps the value, 0.51 level moves it; beyond ±b clamps
+    step = 2 * 0.5 / 255
+    assert codec.decode(codec.encode(torch.tensor([7])) + 0.49 * step).item() == 7
+    assert codec.decode(codec.encode(torch.tensor([7])) + 0.51 * step).item() == 8
+    values, invalid = codec.decode(torch.tensor([[-3.0], [3.0]]), return_invalid=True)
+    assert values.tolist() == [0, 255] and not bool(invalid.any())

@@ -15,6 +15,9 @@ Encodings (the paper's ``b_type``):
   (computed with a private ``numpy.random.RandomState(42)``; for ``K = 256`` it starts 228, 6, 79, 206, as the
   official table).
 * ``"onehot"``: ``K`` channels, ``+b`` at ``v`` and ``−b`` elsewhere; decoded by argmax (always valid).
+* ``"continuous"``: not bits — one real number per symbol, ``(2v/(K−1) − 1)·b`` ∈ [−b, b] (the paper's
+  continuous-pixel DDPM reference of Table 1, on the same network and sampler); decoded by rounding to the
+  nearest level, clamped to ``0..K−1`` (always valid).
 
 Invalid codes. When ``K`` is not a power of two some bit patterns name no symbol: a binary pattern ``≥ K``, a
 Gray pattern whose decoded value is ``≥ K``, or a ``"random"`` pattern ``≥ K`` (outside the permutation's
@@ -42,7 +45,7 @@ from bitcompose.core.config import Config
 
 __all__ = ["BitCodec", "ENCODINGS"]
 
-ENCODINGS = ("binary", "gray", "random", "onehot")
+ENCODINGS = ("binary", "gray", "random", "onehot", "continuous")
 
 # "random" and "onehot" build tables (or channels) with K entries; binary/gray never build tables (except on
 # request, in code_table()). Caps keep a typo from allocating gigabytes, and keep bit patterns inside int64.
@@ -65,16 +68,16 @@ def _gray_decode(code: Tensor, num_bits: int) -> Tensor:
 
 @dataclass(frozen=True)
 class BitCodec(Config):
-    """Integers in ``{0, …, K−1}`` ↔ analog bits in ``{−scale, +scale}``.
+    """Integers in ``{0, …, K−1}`` ↔ analog bits in ``{−scale, +scale}`` (or one real in ``[−scale, scale]``).
 
     Args:
         num_values: alphabet size ``K ≥ 2`` (any integer, not only powers of two).
-        encoding: ``"binary"`` (LSB-first), ``"gray"``, ``"random"`` (fixed seed-42 permutation) or
-            ``"onehot"``.
+        encoding: ``"binary"`` (LSB-first), ``"gray"``, ``"random"`` (fixed seed-42 permutation),
+            ``"onehot"`` or ``"continuous"`` (the value itself, rescaled to ``[−scale, scale]``).
         scale: the bit scale ``b > 0``; bits are ``±scale``.
 
     Attributes:
-        num_bits: analog channels per symbol: ``⌈log2 K⌉`` (1 for K = 2), or ``K`` for one-hot.
+        num_bits: analog channels per symbol: ``⌈log2 K⌉`` (1 for K = 2), ``K`` for one-hot, 1 for continuous.
 
     Example:
         >>> codec = BitCodec(8)
@@ -110,8 +113,8 @@ class BitCodec(Config):
                 f"num_values={k} is too large for encoding {self.encoding!r} (it builds a table of K "
                 f"entries); the limit is {_MAX_TABLE_VALUES}"
             )
-        num_bits = k if self.encoding == "onehot" else (k - 1).bit_length()
-        if self.encoding != "onehot" and num_bits > _MAX_BITS:
+        num_bits = {"onehot": k, "continuous": 1}.get(self.encoding, (k - 1).bit_length())
+        if self.encoding in ("binary", "gray", "random") and num_bits > _MAX_BITS:
             raise ValueError(f"num_values={k} needs {num_bits} bits; at most {_MAX_BITS} are supported")
         perm = inv_perm = None
         if self.encoding == "random":
@@ -197,10 +200,14 @@ class BitCodec(Config):
             x: integer tensor ``[...]`` with values in ``[0, K)`` (any integer dtype, any device).
 
         Returns:
-            float32 ``[..., num_bits]`` with values in ``{−scale, +scale}``, on ``x``'s device.
+            float32 ``[..., num_bits]`` with values in ``{−scale, +scale}`` (``continuous``: ``[−scale, scale]``),
+            on ``x``'s device.
         """
         self._check_values(x, "encode")
         v = x.long()
+        if self.encoding == "continuous":
+            level = v.to(torch.float32) * (2.0 / (self.num_values - 1)) - 1.0
+            return (level * self.scale).unsqueeze(-1)
         if self.encoding == "onehot":
             bits = torch.nn.functional.one_hot(v, self.num_values)
         else:
@@ -215,6 +222,10 @@ class BitCodec(Config):
         return bits.to(torch.float32) * (2.0 * self.scale) - self.scale
 
     def _decode(self, a: Tensor) -> tuple[Tensor, Tensor]:
+        if self.encoding == "continuous":
+            level = (a[..., 0].double() / self.scale + 1.0) * (0.5 * (self.num_values - 1))
+            value = level.round().clamp(0, self.num_values - 1).long()
+            return value, torch.zeros_like(value, dtype=torch.bool)
         if self.encoding == "onehot":
             value = a.argmax(dim=-1)
             return value, torch.zeros_like(value, dtype=torch.bool)

@@ -21,8 +21,8 @@ from bitcompose.core.tensors import append_dims
 
 __all__ = ["BitDenoiser", "PREDICTIONS", "ENERGIES"]
 
-PredictionType = Literal["x0", "eps", "logistic", "energy"]
-PREDICTIONS: tuple[str, ...] = ("x0", "eps", "logistic", "energy")
+PredictionType = Literal["x0", "eps", "logistic", "energy", "masked"]
+PREDICTIONS: tuple[str, ...] = ("x0", "eps", "logistic", "energy", "masked")
 ENERGIES: tuple[str, ...] = ("diff", "norm")
 
 
@@ -38,7 +38,9 @@ class BitDenoiser(nn.Module):
         prediction: what the network predicts: ``"x0"`` (paper default), ``"eps"`` (x0 = (x_t − σ·ε)/α),
             ``"logistic"`` (the appendix's sigmoid output: x0 = (2·sigmoid(f) − 1)·b) or ``"energy"``: a scalar
             ``E_θ`` built from the network output ``f`` (see ``energy``) with ``ε̂ = ∇ₓE_θ`` by autograd (Du et al.
-            2023; trained by double backprop), so the model has a level energy ``E_θ/σ_t``.
+            2023; trained by double backprop), so the model has a level energy ``E_θ/σ_t``. ``"masked"``: not a
+            diffusion over analog bits but the absorbing-state categorical baseline; the network returns logits,
+            used only through :mod:`bitcompose.diffusion.masked` (there is no x0 estimate).
         energy: the energy's form for ``prediction="energy"``: ``"diff"``, ``E = ‖f − x_t‖²``, or ``"norm"``,
             ``E = ½‖f‖²`` (summed over non-batch dims).
         self_condition: whether the network takes the previous x0 estimate as extra input channels.
@@ -65,6 +67,8 @@ class BitDenoiser(nn.Module):
             raise ValueError(f"unknown energy {energy!r}; expected one of {ENERGIES}")
         if not scale > 0:
             raise ValueError(f"scale must be positive, got {scale}")
+        if prediction == "masked" and self_condition:
+            raise ValueError("a masked (absorbing-state) model has no self-conditioning")
         self.net = net
         self.scale = float(scale)
         self.prediction: PredictionType = prediction
@@ -155,6 +159,11 @@ class BitDenoiser(nn.Module):
 
     def prediction_of(self, out: Tensor, x_t: Tensor, t: Tensor) -> Prediction:
         """A raw network output ``[B, ...]`` as a :class:`~bitcompose.core.model.Prediction` (x0 or ε)."""
+        if self.prediction == "masked":
+            raise ValueError(
+                "a masked (absorbing-state) model predicts categorical logits, not x0: sample it with "
+                "bitcompose.diffusion.masked.masked_sample"
+            )
         alpha = append_dims(self.schedule.alpha(t), x_t)
         sigma = append_dims(self.schedule.sigma(t), x_t)
         if self.prediction in ("eps", "energy"):

@@ -82,7 +82,9 @@ class ModelConfig(Config):
             time_scaling, output_head: as in :class:`bitcompose.nets.unet.UNetConfig`.
         encoding: bit encoding of the pixel values (``binary``, ``gray``, ``random``, ``onehot``).
         scale: the analog-bit scale ``b``.
-        prediction: what the network predicts (``x0``, ``eps``, ``logistic``, or ``energy``: ε = ∇ₓE_θ).
+        prediction: what the network predicts (``x0``, ``eps``, ``logistic``, or ``energy``: ε = ∇ₓE_θ), or
+            ``masked``: the absorbing-state categorical baseline (:mod:`bitcompose.diffusion.masked`; needs
+            ``encoding=onehot`` and no self-conditioning; sampled ancestrally, ``sample.sampler=ddpm``).
         energy: the energy's form for ``prediction=energy``: ``diff`` (‖f − x‖²) or ``norm`` (½‖f‖²).
         self_condition: self-conditioning (the network sees its previous x0 estimate).
     """
@@ -111,6 +113,14 @@ class ModelConfig(Config):
             f"model.prediction must be one of {_PREDICTIONS}, got {self.prediction!r}",
         )
         _check(self.scale > 0, f"model.scale must be > 0, got {self.scale}")
+        _check(
+            self.prediction != "masked" or (self.encoding == "onehot" and not self.self_condition),
+            "model.prediction=masked needs model.encoding=onehot and model.self_condition=false",
+        )
+        _check(
+            self.prediction != "masked" or self.output_head == "linear",
+            "model.prediction=masked needs model.output_head=linear (the network's outputs are the logits)",
+        )
         _check(self.energy in _ENERGIES, f"model.energy must be one of {_ENERGIES}, got {self.energy!r}")
         _check(
             self.output_head in ("linear", "softmax"),
@@ -210,6 +220,11 @@ class TrainConfig(Config):
         _check(
             self.self_cond_prob == 0 or self.model.self_condition,
             "self_cond_prob > 0 needs model.self_condition=true",
+        )
+        _check(
+            self.model.prediction != "masked" or (self.cond_drop_prob == 0 and self.sample.sampler == "ddpm"),
+            "model.prediction=masked is sampled ancestrally (sample.sampler=ddpm) and has no guidance "
+            "(cond_drop_prob=0)",
         )
         _check(
             self.cond_drop_prob == 0 or self.data.conditional,

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from bitcompose.core.config import diff_keys
 from bitcompose.data.images import ImageDataset, load_image_dataset, random_flip
 from bitcompose.diffusion import BitDenoiser, diffusion_loss
+from bitcompose.diffusion.masked import masked_loss, masked_sample, normal_to_uniform
 from bitcompose.diffusion.samplers import sample
 from bitcompose.figures.grids import save_grid
 from bitcompose.images.config import TrainConfig, data_problems
@@ -108,6 +109,18 @@ def sample_grid(
         labels, n, nrow = None, unconditional, 8
     shape = (n, spec.channels * codec.num_bits, spec.image_size, spec.image_size)
     s = config.sample
+    if config.model.prediction == "masked":
+        bits = masked_sample(
+            denoiser,  # type: ignore[arg-type]
+            shape,
+            num_values=spec.num_values,
+            steps=s.steps,
+            cond=labels,
+            generator=generator,
+            precision=s.precision,
+            device=device,
+        )
+        return codec.decode_images(bits).cpu(), None if labels is None else labels.cpu(), nrow
     bits = sample(
         denoiser,  # type: ignore[arg-type]
         shape,
@@ -197,6 +210,16 @@ class ImageTask:
         if den is None:
             den = self._denoisers[id(net)] = make_denoiser(net, cfg.model)
         batch = self.make_batch(step)
+        if cfg.model.prediction == "masked":
+            k = self.codec.num_values
+            return masked_loss(
+                den,
+                batch["x0"],
+                num_values=k,
+                t=batch["t"],
+                uniforms=normal_to_uniform(batch["noise"][:, ::k]),
+                cond=batch["labels"],
+            )
         return diffusion_loss(
             den,
             batch["x0"],
