@@ -17,7 +17,7 @@ from bitcompose.cli.errors import CLIError
 __all__ = ["main", "build_parser", "CLIError"]
 
 # Modules under bitcompose.cli that define command groups (each has `register(subparsers)`).
-COMMAND_MODULES: tuple[str, ...] = ("toy2d", "caption", "classifier", "images", "compose")
+COMMAND_MODULES: tuple[str, ...] = ("toy2d", "caption", "classifier", "images", "compose", "study")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,181 @@
+"""One cell of the Bit Diffusion study: ``n`` class-conditional samples of a cached model, scored.
+
+The data: MNIST / Fashion-MNIST at 14×14 with all 256 grey levels (8 bits per pixel), or the 8×8 digits with
+their 17 levels (:func:`~bitcompose.data.small_images.small_dataset`), split once 90/10 (seed 0). Every model trains
+on the train split; the evaluation classifier too. The samples ask for the classes ``0, 1, …, 9, 0, …``; the
+evaluation classifier says whether each shows its class, its features give the classifier FID against the train
+split (with a bootstrap s.e.) beside the real-vs-real floor of as many held-out images.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from bitcompose.data.images import ImageDataset
+from bitcompose.data.small_images import SMALL_DATASETS, small_dataset
+from bitcompose.images.cache import cached_model, train_seconds
+from bitcompose.images.classifier import load_or_train_classifier
+from bitcompose.images.evaluate import generate
+from bitcompose.images.model import LoadedModel
+from bitcompose.metrics.fid import feature_statistics, frechet_distance_from_stats
+from bitcompose.metrics.image_scores import classifier_fid_with_se, fid_floor
+from bitcompose.nets.classifier import ImageClassifier
+from bitcompose.study.grid import MODELS, StudyCell, StudyModel, model_config
+
+__all__ = ["HELD_OUT", "SPLIT_SEED", "TRAIN_STEPS", "CellResult", "evaluator", "load_or_train", "study_cell"]
+
+HELD_OUT, SPLIT_SEED = 0.1, 0
+#: Optimiser steps per model (≤ 20 min each on 2 CPU cores for the 14×14 models; ≈ 1–2 min for the digits).
+TRAIN_STEPS = {"digits": 1500, "mnist": 4000, "fashion_mnist": 4000}
+
+
+def study_data(dataset: str) -> ImageDataset:
+    """All images of the study's ``dataset`` (256 levels at 14×14, or the digits' 17 at 8×8)."""
+    return small_dataset(dataset)
+
+
+def splits(dataset: str) -> tuple[ImageDataset, ImageDataset]:
+    """``(train, held_out)``: the one split of the study."""
+    return study_data(dataset).split(HELD_OUT, SPLIT_SEED)
+
+
+def load_or_train(
+    model: StudyModel,
+    dataset: str,
+    *,
+    steps: int | None = None,
+    cache: str | Path | None = None,
+    progress: bool = True,
+) -> LoadedModel:
+    """The trained ``model`` on ``dataset``'s train split: from the cache (``<cache>/study``), or trained there."""
+    train = splits(dataset)[0]
+    config = model_config(
+        model, dataset, train.image_shape[1], TRAIN_STEPS[dataset] if steps is None else steps
+    )
+    return cached_model(config, train, kind="study", cache=cache, progress=progress)
+
+
+def evaluator(dataset: str, cache: str | Path | None = None, progress: bool = True) -> ImageClassifier:
+    """The evaluation classifier of ``dataset``: trained on the clean train split only, never on samples."""
+    folder = None if cache is None else Path(cache) / "classifiers"
+    return load_or_train_classifier(study_data(dataset), cache_dir=folder, progress=progress)
+
+
+@functools.cache
+def _inception_train_statistics(dataset: str) -> tuple[Any, Any, Any]:
+    """The Inception network and the mean and covariance of its features of ``dataset``'s train split."""
+    from bitcompose.metrics.inception import InceptionFeatures
+
+    net = InceptionFeatures()
+    train = splits(dataset)[0]
+    return net, *feature_statistics(net(train.images, train.num_values))
+
+
+def inception_scores(dataset: str, images: Tensor, floor_n: int) -> dict[str, float]:
+    """Inception FID of ``images`` (``long [m, C, H, W]``) against the train split, and its floor with ``floor_n``
+    held-out images (needs the ``fid`` extra; ``FileNotFoundError`` with the install command otherwise)."""
+    net, mu, cov = _inception_train_statistics(dataset)
+    held_out = splits(dataset)[1].images[:floor_n]
+    k = study_data(dataset).num_values
+    fid = frechet_distance_from_stats(*feature_statistics(net(images, k)), mu, cov)
+    floor = frechet_distance_from_stats(*feature_statistics(net(held_out, k)), mu, cov)
+    return {"inception_fid": fid, "inception_fid_floor": floor}
+
+
+@dataclass
+class CellResult:
+    """A cell's JSON-ready report and its samples (``long [n, C, H, W]``, labels ``long [n]``)."""
+
+    report: dict[str, Any]
+    images: Tensor
+    labels: Tensor
+
+
+def study_cell(
+    cell: StudyCell,
+    dataset: str,
+    *,
+    n: int = 500,
+    seed: int = 0,
+    train_steps: int | None = None,
+    cache: str | Path | None = None,
+    progress: bool = True,
+    inception: bool = False,
+) -> CellResult:
+    """Train (or load) the cell's model, draw ``n`` samples, score them (the FID on the first ``m`` samples and the
+    floor on ``m`` held-out images, ``m = min(n, held-out size)``; the class accuracy on all ``n``).
+
+    Returns:
+        the report: ``model, encoding, loss, self_condition, prediction, sampler, steps, td, momentum,
+        self_guidance, mode, classifier_fid (± classifier_fid_se), classifier_fid_floor, class_accuracy
+        (± class_accuracy_se), invalid_fraction, nfe, seconds`` and provenance (``dataset, n, seed, model_steps,
+        train_seconds, precision, ema_weights, evaluator_val_accuracy``); with ``inception``, also
+        ``inception_fid`` and ``inception_fid_floor`` (the first ``m`` samples and ``m`` held-out images against the
+        train split; the held-out images in split order).
+    """
+    if dataset not in SMALL_DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(SMALL_DATASETS)}, got {dataset!r}")
+    if n < 2:
+        raise ValueError(f"n must be at least 2 (the FID needs two samples), got {n}")
+    model = MODELS[cell.model]
+    loaded = load_or_train(model, dataset, steps=train_steps, cache=cache, progress=progress)
+    judge = evaluator(dataset, cache, progress)
+    train, held_out = splits(dataset)
+    out = generate(
+        loaded,
+        n,
+        steps=cell.steps,
+        sampler=cell.sampler,
+        td=cell.td,
+        momentum=cell.momentum,
+        self_guidance=cell.self_guidance,
+        seed=seed,
+        progress=progress,
+    )
+    assert out.labels is not None  # every study model is class-conditional
+    acc = float((judge.predict(out.images) == out.labels).double().mean())
+    floor_n = min(n, len(held_out))  # FID is biased by sample size: samples and floor use as many images
+    fid, fid_se = classifier_fid_with_se(judge, out.images[:floor_n], train.images, seed=seed)
+    report: dict[str, Any] = {
+        "dataset": dataset,
+        "model": model.name,
+        "family": model.family,
+        "encoding": model.encoding,
+        "loss": model.loss,
+        "self_condition": model.self_condition,
+        "prediction": model.prediction,
+        "sampler": cell.sampler,
+        "steps": cell.steps,
+        "td": cell.td,
+        "momentum": cell.momentum,
+        "self_guidance": cell.self_guidance,
+        "mode": cell.mode,
+        "n": n,
+        "seed": seed,
+        "num_values": loaded.spec.num_values,
+        "classifier_fid": fid,
+        "classifier_fid_se": fid_se,
+        "classifier_fid_floor": fid_floor(
+            judge, study_data(dataset), HELD_OUT, SPLIT_SEED, max_images=floor_n
+        ),
+        "floor_n": floor_n,
+        "class_accuracy": acc,
+        "class_accuracy_se": math.sqrt(acc * (1 - acc) / n),
+        "invalid_fraction": out.invalid_fraction,
+        "nfe": cell.nfe,
+        "seconds": out.seconds,
+        "precision": out.settings["precision"],
+        "model_steps": loaded.step,
+        "train_seconds": train_seconds(loaded.path, loaded.step),
+        "ema_weights": loaded.ema,
+        "evaluator_val_accuracy": judge.info.get("val_accuracy"),
+    }
+    if inception:
+        report |= inception_scores(dataset, out.images[:floor_n], floor_n)
+    return CellResult(report, out.images, out.labels)

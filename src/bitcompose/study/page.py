@@ -1,0 +1,333 @@
+"""The study's page: tables laid out like the paper's (Tables 1, 6, 7, 8, 9, Fig. 6) with the paper's numbers
+beside ours, the paper's claims checked against our cells, and the figures (FID vs NFE, FID vs td, samples).
+
+The paper's numbers are Inception FIDs on CIFAR-10 / ImageNet 64×64 with 50K samples; ours are classifier FIDs on
+small grey images with a few hundred samples. Only the *direction* of each effect is comparable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bitcompose.figures.plots import labelled_rows, line_plot
+
+__all__ = ["claims", "figures", "find", "page"]
+
+Row = dict[str, Any]
+
+#: Table 6 (CIFAR-10, unconditional FID): encoding → loss → FID. ``random`` with ℓ2 used the softmax head.
+PAPER_TABLE6 = {
+    "binary": {"l2": 3.48, "logistic": 3.53},
+    "gray": {"l2": 3.86, "logistic": 3.71},
+    "random": {"softmax-head": 6.93, "logistic": 49.29},
+    "onehot": {"l2": 46.32, "logistic": 26.82, "softmax-head": 29.49},
+}
+#: Table 1 (CIFAR-10, class-conditional FID where given, else unconditional).
+PAPER_TABLE1 = {
+    "continuous": "2.95 (DDPM, continuous pixels)",
+    "binary": "2.72",
+    "gray": "2.94",
+    "random": "6.43",
+    "masked": "30.97 (D3PM absorbing, unconditional)",
+}
+#: Table 7 (ImageNet 64×64 FID): (sampler, NFE) → encoding → FID (DPM-Solver at 30 / 50 NFE).
+PAPER_TABLE7 = {
+    ("ddim", 100): {"binary": 8.80, "gray": 11.31, "random": 8.76},
+    ("ddpm", 100): {"binary": 13.04, "gray": 12.77, "random": 9.25},
+    ("ddim", 400): {"binary": 5.00, "gray": 5.52, "random": 38.44},
+    ("ddpm", 400): {"binary": 4.84, "gray": 5.37, "random": 40.91},
+}
+#: Table 8 (ImageNet 64×64 continuous pixels, DPM-Solver at 20 NFE): (prediction, self-conditioning) → FID.
+PAPER_TABLE8 = {("eps", False): 6.10, ("eps", True): 4.24, ("x0", False): 12.13, ("x0", True): 6.94}
+#: Table 9 (ImageNet 64×64, best FID per strategy): mode → encoding → FID.
+PAPER_TABLE9 = {
+    "default": {"binary": 4.84, "gray": 5.14, "random": 8.76},
+    "momentum": {"binary": 4.85, "gray": 5.14, "random": 8.51},
+    "self-guidance": {"binary": 5.15, "gray": 5.65, "random": 7.87},
+}
+
+
+def find(rows: Sequence[Row], model: str, sampler: str, steps: int, **extra: Any) -> Row | None:
+    """The row of ``model`` with this sampler and steps (td, momentum, self-guidance 0 unless given)."""
+    want = {"td": 0.0, "momentum": 0.0, "self_guidance": 0.0, **extra}
+    for r in rows:
+        if (r["model"], r["sampler"], r["steps"]) == (model, sampler, steps) and all(
+            float(r[k]) == float(v) for k, v in want.items()
+        ):
+            return r
+    return None
+
+
+def _fid(r: Row | None) -> str:
+    return "–" if r is None else f"{r['classifier_fid']:.2f} ± {r['classifier_fid_se']:.2f}"
+
+
+def _cell(r: Row | None) -> str:
+    return "–" if r is None else f"{_fid(r)} (acc. {r['class_accuracy']:.3f})"
+
+
+def _paper(value: Any) -> str:
+    return "–" if value is None else str(value)
+
+
+def compare(a: Row | None, b: Row | None, name_a: str, name_b: str) -> str | None:
+    """``name_a`` vs ``name_b`` by classifier FID, the difference in units of its s.e. (lower FID is better)."""
+    if a is None or b is None:
+        return None
+    diff = b["classifier_fid"] - a["classifier_fid"]
+    se = math.hypot(a["classifier_fid_se"], b["classifier_fid_se"])
+    k = diff / se if se > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
+    verdict = "no difference beyond 2 s.e." if abs(k) < 2 else f"{name_a if k > 0 else name_b} better"
+    return (
+        f"{name_a} {a['classifier_fid']:.2f} vs {name_b} {b['classifier_fid']:.2f} "
+        f"(difference {abs(diff):.2f} = {abs(k):.1f} s.e.): {verdict}"
+    )
+
+
+def matching_nfe(rows: Sequence[Row], model: str = "binary") -> str:
+    """The fewest DPM-Solver++(2M) evaluations whose FID is within one s.e. of DDIM at 100 steps."""
+    ref = find(rows, model, "ddim", 100)
+    solver = sorted((r for r in rows if r["model"] == model and r["sampler"] == "dpmpp2m" and r["mode"] ==
+                     "default" and not r["td"]), key=lambda r: r["steps"])  # fmt: skip
+    if ref is None or not solver:
+        return "not run (needs the `samplers` grid)"
+    for r in solver:
+        if r["classifier_fid"] <= ref["classifier_fid"] + ref["classifier_fid_se"]:
+            return (
+                f"{r['nfe']} evaluations (DPM-Solver++(2M) {r['classifier_fid']:.2f} ± {r['classifier_fid_se']:.2f}"
+                f" vs DDIM-100 {ref['classifier_fid']:.2f} ± {ref['classifier_fid_se']:.2f})"
+            )
+    return f"none of {', '.join(str(r['nfe']) for r in solver)} evaluations reached DDIM-100"
+
+
+def claims(rows: Sequence[Row]) -> list[tuple[str, str]]:
+    """``(the paper's claim, what our cells say)`` for each claim the study tests ("not run" without cells)."""
+
+    def ddim(m: str) -> Row | None:
+        return find(rows, m, "ddim", 100)
+
+    def said(text: str | None) -> str:
+        return text or "not run"
+
+    rank = [(m, ddim(m)) for m in ("binary", "gray", "random", "onehot")]
+    have = [(m, r) for m, r in rank if r is not None]
+    ranking = (
+        " < ".join(
+            f"{m} {r['classifier_fid']:.2f}" for m, r in sorted(have, key=lambda x: x[1]["classifier_fid"])
+        )
+        if len(have) >= 2
+        else None
+    )
+    out = [
+        ("Encodings (Tables 1, 6): uint8 ≤ gray < uint8 (rand) ≪ one-hot (ℓ2, FID)", said(ranking)),
+        ("Self-conditioning greatly improves Bit Diffusion (Fig. 5)",
+         said(compare(ddim("binary"), ddim("binary-nosc"), "with", "without"))),
+        ("x0 prediction ≫ ε prediction for analog bits (Fig. 5)",
+         said(compare(ddim("binary"), ddim("binary-eps"), "x0", "ε"))),
+        ("DDIM beats DDPM at 100 steps (Table 7)",
+         said(compare(ddim("binary"), find(rows, "binary", "ddpm", 100), "DDIM", "DDPM"))),
+        ("uint8 (rand) degrades from 100 to 400 DDIM steps (Table 7)",
+         said(compare(ddim("random"), find(rows, "random", "ddim", 400), "100 steps", "400 steps"))),
+        ("Momentum ≈ default sampling for uint8 (Table 9)",
+         said(compare(ddim("binary"), find(rows, "binary", "ddim", 100, momentum=0.5), "default", "momentum"))),
+        ("Self-guidance is worse than default for uint8 (Table 9)",
+         said(compare(ddim("binary"), find(rows, "binary", "ddim", 100, self_guidance=3.0), "default",
+                      "self-guidance"))),
+        ("Bit Diffusion on uint8 ≈ continuous pixels (Table 1: 2.72 vs 2.95)",
+         said(compare(ddim("binary"), ddim("continuous"), "bits", "continuous"))),
+        ("Bit Diffusion ≪ absorbing-state discrete diffusion at equal NFE (Table 1: 6.43–2.72 vs 30.97)",
+         said(compare(ddim("binary"), find(rows, "masked", "ddpm", 100), "bits", "masked"))),
+        ("A few-step solver matches DDIM-100 (our question, App. E)", matching_nfe(rows)),
+    ]  # fmt: skip
+    return out
+
+
+def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in body]
+
+
+def _encodings(rows: Sequence[Row]) -> list[str]:
+    losses = ("l2", "logistic", "softmax-head")
+    name = {"l2": "", "logistic": "-logistic", "softmax-head": "-softmax"}
+    body = []
+    for enc in ("binary", "gray", "random", "onehot"):
+        ours = [_cell(find(rows, f"{enc}{name[loss]}", "ddim", 100)) for loss in losses]
+        paper = [_paper(PAPER_TABLE6[enc].get(loss)) for loss in losses]
+        body.append([enc, *ours, " / ".join(paper)])
+    return _table(
+        ["encoding", "ℓ2", "logistic", "softmax head (ℓ2)", "paper Table 6: ℓ2 / logistic / softmax"], body
+    )
+
+
+def _state_spaces(rows: Sequence[Row]) -> list[str]:
+    body = []
+    for model, sampler in (("continuous", "ddim"), ("binary", "ddim"), ("gray", "ddim"), ("random", "ddim"),
+                           ("random-softmax", "ddim"), ("onehot", "ddim"), ("masked", "ddpm")):  # fmt: skip
+        r = find(rows, model, sampler, 100)
+        inv = "–" if r is None else f"{r['invalid_fraction']:.4f}"
+        body.append([model, sampler, _cell(r), inv, _paper(PAPER_TABLE1.get(model))])
+    return _table(
+        ["model", "sampler (100 NFE)", "classifier FID (acc.)", "invalid codes", "paper Table 1"], body
+    )
+
+
+def _samplers(rows: Sequence[Row]) -> list[str]:
+    models = [
+        m for m in ("binary", "gray", "random", "continuous", "masked") if any(r["model"] == m for r in rows)
+    ]
+    keys = sorted({(r["sampler"], r["steps"]) for r in rows if r["model"] in models and r["mode"] == "default"
+                   and not r["td"]}, key=lambda k: (k[0], k[1]))  # fmt: skip
+    body = []
+    for sampler, steps in keys:
+        ours = [_fid(find(rows, m, sampler, steps)) for m in models]
+        paper = PAPER_TABLE7.get((sampler, steps), {})
+        body.append([f"{sampler} @ {steps}", *ours, " / ".join(_paper(paper.get(e)) for e in ("binary", "gray",
+                                                                                                "random"))])  # fmt: skip
+    return _table(["sampler @ NFE", *models, "paper Table 7: uint8 / gray / rand"], body)
+
+
+def _ablations(rows: Sequence[Row]) -> list[str]:
+    body = []
+    for pred in ("x0", "eps"):
+        for sc in (True, False):
+            model = "binary" + ("-eps" if pred == "eps" else "") + ("" if sc else "-nosc")
+            body.append([pred, "on" if sc else "off", _cell(find(rows, model, "ddim", 100)),
+                         _fid(find(rows, model, "dpmpp2m", 20)), _paper(PAPER_TABLE8[(pred, sc)])])  # fmt: skip
+    return _table(
+        ["prediction", "self-cond.", "DDIM 100", "DPM-Solver++(2M) 20", "paper Table 8 (20 NFE)"], body
+    )
+
+
+def _td(rows: Sequence[Row]) -> list[str]:
+    tds = sorted({float(r["td"]) for r in rows if r["model"] == "binary" and r["sampler"] == "ddim"})
+    steps = sorted({r["steps"] for r in rows if r["model"] == "binary" and r["td"]})
+    body = [[f"ddim @ {k}", *[_fid(find(rows, "binary", "ddim", k, td=td)) for td in tds]] for k in steps]
+    return _table(["steps \\ td", *[f"{td:g}" for td in tds]], body) if body else ["not run"]
+
+
+def _appendix_g(rows: Sequence[Row]) -> list[str]:
+    body = []
+    steps = sorted({r["steps"] for r in rows if r["model"] == "binary" and r["mode"] != "default"})
+    for mode, extra in (
+        ("default", {}),
+        ("momentum", {"momentum": 0.5}),
+        ("self-guidance", {"self_guidance": 3.0}),
+    ):
+        ours = [_cell(find(rows, "binary", "ddim", k, **extra)) for k in steps]
+        body.append([mode, *ours, _paper(PAPER_TABLE9[mode]["binary"])])
+    return _table(["strategy (uint8)", *[f"DDIM {k}" for k in steps], "paper Table 9 (uint8)"], body) if steps else [
+        "not run"]  # fmt: skip
+
+
+def _all_rows(rows: Sequence[Row]) -> list[str]:
+    body = [
+        [r["model"], r["sampler"], str(r["steps"]), f"{r['td']:g}", r["mode"], _fid(r),
+         f"{r['classifier_fid_floor']:.2f}", f"{r['class_accuracy']:.3f} ± {r['class_accuracy_se']:.3f}",
+         f"{r['invalid_fraction']:.4f}", str(r["nfe"]), f"{r['seconds']:.0f}"]
+        for r in sorted(rows, key=lambda r: (r["model"], r["sampler"], r["steps"], r["td"], r["mode"]))
+    ]  # fmt: skip
+    header = ["model", "sampler", "steps", "td", "mode", "classifier FID", "floor", "class acc.", "invalid", "NFE",
+              "s"]  # fmt: skip
+    if any("inception_fid" in r for r in rows):
+        ordered = sorted(rows, key=lambda r: (r["model"], r["sampler"], r["steps"], r["td"], r["mode"]))
+        for line, r in zip(body, ordered, strict=True):
+            line.append(f"{r['inception_fid']:.1f} (floor {r['inception_fid_floor']:.1f})" if "inception_fid" in r
+                        else "–")  # fmt: skip
+        header.append("Inception FID")
+    return _table(header, body)
+
+
+def page(rows: Sequence[Row], meta: dict[str, Any]) -> str:
+    """The Markdown page of the study's cells."""
+    ev = meta["evaluator"]
+    lines = [
+        "# Bit Diffusion study: encodings, losses, self-conditioning, samplers, td, Appendix G, baselines",
+        "",
+        f"Small-scale reproduction on `{meta['data_name']}` ({meta['num_values']} grey levels, images "
+        f"{'×'.join(map(str, meta['image_shape']))}), class-conditional models of the CPU-sized recipe "
+        f"({meta['train_steps']} steps each), seed {meta['seed']}, n = {meta['n']} samples per cell. "
+        "Parts run into this folder (each resumable; rerun a command to finish it):",
+        "",
+    ]
+    lines += _table(["grid", "command", "cells", "wall (min)", "training (min)", "date", "machine"],
+                    [[p["grid"], f"`{p['command']}`", str(p["cells"]), f"{p['wall_minutes']:.1f}",
+                      f"{p['train_minutes']:.1f}", p["date"], p["machine_line"]] for p in meta["parts"]])  # fmt: skip
+    lines += [
+        "",
+        "**Yardsticks.** Classifier FID: Fréchet distance of the evaluation classifier's features, samples vs the "
+        "train split, with a bootstrap s.e.; *floor*: the same distance for as many held-out real images (the best "
+        f"a perfect model can score at this n; {meta['floor_full']:.2f} with the whole held-out split). Class "
+        "accuracy: the evaluation classifier (held-out accuracy on real images "
+        f"{ev.get('val_accuracy', float('nan')):.3f}) agrees with the requested class. FID is biased at small n and "
+        "cannot tell cells apart within ~2 s.e.; a model that copies training images would score at the floor. "
+        "The paper's numbers are Inception FIDs on CIFAR-10 / ImageNet 64×64 (50K samples): compare directions, "
+        "not values.",
+        "",
+        "## The paper's claims against our cells",
+        "",
+    ]
+    lines += _table(["claim (paper)", "ours"], [[c, o] for c, o in claims(rows)])
+    sections = [
+        ("Encodings × losses (Tables 1 and 6; DDIM 100 steps)", _encodings(rows)),
+        ("State spaces at 100 network evaluations (Table 1)", _state_spaces(rows)),
+        ("Samplers × NFE (Table 7)", _samplers(rows)),
+        ("Self-conditioning × prediction (Fig. 5, Table 8)", _ablations(rows)),
+        ("Asymmetric time intervals (Fig. 6; binary, DDIM)", _td(rows)),
+        ("Appendix G: momentum 0.5 and self-guidance weight 3 (Table 9)", _appendix_g(rows)),
+        ("Every cell", _all_rows(rows)),
+    ]
+    for title, table in sections:
+        lines += ["", f"## {title}", "", *table]
+    lines += [
+        "",
+        "![FID vs NFE](fid_vs_nfe.png)",
+        "",
+        "![FID vs td](fid_vs_td.png)",
+        "",
+        "![samples](samples.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def figures(out: Path, rows: Sequence[Row], meta: dict[str, Any]) -> None:
+    """``fid_vs_nfe.png`` (per sampler and baseline), ``fid_vs_td.png`` and ``samples.png`` (DDIM/ancestral 100)."""
+    floor = next((r["classifier_fid_floor"] for r in rows), None)
+    lines = {"binary ddim": ("binary", "ddim"), "binary ddpm": ("binary", "ddpm"),
+             "binary dpmpp2m": ("binary", "dpmpp2m"), "masked (ancestral)": ("masked", "ddpm")}  # fmt: skip
+    nfes = sorted({r["nfe"] for r in rows if r["mode"] == "default" and not r["td"]})
+    series, errors = {}, {}
+    for label, (model, sampler) in lines.items():
+        got = [find(rows, model, sampler, k) for k in nfes]
+        if sum(r is not None for r in got) >= 2:
+            series[label] = [None if r is None else r["classifier_fid"] for r in got]
+            errors[label] = [None if r is None else r["classifier_fid_se"] for r in got]
+    if series and floor is not None:
+        series["real-vs-real floor"] = [floor] * len(nfes)
+        line_plot(nfes, series, out / "fid_vs_nfe.png", xlabel="network evaluations (NFE)", ylabel="classifier FID",
+                  title="Sample quality vs cost", errors=errors, logx=True)  # fmt: skip
+    by_steps = {}
+    for k in sorted({r["steps"] for r in rows if r["model"] == "binary" and r["td"]}):
+        tds = sorted({0.0} | {float(r["td"]) for r in rows if r["model"] == "binary" and r["steps"] == k})
+        by_steps[k] = [(td, find(rows, "binary", "ddim", k, td=td)) for td in tds]
+    if by_steps:
+        tds = sorted({td for pairs in by_steps.values() for td, _ in pairs})
+        td_series = {f"DDIM {k} steps": [next((r["classifier_fid"] for t, r in pairs if t == td and r), None)
+                                          for td in tds] for k, pairs in by_steps.items()}  # fmt: skip
+        line_plot(tds, td_series, out / "fid_vs_td.png", xlabel="td (steps)", ylabel="classifier FID",
+                  title="Asymmetric time intervals (binary, DDIM)")  # fmt: skip
+    shown: list[tuple[str, torch.Tensor]] = []
+    for r in sorted(rows, key=lambda r: r["model"]):
+        stem = out / "cells" / f"{r['model']}-{r['sampler']}-100"
+        if r["steps"] == 100 and r["mode"] == "default" and not r["td"] and r["sampler"] in ("ddim", "ddpm"):
+            path = stem.with_name(stem.name + ".pt")
+            if path.is_file() and r["model"] not in {name for name, _ in shown}:
+                shown.append((r["model"], torch.load(path, weights_only=True)["images"][:20]))
+    if shown:
+        labelled_rows(shown, out / "samples.png", meta["num_values"], title="100 NFE, classes 0–9 twice")

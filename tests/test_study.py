@@ -1,0 +1,180 @@
+"""The Bit Diffusion study: the grids, the model recipes, a tiny resumable run through the CLI, the page's verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from bitcompose.cli import main
+from bitcompose.cli.study import GRID_NAMES, STUDY_DATASETS
+from bitcompose.data.small_images import SMALL_DATASETS
+from bitcompose.study.grid import GRIDS, MODELS, StudyCell, grid, model_config
+from bitcompose.study.page import claims, compare, matching_nfe
+
+ROW_KEYS = {
+    "model", "encoding", "loss", "self_condition", "prediction", "sampler", "steps", "td", "classifier_fid",
+    "classifier_fid_floor", "class_accuracy", "invalid_fraction", "nfe", "seconds",
+}  # fmt: skip
+
+
+def test_cli_names_match_the_library() -> None:
+    assert GRID_NAMES == tuple(GRIDS)
+    assert STUDY_DATASETS == SMALL_DATASETS
+
+
+def test_grids_name_known_models_without_repeats_and_full_covers_every_part() -> None:
+    full = set(grid("full").cells)
+    for name in GRIDS:
+        g = grid(name)
+        assert len(set(g.cells)) == len(g.cells) and len({c.name for c in g.cells}) == len(g.cells)
+        assert all(c.model in MODELS for c in g.cells)
+        if name != "quick":
+            assert set(g.cells) <= full
+    samplers = grid("samplers").cells
+    for s in ("ddim", "ddpm", "dpmpp2m"):
+        assert {c.steps for c in samplers if c.sampler == s and c.mode == "default" and not c.td} == {
+            10, 20, 50, 100, 400,
+        }  # fmt: skip
+    assert {c.td for c in samplers} == {0.0, 0.5, 1.0, 2.0}
+    assert {c.mode for c in samplers} == {"default", "momentum", "self-guidance"}
+    with pytest.raises(ValueError, match="unknown grid"):
+        grid("nope")
+
+
+def test_cell_names_and_costs() -> None:
+    assert StudyCell("binary", "ddim", 10, td=1.0).name == "binary-ddim-10-td1"
+    assert StudyCell("binary", "ddim", 100, self_guidance=3.0).nfe == 200
+    assert StudyCell("binary", "ddim", 100, momentum=0.5).mode == "momentum"
+    assert StudyCell("masked", "ddpm", 20).nfe == 20
+
+
+def test_model_recipes_differ_only_where_named() -> None:
+    configs = {name: model_config(m, "mnist", 14, 4000) for name, m in MODELS.items()}
+    base = configs["binary"]
+    assert (base.model.encoding, base.model.prediction, base.model.self_condition) == ("binary", "x0", True)
+    assert base.data.conditional and base.self_cond_prob == 0.5 and base.steps == 4000
+    assert configs["gray"].model.encoding == "gray"
+    assert configs["random-softmax"].model.output_head == "softmax"
+    assert configs["onehot-logistic"].model.prediction == "logistic"
+    assert configs["binary-nosc"].self_cond_prob == 0.0 and not configs["binary-nosc"].model.self_condition
+    assert configs["binary-eps-nosc"].model.prediction == "eps"
+    masked = configs["masked"]
+    assert (masked.model.prediction, masked.model.encoding, masked.sample.sampler) == (
+        "masked",
+        "onehot",
+        "ddpm",
+    )
+    assert configs["continuous"].model.encoding == "continuous"
+    # everything else is the shared recipe
+    for name, cfg in configs.items():
+        assert (cfg.model.base_channels, cfg.model.channel_mults, cfg.batch_size) == (32, (1, 2), 64), name
+        assert cfg.optim == base.optim and cfg.model.attn_resolutions == (7,)
+    assert len({c.preset for c in configs.values()}) == len(configs)
+
+
+def _row(model: str, sampler: str, steps: int, fid: float, se: float, **extra: Any) -> dict[str, Any]:
+    row = {"model": model, "sampler": sampler, "steps": steps, "td": 0.0, "momentum": 0.0, "self_guidance": 0.0,
+           "mode": "default", "classifier_fid": fid, "classifier_fid_se": se, "class_accuracy": 0.9,
+           "nfe": steps}  # fmt: skip
+    return row | extra
+
+
+def test_verdicts_follow_the_numbers() -> None:
+    a, b = _row("binary", "ddim", 100, 2.0, 0.3), _row("binary-nosc", "ddim", 100, 5.0, 0.4)
+    assert compare(a, b, "with", "without").endswith("with better")  # type: ignore[union-attr]
+    assert "6.0 s.e." in compare(a, b, "with", "without")  # type: ignore[operator]  # 3 / hypot(0.3, 0.4)
+    close = _row("binary-nosc", "ddim", 100, 2.5, 0.4)
+    assert compare(a, close, "with", "without").endswith("no difference beyond 2 s.e.")  # type: ignore[union-attr]
+    assert compare(a, None, "x", "y") is None
+    found = dict(claims([a, b]))
+    assert found["Self-conditioning greatly improves Bit Diffusion (Fig. 5)"].endswith("with better")
+    assert found["x0 prediction ≫ ε prediction for analog bits (Fig. 5)"] == "not run"
+    rows = [a] + [_row("binary", "dpmpp2m", k, f, 0.2) for k, f in ((10, 3.0), (20, 2.25), (50, 2.0))]
+    assert matching_nfe(rows).startswith("20 evaluations")
+    assert matching_nfe(rows[:2]).startswith("none of 10")
+    assert matching_nfe([a]).startswith("not run")
+
+
+def test_tiny_study_runs_resumes_accumulates_parts_and_prints_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(
+        GRIDS, "quick", lambda: [StudyCell("binary", "ddim", 4), StudyCell("masked", "ddpm", 4)]
+    )
+    monkeypatch.setitem(GRIDS, "baselines", lambda: [StudyCell("continuous", "dpmpp2m", 3)])
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = [
+        "study",
+        "--grid",
+        "quick",
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--train-steps",
+        "3",
+        "--n",
+        "12",
+    ]
+    assert main([*args, "--json", "--no-progress"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in rows] == ["binary", "masked"]
+    for r in rows:
+        assert ROW_KEYS <= set(r) and r["n"] == 12 and r["model_steps"] == 3
+        assert 0 <= r["class_accuracy"] <= 1 and r["classifier_fid"] >= 0 and r["floor_n"] == 12
+    assert rows[1]["invalid_fraction"] == 0.0 and rows[1]["nfe"] == 4
+    # resume: the cells are read back, not recomputed
+    import bitcompose.study.table as table
+
+    def boom(*a: Any, **k: Any) -> None:
+        raise AssertionError("a finished cell was recomputed")
+
+    monkeypatch.setattr(table, "study_cell", boom)
+    assert main([*args, "--json", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out) == rows
+    monkeypatch.undo()
+    monkeypatch.setitem(GRIDS, "baselines", lambda: [StudyCell("continuous", "dpmpp2m", 3)])
+    args[2] = "baselines"
+    assert main([*args, "--no-progress"]) == 0
+    parts = json.loads((out / "parts.json").read_text())
+    assert [p["grid"] for p in parts] == ["quick", "baselines"]
+    page = (out / "bit_study.md").read_text()
+    assert "## The paper's claims against our cells" in page and "continuous" in page and "masked" in page
+    assert len(json.loads((out / "bit_study.json").read_text())["cells"]) == 3
+    assert (out / "samples.png").is_file() is False  # no 100-step cell: no sample grid
+
+
+def test_cli_refuses_bad_arguments_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["study", "--grid", "nope"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["study", "--n", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--n" in err[0]
+
+
+def test_inception_scores_of_real_images_sit_at_their_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bitcompose.metrics.inception import find_inception_weights
+    from bitcompose.study import cells
+
+    try:
+        find_inception_weights()
+    except FileNotFoundError:
+        pytest.skip("the fid extra (Inception weights) is not installed")
+    train, held = cells.splits("digits")
+    small = (train.subset(torch.arange(16)), held.subset(torch.arange(8)))
+    monkeypatch.setattr(cells, "splits", lambda dataset: small)
+    cells._inception_train_statistics.cache_clear()
+    try:
+        scores = cells.inception_scores("digits", held.images[:8], 8)
+        assert scores["inception_fid"] == pytest.approx(scores["inception_fid_floor"])  # the same images
+        rotated = cells.inception_scores("digits", held.images[:8].flip(-1).flip(-2), 8)["inception_fid"]
+        assert rotated > scores["inception_fid"]
+    finally:
+        cells._inception_train_statistics.cache_clear()
