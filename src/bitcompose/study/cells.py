@@ -24,7 +24,7 @@ from bitcompose.images.classifier import load_or_train_classifier
 from bitcompose.images.evaluate import generate
 from bitcompose.images.model import LoadedModel
 from bitcompose.metrics.fid import feature_statistics, frechet_distance_from_stats
-from bitcompose.metrics.image_scores import classifier_fid_with_se, fid_floor
+from bitcompose.metrics.image_scores import classifier_fid_with_se, fid_floor, held_out_images, level_tv
 from bitcompose.nets.classifier import ImageClassifier
 from bitcompose.study.grid import MODELS, StudyCell, StudyModel, model_config
 
@@ -65,6 +65,18 @@ def evaluator(dataset: str, cache: str | Path | None = None, progress: bool = Tr
     """The evaluation classifier of ``dataset``: trained on the clean train split only, never on samples."""
     folder = None if cache is None else Path(cache) / "classifiers"
     return load_or_train_classifier(study_data(dataset), cache_dir=folder, progress=progress)
+
+
+def level_scores(dataset: str, images: Tensor) -> dict[str, float]:
+    """The grey-level histogram distance of ``images`` (``long [m, C, H, W]``) to the train split, beside the same
+    distance for the ``m`` held-out images the FID floor uses."""
+    data = study_data(dataset)
+    train = splits(dataset)[0]
+    real = held_out_images(data, HELD_OUT, SPLIT_SEED, max_images=len(images))
+    return {
+        "level_tv": level_tv(images, train.images, data.num_values),
+        "level_tv_floor": level_tv(real, train.images, data.num_values),
+    }
 
 
 @functools.cache
@@ -115,7 +127,8 @@ def study_cell(
         the report: ``model, encoding, loss, self_condition, prediction, sampler, steps, td, momentum,
         self_guidance, mode, classifier_fid (± classifier_fid_se), classifier_fid_floor, class_accuracy
         (± class_accuracy_se), invalid_fraction, nfe, seconds`` and provenance (``dataset, n, seed, model_steps,
-        train_seconds, precision, ema_weights, evaluator_val_accuracy``); with ``inception``, also
+        train_seconds, precision, ema_weights, evaluator_val_accuracy``), ``level_tv`` and ``level_tv_floor``
+        (:func:`level_scores`); with ``inception``, also
         ``inception_fid`` and ``inception_fid_floor`` (the first ``m`` samples and ``m`` held-out images against the
         train split; the held-out images in split order).
     """
@@ -176,6 +189,7 @@ def study_cell(
         "ema_weights": loaded.ema,
         "evaluator_val_accuracy": judge.info.get("val_accuracy"),
     }
+    report |= level_scores(dataset, out.images[:floor_n])
     if inception:
         report |= inception_scores(dataset, out.images[:floor_n], floor_n)
     return CellResult(report, out.images, out.labels)

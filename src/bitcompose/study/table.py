@@ -15,10 +15,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bitcompose.core.machine import machine_info, machine_line
 from bitcompose.images.cache import train_seconds
 from bitcompose.metrics.image_scores import fid_floor
-from bitcompose.study.cells import TRAIN_STEPS, evaluator, load_or_train, study_cell, study_data
+from bitcompose.study.cells import TRAIN_STEPS, evaluator, level_scores, load_or_train, study_cell, study_data
 from bitcompose.study.grid import grid
 from bitcompose.study.page import figures, page
 from bitcompose.training.cache import cached_result
@@ -29,8 +31,20 @@ PAGE, JSON, PARTS = "bit_study.md", "bit_study.json", "parts.json"
 
 
 def load_rows(out: Path) -> list[dict[str, Any]]:
-    """Every cell report in ``out/cells`` (sorted by name)."""
-    return [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+    """Every cell report in ``out/cells`` (sorted by name); reports written before the grey-level distance
+    existed get it from their stored samples (and are rewritten)."""
+    rows = []
+    for path in sorted((out / "cells").glob("*.json")):
+        row = json.loads(path.read_text())
+        samples = path.with_name(path.name[: -len(".json")] + ".pt")
+        if "level_tv" not in row and samples.is_file():
+            images = torch.load(samples, weights_only=True)["images"][: row["floor_n"]]
+            row |= level_scores(row["dataset"], images)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(row, indent=2) + "\n")
+            tmp.replace(path)
+        rows.append(row)
+    return rows
 
 
 def run_study(
