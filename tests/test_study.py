@@ -79,7 +79,7 @@ def test_model_recipes_differ_only_where_named() -> None:
 def _row(model: str, sampler: str, steps: int, fid: float, se: float, **extra: Any) -> dict[str, Any]:
     row = {"model": model, "sampler": sampler, "steps": steps, "td": 0.0, "momentum": 0.0, "self_guidance": 0.0,
            "mode": "default", "classifier_fid": fid, "classifier_fid_se": se, "class_accuracy": 0.9,
-           "nfe": steps}  # fmt: skip
+           "class_accuracy_se": 0.01, "nfe": steps}  # fmt: skip
     return row | extra
 
 
@@ -89,6 +89,12 @@ def test_verdicts_follow_the_numbers() -> None:
     assert "6.0 s.e." in compare(a, b, "with", "without")  # type: ignore[operator]  # 3 / hypot(0.3, 0.4)
     close = _row("binary-nosc", "ddim", 100, 2.5, 0.4)
     assert compare(a, close, "with", "without").endswith("no difference beyond 2 s.e.")  # type: ignore[union-attr]
+    # accuracy alone separates them (0.90 vs 0.80, 7.1 s.e.); FID against it makes the verdict mixed
+    worse = _row("binary-nosc", "ddim", 100, 2.5, 0.4, class_accuracy=0.8)
+    assert compare(a, worse, "with", "without").endswith("with better")  # type: ignore[union-attr]
+    assert "7.1 s.e." in compare(a, worse, "with", "without")  # type: ignore[operator]
+    against = _row("binary-nosc", "ddim", 100, 0.5, 0.3, class_accuracy=0.8)
+    assert compare(a, against, "with", "without").endswith("mixed")  # type: ignore[union-attr]
     assert compare(a, None, "x", "y") is None
     found = dict(claims([a, b]))
     assert found["Self-conditioning greatly improves Bit Diffusion (Fig. 5)"].endswith("with better")

@@ -81,17 +81,34 @@ def _paper(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
+def _z(diff: float, se: float) -> float:
+    """``diff / se`` (± infinity for a difference with zero s.e.)."""
+    return diff / se if se > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
+
+
 def compare(a: Row | None, b: Row | None, name_a: str, name_b: str) -> str | None:
-    """``name_a`` vs ``name_b`` by classifier FID, the difference in units of its s.e. (lower FID is better)."""
+    """``name_a`` vs ``name_b`` by classifier FID (lower is better) and class accuracy (higher is better), each
+    difference in units of its s.e.; one is *better* where a yardstick separates them by ≥ 2 s.e. and the other
+    does not say the opposite."""
     if a is None or b is None:
         return None
-    diff = b["classifier_fid"] - a["classifier_fid"]
-    se = math.hypot(a["classifier_fid_se"], b["classifier_fid_se"])
-    k = diff / se if se > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
-    verdict = "no difference beyond 2 s.e." if abs(k) < 2 else f"{name_a if k > 0 else name_b} better"
+    fid = _z(
+        b["classifier_fid"] - a["classifier_fid"], math.hypot(a["classifier_fid_se"], b["classifier_fid_se"])
+    )
+    acc = _z(
+        a["class_accuracy"] - b["class_accuracy"], math.hypot(a["class_accuracy_se"], b["class_accuracy_se"])
+    )
+    votes = {name_a if z > 0 else name_b for z in (fid, acc) if abs(z) >= 2}
+    verdict = (
+        "no difference beyond 2 s.e."
+        if not votes
+        else "mixed"
+        if len(votes) == 2
+        else f"{votes.pop()} better"
+    )
     return (
-        f"{name_a} {a['classifier_fid']:.2f} vs {name_b} {b['classifier_fid']:.2f} "
-        f"(difference {abs(diff):.2f} = {abs(k):.1f} s.e.): {verdict}"
+        f"FID {name_a} {a['classifier_fid']:.2f} vs {name_b} {b['classifier_fid']:.2f} ({abs(fid):.1f} s.e.), "
+        f"accuracy {a['class_accuracy']:.3f} vs {b['class_accuracy']:.3f} ({abs(acc):.1f} s.e.): {verdict}"
     )
 
 
