@@ -140,8 +140,12 @@ def test_tiny_study_runs_resumes_accumulates_parts_and_prints_json(
         raise AssertionError("a finished cell was recomputed")
 
     monkeypatch.setattr(table, "study_cell", boom)
+    first = json.loads((out / "parts.json").read_text())
     assert main([*args, "--json", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out) == rows
+    assert (
+        json.loads((out / "parts.json").read_text()) == first
+    )  # a re-render keeps the computing run's record
     monkeypatch.undo()
     monkeypatch.setitem(GRIDS, "baselines", lambda: [StudyCell("continuous", "dpmpp2m", 3)])
     args[2] = "baselines"

@@ -316,9 +316,9 @@ def page(rows: Sequence[Row], meta: dict[str, Any]) -> str:
         lines += ["", f"## {title}", "", *table]
     lines += [
         "",
-        "![FID vs NFE](fid_vs_nfe.png)",
+        "![FID vs NFE](fid_vs_nfe.png) ![grey-level TV vs NFE](level_tv_vs_nfe.png)",
         "",
-        "![FID vs td](fid_vs_td.png)",
+        "![FID vs td](fid_vs_td.png) ![grey-level TV vs td](level_tv_vs_td.png)",
         "",
         "![samples](samples.png)",
         "",
@@ -326,32 +326,45 @@ def page(rows: Sequence[Row], meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: The two yardsticks plotted: (row key, its s.e. key or None, floor key, axis label, file stem).
+YARDSTICKS = (
+    ("classifier_fid", "classifier_fid_se", "classifier_fid_floor", "classifier FID", "fid"),
+    ("level_tv", None, "level_tv_floor", "grey-level histogram TV", "level_tv"),
+)
+
+
 def figures(out: Path, rows: Sequence[Row], meta: dict[str, Any]) -> None:
-    """``fid_vs_nfe.png`` (per sampler and baseline), ``fid_vs_td.png`` and ``samples.png`` (DDIM/ancestral 100)."""
-    floor = next((r["classifier_fid_floor"] for r in rows), None)
+    """``fid_vs_nfe.png`` / ``level_tv_vs_nfe.png`` (per sampler and the masked baseline), ``fid_vs_td.png`` /
+    ``level_tv_vs_td.png`` and ``samples.png`` (DDIM or ancestral sampling at 100 steps, one row per model)."""
     lines = {"binary ddim": ("binary", "ddim"), "binary ddpm": ("binary", "ddpm"),
              "binary dpmpp2m": ("binary", "dpmpp2m"), "masked (ancestral)": ("masked", "ddpm")}  # fmt: skip
     nfes = sorted({r["nfe"] for r in rows if r["mode"] == "default" and not r["td"]})
-    series, errors = {}, {}
-    for label, (model, sampler) in lines.items():
-        got = [find(rows, model, sampler, k) for k in nfes]
-        if sum(r is not None for r in got) >= 2:
-            series[label] = [None if r is None else r["classifier_fid"] for r in got]
-            errors[label] = [None if r is None else r["classifier_fid_se"] for r in got]
-    if series and floor is not None:
-        series["real-vs-real floor"] = [floor] * len(nfes)
-        line_plot(nfes, series, out / "fid_vs_nfe.png", xlabel="network evaluations (NFE)", ylabel="classifier FID",
-                  title="Sample quality vs cost", errors=errors, logx=True)  # fmt: skip
-    by_steps = {}
-    for k in sorted({r["steps"] for r in rows if r["model"] == "binary" and r["td"]}):
-        tds = sorted({0.0} | {float(r["td"]) for r in rows if r["model"] == "binary" and r["steps"] == k})
-        by_steps[k] = [(td, find(rows, "binary", "ddim", k, td=td)) for td in tds]
-    if by_steps:
-        tds = sorted({td for pairs in by_steps.values() for td, _ in pairs})
-        td_series = {f"DDIM {k} steps": [next((r["classifier_fid"] for t, r in pairs if t == td and r), None)
-                                          for td in tds] for k, pairs in by_steps.items()}  # fmt: skip
-        line_plot(tds, td_series, out / "fid_vs_td.png", xlabel="td (steps)", ylabel="classifier FID",
-                  title="Asymmetric time intervals (binary, DDIM)")  # fmt: skip
+    steps_with_td = sorted({r["steps"] for r in rows if r["model"] == "binary" and r["td"]})
+    for key, se_key, floor_key, label, name in YARDSTICKS:
+        have = [r for r in rows if key in r]
+        floor = next((r[floor_key] for r in have), None)
+        series: dict[str, list[float | None]] = {}
+        errors: dict[str, list[float | None]] = {}
+        for line, (model, sampler) in lines.items():
+            got = [find(have, model, sampler, k) for k in nfes]
+            if sum(r is not None for r in got) >= 2:
+                series[line] = [None if r is None else r[key] for r in got]
+                if se_key is not None:
+                    errors[line] = [None if r is None else r[se_key] for r in got]
+        if series and floor is not None:
+            series["real-vs-real floor"] = [floor] * len(nfes)
+            line_plot(nfes, series, out / f"{name}_vs_nfe.png", xlabel="network evaluations (NFE)", ylabel=label,
+                      title="Sample quality vs cost", errors=errors or None, logx=True)  # fmt: skip
+        if steps_with_td:
+            tds = sorted({0.0} | {float(r["td"]) for r in have if r["model"] == "binary"})
+            td_series: dict[str, list[float | None]] = {}
+            for k in steps_with_td:
+                got = [find(have, "binary", "ddim", k, td=td) for td in tds]
+                td_series[f"DDIM {k} steps"] = [None if r is None else r[key] for r in got]
+            if floor is not None:
+                td_series["real-vs-real floor"] = [floor] * len(tds)
+            line_plot(tds, td_series, out / f"{name}_vs_td.png", xlabel="td (steps)", ylabel=label,
+                      title="Asymmetric time intervals (binary, DDIM)")  # fmt: skip
     shown: list[tuple[str, torch.Tensor]] = []
     for r in sorted(rows, key=lambda r: r["model"]):
         stem = out / "cells" / f"{r['model']}-{r['sampler']}-100"

@@ -80,10 +80,11 @@ def run_study(
         log(f"model {model.name}: step {loaded.step}")
     judge = evaluator(dataset, cache, progress)
     train_minutes = (time.perf_counter() - start) / 60
-    rows = []
+    rows, computed = [], []
     for cell in g.cells:
 
         def run(cell: Any = cell) -> Any:
+            computed.append(cell.name)
             res = study_cell(
                 cell,
                 dataset,
@@ -118,6 +119,13 @@ def run_study(
     }
     parts_path = out / PARTS
     parts = json.loads(parts_path.read_text()) if parts_path.is_file() else []
+    old = next((p for p in parts if (p["grid"], p["dataset"]) == (grid_name, dataset)), None)
+    if old is not None and not computed:
+        part = old  # a re-render: the record of the run that computed the cells stays
+    elif old is not None:  # a resumed part: its times add up
+        for key in ("wall_minutes", "train_minutes"):
+            part[key] += old[key]
+        part["sessions"] = old.get("sessions", 1) + 1
     parts = [p for p in parts if (p["grid"], p["dataset"]) != (grid_name, dataset)] + [part]
     parts_path.write_text(json.dumps(parts, indent=2) + "\n")
     meta = {
