@@ -250,7 +250,7 @@ def render_markdown(result: SweepResult, command: str) -> str:
         "## Training and evaluation cost",
         "",
         f"Machine: {mach.get('cpu')} ({mach.get('cpu_count')} cores, shared with other jobs; load average "
-        f"{mach.get('load_average_at_end')} at the end of the sweep), {mach.get('platform')}, torch "
+        f"{mach.get('load_average_at_end', mach.get('load_average'))} at the end of the sweep), {mach.get('platform')}, torch "
         f"{mach.get('torch')}. Wall-clock times are inflated by the sharing; CPU seconds are the process's own.",
         "",
     ]
@@ -263,8 +263,14 @@ def render_markdown(result: SweepResult, command: str) -> str:
                 f"{log.get('train_cpu_seconds', '?')} CPU s ({tm.get('torch_threads')} torch thread)."
             )
     ev = meta.get("eval_seconds", {})
+    cells = sum(r["model"] == "diffusion" for r in rows)
+    where = (
+        f" ({len(diff_rows)} on {split}, {cells - len(diff_rows)} on {select})"
+        if cells > len(diff_rows)
+        else ""
+    )
     lines.append(
-        f"- Evaluation: AR {ev.get('ar')} s; the diffusion grid of {len(diff_rows)} cells {ev.get('diffusion_grid')} s."
+        f"- Evaluation: AR {ev.get('ar')} s; the diffusion grid of {cells} cells{where} {ev.get('diffusion_grid')} s."
     )
     lines.append("")
     return "\n".join(lines)

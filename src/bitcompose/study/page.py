@@ -141,7 +141,8 @@ def claims(rows: Sequence[Row]) -> list[tuple[str, str]]:
     have = [(m, r) for m, r in rank if r is not None]
     ranking = (
         " < ".join(
-            f"{m} {r['classifier_fid']:.2f}" for m, r in sorted(have, key=lambda x: x[1]["classifier_fid"])
+            f"{m} {r['classifier_fid']:.2f} (acc. {r['class_accuracy']:.3f})"
+            for m, r in sorted(have, key=lambda x: x[1]["classifier_fid"])
         )
         if len(have) >= 2
         else None
