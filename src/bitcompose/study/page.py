@@ -321,27 +321,31 @@ def page(rows: Sequence[Row], meta: dict[str, Any]) -> str:
         "",
         "![FID vs td](fid_vs_td.png) ![grey-level TV vs td](level_tv_vs_td.png)",
         "",
+        "![accuracy vs NFE](accuracy_vs_nfe.png) ![accuracy vs td](accuracy_vs_td.png)",
+        "",
         "![samples](samples.png)",
         "",
     ]
     return "\n".join(lines)
 
 
-#: The two yardsticks plotted: (row key, its s.e. key or None, floor key, axis label, file stem).
+#: The yardsticks plotted: (row key, its s.e. key or None, reference key, axis label, file stem, reference label).
 YARDSTICKS = (
-    ("classifier_fid", "classifier_fid_se", "classifier_fid_floor", "classifier FID", "fid"),
-    ("level_tv", None, "level_tv_floor", "grey-level histogram TV", "level_tv"),
-)
+    ("classifier_fid", "classifier_fid_se", "classifier_fid_floor", "classifier FID", "fid", "real-vs-real floor"),
+    ("level_tv", None, "level_tv_floor", "grey-level histogram TV", "level_tv", "real-vs-real floor"),
+    ("class_accuracy", "class_accuracy_se", "evaluator_val_accuracy", "class accuracy", "accuracy",
+     "evaluator on real held-out images"),
+)  # fmt: skip
 
 
 def figures(out: Path, rows: Sequence[Row], meta: dict[str, Any]) -> None:
-    """``fid_vs_nfe.png`` / ``level_tv_vs_nfe.png`` (per sampler and the masked baseline), ``fid_vs_td.png`` /
-    ``level_tv_vs_td.png`` and ``samples.png`` (DDIM or ancestral sampling at 100 steps, one row per model)."""
+    """``{fid,level_tv,accuracy}_vs_nfe.png`` (per sampler and the masked baseline), ``…_vs_td.png`` and
+    ``samples.png`` (DDIM or ancestral sampling at 100 steps, one row per model)."""
     lines = {"binary ddim": ("binary", "ddim"), "binary ddpm": ("binary", "ddpm"),
              "binary dpmpp2m": ("binary", "dpmpp2m"), "masked (ancestral)": ("masked", "ddpm")}  # fmt: skip
     nfes = sorted({r["nfe"] for r in rows if r["mode"] == "default" and not r["td"]})
     steps_with_td = sorted({r["steps"] for r in rows if r["model"] == "binary" and r["td"]})
-    for key, se_key, floor_key, label, name in YARDSTICKS:
+    for key, se_key, floor_key, label, name, reference in YARDSTICKS:
         have = [r for r in rows if key in r]
         floor = next((r[floor_key] for r in have), None)
         series: dict[str, list[float | None]] = {}
@@ -353,7 +357,7 @@ def figures(out: Path, rows: Sequence[Row], meta: dict[str, Any]) -> None:
                 if se_key is not None:
                     errors[line] = [None if r is None else r[se_key] for r in got]
         if series and floor is not None:
-            series["real-vs-real floor"] = [floor] * len(nfes)
+            series[reference] = [floor] * len(nfes)
             line_plot(nfes, series, out / f"{name}_vs_nfe.png", xlabel="network evaluations (NFE)", ylabel=label,
                       title="Sample quality vs cost", errors=errors or None, logx=True)  # fmt: skip
         if steps_with_td:
@@ -363,7 +367,7 @@ def figures(out: Path, rows: Sequence[Row], meta: dict[str, Any]) -> None:
                 got = [find(have, "binary", "ddim", k, td=td) for td in tds]
                 td_series[f"DDIM {k} steps"] = [None if r is None else r[key] for r in got]
             if floor is not None:
-                td_series["real-vs-real floor"] = [floor] * len(tds)
+                td_series[reference] = [floor] * len(tds)
             line_plot(tds, td_series, out / f"{name}_vs_td.png", xlabel="td (steps)", ylabel=label,
                       title="Asymmetric time intervals (binary, DDIM)")  # fmt: skip
     shown: list[tuple[str, torch.Tensor]] = []
