@@ -376,6 +376,6 @@ def figures(out: Path, rows: Sequence[Row], meta: dict[str, Any]) -> None:
         if r["steps"] == 100 and r["mode"] == "default" and not r["td"] and r["sampler"] in ("ddim", "ddpm"):
             path = stem.with_name(stem.name + ".pt")
             if path.is_file() and r["model"] not in {name for name, _ in shown}:
-                shown.append((r["model"], torch.load(path, weights_only=True)["images"][:20]))
+                shown.append((r["model"], torch.load(path, weights_only=True)["images"][:20].long()))
     if shown:
         labelled_rows(shown, out / "samples.png", meta["num_values"], title="100 NFE, classes 0–9 twice")
