@@ -20,9 +20,7 @@ import torch
 from torch import Tensor
 
 from bitcompose.data.images import ImageDataset
-from bitcompose.diffusion.masked import masked_sample
-from bitcompose.diffusion.samplers import sample
-from bitcompose.images.model import LoadedModel, image_precision
+from bitcompose.images.model import LoadedModel, image_precision, sample_bits
 from bitcompose.metrics.image_scores import class_accuracy, classifier_fid, classifier_kid, fid_floor
 from bitcompose.nets.classifier import ImageClassifier
 from bitcompose.training.dist import DistInfo, gather_to_main, mix_seed
@@ -108,18 +106,6 @@ def generate(
     }
     if n < 1:
         raise ValueError(f"the number of samples must be >= 1, got {n}")
-    masked = model.config.model.prediction == "masked"
-    if masked and (
-        settings["sampler"] != "ddpm"
-        or settings["td"]
-        or settings["guidance"]
-        or settings["momentum"]
-        or settings["self_guidance"]
-    ):
-        raise ValueError(
-            "a masked (absorbing-state) model is sampled ancestrally: sampler=ddpm, without td, guidance, "
-            "momentum or self-guidance"
-        )
     if spec.num_classes == 0:
         if labels is not None:
             raise ValueError("this model is unconditional: class labels cannot be given")
@@ -145,34 +131,23 @@ def generate(
         lo, hi = batches[k], min(batches[k] + batch_size, n)
         gen = torch.Generator(device).manual_seed(mix_seed(seed, k))
         cond = None if labels is None else labels[lo:hi].to(device)
-        if masked:
-            bits = masked_sample(
-                model.denoiser,
-                (hi - lo, spec.channels * nb, spec.image_size, spec.image_size),
-                num_values=spec.num_values,
-                steps=settings["steps"],
-                cond=cond,
-                generator=gen,
-                precision=settings["precision"],
-                device=device,
-            )
-        else:
-            bits = sample(
-                model.denoiser,
-                (hi - lo, spec.channels * nb, spec.image_size, spec.image_size),
-                steps=settings["steps"],
-                sampler=settings["sampler"],
-                td=settings["td"],
-                cond=cond,
-                guidance=settings["guidance"],
-                generator=gen,
-                progress=False,
-                ddpm_variance=settings["ddpm_variance"],
-                precision=settings["precision"],
-                device=device,
-                momentum=settings["momentum"],
-                self_guidance=settings["self_guidance"],
-            )
+        bits = sample_bits(
+            model.denoiser,
+            model.config.model,
+            spec.num_values,
+            (hi - lo, spec.channels * nb, spec.image_size, spec.image_size),
+            steps=settings["steps"],
+            sampler=settings["sampler"],
+            td=settings["td"],
+            cond=cond,
+            guidance=settings["guidance"],
+            generator=gen,
+            ddpm_variance=settings["ddpm_variance"],
+            precision=settings["precision"],
+            device=device,
+            momentum=settings["momentum"],
+            self_guidance=settings["self_guidance"],
+        )
         images, bad = model.codec.decode_images(bits, return_invalid=True)
         chunks.append(images.cpu())
         positions.append(torch.arange(lo, hi))

@@ -18,6 +18,8 @@ from bitcompose.core.bits import BitCodec
 from bitcompose.core.config import Config
 from bitcompose.core.precision import resolve_precision
 from bitcompose.diffusion import BitDenoiser
+from bitcompose.diffusion.masked import masked_sample
+from bitcompose.diffusion.samplers import sample
 from bitcompose.images.config import ModelConfig, TrainConfig
 from bitcompose.nets.unet import UNet, UNetConfig
 from bitcompose.training.checkpoint import find_checkpoint, load_checkpoint, load_state_strict
@@ -189,3 +191,43 @@ def load_model(path: str | Path, *, ema: bool = True, device: str | torch.device
     denoiser = make_denoiser(net, config.model).to(device).eval()
     step = int(ckpt.config.get("step", 0))
     return LoadedModel(denoiser, codec, config, spec, step, folder, use_ema)
+
+
+def sample_bits(
+    denoiser: BitDenoiser,
+    model: ModelConfig,
+    num_values: int,
+    shape: tuple[int, ...],
+    *,
+    steps: int,
+    sampler: str,
+    td: float,
+    cond: Any,
+    guidance: float,
+    generator: torch.Generator,
+    ddpm_variance: str,
+    precision: str,
+    device: torch.device,
+    momentum: float,
+    self_guidance: float,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Analog bits ``shape`` = ``[B, C·num_bits, H, W]`` from an image model: :func:`~bitcompose.sample` (DDIM, DDPM,
+    DPM-Solver++(2M)), or for ``model.prediction == "masked"`` the absorbing-state model's ancestral sampler, which
+    takes ``sampler="ddpm"`` and none of td, guidance, momentum or self-guidance (``ValueError`` otherwise)."""
+    if model.prediction == "masked":
+        if sampler != "ddpm" or td or guidance or momentum or self_guidance:
+            raise ValueError(
+                "a masked (absorbing-state) model is sampled ancestrally: sampler=ddpm, without td, guidance, "
+                "momentum or self-guidance"
+            )
+        return masked_sample(
+            denoiser, shape, num_values=num_values, steps=steps, cond=cond, generator=generator,
+            precision=precision, device=device,
+        )  # fmt: skip
+    return sample(
+        denoiser, shape, steps=steps, sampler=sampler, td=td, cond=cond,  # type: ignore[arg-type]
+        guidance=guidance, generator=generator, progress=progress,
+        ddpm_variance=ddpm_variance, precision=precision, device=device,  # type: ignore[arg-type]
+        momentum=momentum, self_guidance=self_guidance,
+    )  # fmt: skip

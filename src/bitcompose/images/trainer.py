@@ -26,8 +26,7 @@ from torch import Tensor, nn
 from bitcompose.core.config import diff_keys
 from bitcompose.data.images import ImageDataset, load_image_dataset, random_flip
 from bitcompose.diffusion import BitDenoiser, diffusion_loss
-from bitcompose.diffusion.masked import masked_loss, masked_sample, normal_to_uniform
-from bitcompose.diffusion.samplers import sample
+from bitcompose.diffusion.masked import masked_loss, normal_to_uniform
 from bitcompose.figures.grids import save_grid
 from bitcompose.images.config import TrainConfig, data_problems
 from bitcompose.images.model import (
@@ -38,6 +37,7 @@ from bitcompose.images.model import (
     image_precision,
     make_denoiser,
     parse_checkpoint_config,
+    sample_bits,
 )
 from bitcompose.training.dist import DistInfo, GlobalBatchOrder, example_seed, init_distributed, mix_seed
 from bitcompose.training.loop import Trainer, TrainResult
@@ -109,33 +109,23 @@ def sample_grid(
         labels, n, nrow = None, unconditional, 8
     shape = (n, spec.channels * codec.num_bits, spec.image_size, spec.image_size)
     s = config.sample
-    if config.model.prediction == "masked":
-        bits = masked_sample(
-            denoiser,  # type: ignore[arg-type]
-            shape,
-            num_values=spec.num_values,
-            steps=s.steps,
-            cond=labels,
-            generator=generator,
-            precision=s.precision,
-            device=device,
-        )
-        return codec.decode_images(bits).cpu(), None if labels is None else labels.cpu(), nrow
-    bits = sample(
+    bits = sample_bits(
         denoiser,  # type: ignore[arg-type]
+        config.model,
+        spec.num_values,
         shape,
         steps=s.steps,
-        sampler=s.sampler,  # type: ignore[arg-type]
+        sampler=s.sampler,
         td=s.td,
         cond=labels,
         guidance=s.guidance if labels is not None else 0.0,
         generator=generator,
-        progress=progress,
-        ddpm_variance=s.ddpm_variance,  # type: ignore[arg-type]
-        device=device,
+        ddpm_variance=s.ddpm_variance,
         precision=s.precision,
+        device=device,
         momentum=s.momentum,
         self_guidance=s.self_guidance,
+        progress=progress,
     )
     return codec.decode_images(bits).cpu(), None if labels is None else labels.cpu(), nrow
 
