@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bitcompose.data import ImageDataset, load_image_dataset
+from bitcompose.experiments.cache import cache_root
 from bitcompose.images.classifier import load_or_train_classifier, train_classifier
 from bitcompose.metrics import (
     classifier_fid,
@@ -20,7 +21,6 @@ from bitcompose.metrics import (
     kernel_inception_distance,
 )
 from bitcompose.nets.classifier import ImageClassifier
-from bitcompose.training.cache import cache_dir
 
 # ---------------------------------------------------------------- Fréchet distance
 
@@ -175,26 +175,35 @@ def test_classifier_other_shapes(shape: tuple[int, int, int]) -> None:
     assert m.compute_features(images).shape == (4, 128) and m(images).shape == (4, 3)
 
 
-def test_load_or_train_caches(tmp_path: Path, small_digits: ImageDataset) -> None:
-    first = load_or_train_classifier(small_digits, cache_dir=tmp_path, steps=2, progress=False)
-    assert first.info["cached"] is False and 0.0 <= first.info["val_accuracy"] <= 1.0
+def test_load_or_train_caches(
+    tmp_path: Path, small_digits: ImageDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = load_or_train_classifier(small_digits, cache=tmp_path, steps=2, progress=False)
+    assert 0.0 <= first.info["val_accuracy"] <= 1.0
     assert first.info["num_train"] == 270 and first.info["num_val"] == 30
-    files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".safetensors")
-    assert "digits-K17-cnn-v1" in files[0] and "-s0-n2-" in files[0]
-    second = load_or_train_classifier(small_digits, cache_dir=tmp_path, steps=2, progress=False)
-    assert second.info["cached"] is True and second.info["val_accuracy"] == first.info["val_accuracy"]
+    entries = sorted((tmp_path / "classifiers").iterdir())
+    assert len(entries) == 1 and "digits-K17-cnn-v1" in entries[0].name and "-s0-n2-" in entries[0].name
+    files = sorted(p.name for p in entries[0].iterdir())
+    assert files == ["complete.json", "network.json", "network.safetensors"]
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a cached classifier must not be trained again")
+
+    monkeypatch.setattr("bitcompose.images.classifier.train_classifier", boom)
+    second = load_or_train_classifier(small_digits, cache=tmp_path, steps=2, progress=False)
+    assert second.info["val_accuracy"] == first.info["val_accuracy"]
     x = small_digits.images[:10]
     assert torch.equal(first.compute_features(x), second.compute_features(x))
-    load_or_train_classifier(small_digits, cache_dir=tmp_path, steps=2, levels=4, progress=False)
-    assert len(list(tmp_path.iterdir())) == 4  # another key for another quantisation
+    monkeypatch.undo()
+    load_or_train_classifier(small_digits, cache=tmp_path, steps=2, levels=4, progress=False)
+    assert len(list((tmp_path / "classifiers").iterdir())) == 2  # another key for another quantisation
 
 
 def test_default_cache_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BITCOMPOSE_CACHE", str(tmp_path))
-    assert cache_dir("classifiers") == tmp_path / "classifiers"
+    assert cache_root() / "classifiers" == tmp_path / "classifiers"
     monkeypatch.delenv("BITCOMPOSE_CACHE")
-    assert cache_dir("classifiers") == Path("~/.cache/bitcompose/classifiers").expanduser()
+    assert cache_root() / "classifiers" == Path("~/.cache/bitcompose/classifiers").expanduser()
 
 
 def test_classifier_fid_and_floor(small_digits: ImageDataset) -> None:
@@ -242,7 +251,7 @@ def test_cli_classifier_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         tmp_path / "d.npz", images=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), labels=np.arange(40) % 2
     )
     argv = ["classifier", "train", "--dataset", "npz", "--path", str(tmp_path / "d.npz")]
-    argv += ["--steps", "2", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    argv += ["--steps", "2", "--cache", str(tmp_path / "cache"), "--no-progress"]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["dataset"] == "npz:d.npz" and report["cached"] is False and report["num_val"] == 4

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from bitcompose.compose import EnergyModel, EpsModel, eps_loss
+from bitcompose.experiments.cache import cache_root
 from bitcompose.nets.mlp import ResidualMLP, ResidualMLPConfig
-from bitcompose.toy2d.train import DATASETS, TrainConfig, cache_dir, load_or_train, make_model, train
+from bitcompose.toy2d.train import DATASETS, TrainConfig, load_or_train, make_model, train
 
 
 def test_mlp_shapes_zero_init_and_size() -> None:
@@ -72,8 +73,8 @@ def test_cache_hit_skips_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     cfg = TrainConfig("bar", "energy", steps=3, batch=64)
     first = load_or_train(cfg, cache=tmp_path)
     assert not first.from_cache
-    entry = tmp_path / cfg.key()
-    assert (entry / "checkpoint" / "ema.safetensors").is_file() and (entry / "meta.json").is_file()
+    entry = tmp_path / "toy2d" / cfg.key()
+    assert (entry / "checkpoint" / "ema.safetensors").is_file() and (entry / "complete.json").is_file()
 
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("training must not run on a cache hit")
@@ -102,10 +103,10 @@ def test_cache_key_covers_the_configuration(monkeypatch: pytest.MonkeyPatch, tmp
     }
     assert len(keys) == 7 and base.key() == TrainConfig("ring", "score").key()
     monkeypatch.setenv("BITCOMPOSE_CACHE", str(tmp_path))
-    assert cache_dir() == tmp_path / "toy2d"
+    assert cache_root() / "toy2d" == tmp_path / "toy2d"
     monkeypatch.delenv("BITCOMPOSE_CACHE")
-    assert cache_dir() == Path.home() / ".cache" / "bitcompose" / "toy2d"
-    assert cache_dir("x") == Path("x")
+    assert cache_root() / "toy2d" == Path.home() / ".cache" / "bitcompose" / "toy2d"
+    assert cache_root("x") == Path("x")  # --cache is the root in every subcommand
 
 
 def test_train_config_validation() -> None:

@@ -7,8 +7,6 @@ A :class:`CaptionRunConfig` fully determines a training run (data, tokenizer, ne
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,15 +105,12 @@ class CaptionRunConfig(Config):
         except (TypeError, ValueError):
             return False
 
-    def cache_key(self) -> str:
-        """``<preset>-<model>-<hash>``: the folder name of this run in the cache (logging fields excluded)."""
+    def cache_spec(self) -> dict[str, Any]:
+        """What the trained weights depend on (the cache's spec): every field but the logging ones."""
         d = self.to_dict()
         for k in ("log_every", "save_every"):
             d.pop(k)
-        if not d["init_from"]:  # added later: absent from the keys of earlier runs
-            d.pop("init_from")
-        digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
-        return f"{self.preset}-{self.model}-{digest}"
+        return d
 
 
 PRESETS: dict[str, CaptionRunConfig] = {

@@ -51,7 +51,7 @@ def _train_log(run_dir: Path) -> dict[str, Any]:
 def run_sweep(
     preset_name: str = "scenes-small",
     *,
-    cache_dir: str | Path | None = None,
+    cache: str | Path | None = None,
     seed: int = 0,
     sample_seed: int = 0,
     steps_list: Sequence[int] = STEPS,
@@ -65,7 +65,7 @@ def run_sweep(
 
     Args:
         preset_name: captioning preset (see :data:`bitcompose.captioning.config.PRESETS`).
-        cache_dir: run cache (default ``$BITCOMPOSE_CACHE/captions`` or ``~/.cache/bitcompose/captions``).
+        cache: the cache root (default ``$BITCOMPOSE_CACHE``, else ``~/.cache/bitcompose``).
         seed: training seed of both models.
         sample_seed: seed of the diffusion sampling noise (the same noise for every cell).
         steps_list: sampling steps to evaluate.
@@ -82,7 +82,7 @@ def run_sweep(
     if any(int(s) != s or s < 1 for s in steps_list) or any(t < 0 for t in tds):
         raise ValueError("steps must be positive integers and td values non-negative")
     runs = {m: preset(preset_name, **{**overrides, "model": m, "seed": seed}) for m in ("diffusion", "ar")}
-    dirs = {m: train_or_load(r, cache_dir=cache_dir, progress=progress) for m, r in runs.items()}
+    dirs = {m: train_or_load(r, cache=cache, progress=progress) for m, r in runs.items()}
     all_splits = load_splits(runs["diffusion"])
     data = all_splits[split]
     rows: list[dict[str, Any]] = []

@@ -26,12 +26,15 @@ from bitcompose.captioning.model import TOKENIZER_FILE, build_net
 from bitcompose.captioning.tokenizer import load_tokenizer, train_tokenizer
 from bitcompose.core.machine import machine_info
 from bitcompose.diffusion import BitDenoiser, diffusion_loss
+from bitcompose.experiments.cache import cached
 from bitcompose.nets.ar_decoder import CaptionARNet
 from bitcompose.nets.caption import CaptionDiffusionNet, CaptionNetConfig
-from bitcompose.training.cache import cache_dir as cache_folder
 from bitcompose.training.checkpoint import Checkpoint, load_checkpoint, load_state_strict
 from bitcompose.training.loop import CHECKPOINT_DIR, METRICS_FILE, Trainer
 from bitcompose.training.optim import OptimConfig
+
+#: The cache's sub-folder of the captioning runs.
+KIND = "captions"
 
 __all__ = ["CaptionTask", "train_captioner", "train_or_load", "run_is_complete", "optim_config"]
 
@@ -138,10 +141,10 @@ class CaptionTask:
         self.generator.set_state(state["generator"])
 
 
-def _parent(run: CaptionRunConfig, run_dir: Path, cache_dir: str | Path | None, progress: bool) -> Checkpoint:
+def _parent(run: CaptionRunConfig, run_dir: Path, cache: str | Path | None, progress: bool) -> Checkpoint:
     """The finished parent run of ``run.init_from`` (trained or loaded from the cache); copies its tokenizer."""
     parent_run = preset(run.init_from, model=run.model, seed=run.seed)
-    parent_dir = train_or_load(parent_run, cache_dir=cache_dir, progress=progress)
+    parent_dir = train_or_load(parent_run, cache=cache, progress=progress)
     tok_path = run_dir / TOKENIZER_FILE
     if not tok_path.is_file():
         shutil.copyfile(parent_dir / TOKENIZER_FILE, tok_path)
@@ -164,7 +167,7 @@ def train_captioner(
     run_dir: str | Path,
     *,
     progress: bool = True,
-    cache_dir: str | Path | None = None,
+    cache: str | Path | None = None,
 ) -> Path:
     """Train (or resume, or skip if finished) a captioning run in ``run_dir``.
 
@@ -172,7 +175,8 @@ def train_captioner(
         run: the configuration.
         run_dir: the run folder (created); an existing run of another configuration there is an error.
         progress: show a tqdm bar.
-        cache_dir: where the parent run of ``run.init_from`` is cached (default ``$BITCOMPOSE_CACHE/captions``).
+        cache: the cache root where the parent run of ``run.init_from`` is kept (default ``$BITCOMPOSE_CACHE``,
+            else ``~/.cache/bitcompose``).
 
     Returns:
         ``run_dir`` as a Path, holding ``tokenizer.model``, ``checkpoint/``, ``metrics.jsonl`` and
@@ -191,7 +195,7 @@ def train_captioner(
             return run_dir
 
     train = load_splits(run)["train"]
-    parent = _parent(run, run_dir, cache_dir, progress) if run.init_from and not resuming else None
+    parent = _parent(run, run_dir, cache, progress) if run.init_from and not resuming else None
     tok_path = run_dir / TOKENIZER_FILE
     if tok_path.is_file():
         tokenizer = load_tokenizer(tok_path)
@@ -252,13 +256,13 @@ def _write_log(run_dir: Path, config: dict[str, Any], trainer: Trainer, net: nn.
     (run_dir / LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")
 
 
-def train_or_load(
-    run: CaptionRunConfig, *, cache_dir: str | Path | None = None, progress: bool = True
-) -> Path:
-    """The run folder of ``run`` in the cache (``cache_dir``, default ``$BITCOMPOSE_CACHE/captions``), training it
-    if needed."""
-    base = cache_folder("captions", cache_dir)
-    run_dir = base / run.cache_key()
-    if run_is_complete(run_dir, run):
-        return run_dir
-    return train_captioner(run, run_dir, progress=progress, cache_dir=cache_dir)
+def train_or_load(run: CaptionRunConfig, *, cache: str | Path | None = None, progress: bool = True) -> Path:
+    """The run folder of ``run`` in the harness's cache (kind ``captions``), training it there first if needed."""
+
+    def train(folder: Path) -> dict[str, Any]:
+        log = json.loads(
+            (train_captioner(run, folder, progress=progress, cache=cache) / LOG_FILE).read_text()
+        )
+        return {"steps": run.steps, "train_seconds": log.get("train_seconds")}
+
+    return cached(KIND, f"{run.preset}-{run.model}", run.cache_spec(), train, cache=cache).path

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.types import float_arg, int_arg, json_line
+from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line
 
 __all__ = ["register"]
 
@@ -30,9 +30,9 @@ def _train(args: argparse.Namespace) -> int:
     run = preset(args.preset, **overrides)
     t0 = time.perf_counter()
     if args.out is not None:
-        run_dir = train_captioner(run, args.out, progress=not args.no_progress, cache_dir=args.cache_dir)
+        run_dir = train_captioner(run, args.out, progress=not args.no_progress, cache=args.cache)
     else:
-        run_dir = train_or_load(run, cache_dir=args.cache_dir, progress=not args.no_progress)
+        run_dir = train_or_load(run, cache=args.cache, progress=not args.no_progress)
     print(
         f"{run.model} captioner ({run.preset}, {run.steps} steps, seed {run.seed}): {run_dir} "
         f"[{time.perf_counter() - t0:.1f} s]"
@@ -95,7 +95,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     overrides = {} if args.train_steps is None else {"steps": args.train_steps}
     result = run_sweep(
-        args.preset, cache_dir=args.cache_dir, seed=args.seed, select_split=args.select_split,
+        args.preset, cache=args.cache, seed=args.seed, select_split=args.select_split,
         progress=not args.no_progress, **overrides,
     )  # fmt: skip
     command = f"bitcompose caption sweep --preset {args.preset} --seed {args.seed}"
@@ -146,9 +146,7 @@ def register(subparsers: Any) -> None:
         "--steps", type=int_arg("--steps", 1), default=None, help="override the preset's training steps"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--cache-dir", default=None, help="default $BITCOMPOSE_CACHE/captions or ~/.cache/bitcompose/captions"
-    )
+    p.add_argument("--cache", default=None, help=CACHE_HELP)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
@@ -188,7 +186,7 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("sweep", help="steps x td study vs the AR baseline (Tables 3 and 4 of the paper)")
     p.add_argument("--preset", default="scenes-small")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--cache", default=None, help=CACHE_HELP)
     p.add_argument(
         "--out", default=None, help="folder for captioning.md and captioning.json (e.g. docs/results)"
     )

@@ -8,20 +8,20 @@ import time
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.types import float_arg, int_arg, json_line
+from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line
 
 __all__ = ["register"]
 
 
 def _train(args: argparse.Namespace) -> int:
-    from bitcompose.images.classifier import load_or_train_classifier
+    from bitcompose.images.classifier import cached_classifier
 
     if args.dataset == "npz" and args.path is None:
         raise CLIError("--dataset npz needs --path FILE.npz")
     start = time.perf_counter()
-    clf = load_or_train_classifier(
+    clf, entry = cached_classifier(
         args.dataset,
-        cache_dir=args.cache_dir,
+        cache=args.cache,
         path=args.path,
         root=args.root,
         levels=args.levels,
@@ -42,7 +42,7 @@ def _train(args: argparse.Namespace) -> int:
         "steps": info.get("steps"),
         "seed": info.get("seed"),
         "train_seconds": info.get("train_seconds"),
-        "cached": info.get("cached"),
+        "cached": not entry.fresh,
         "seconds": round(time.perf_counter() - start, 3),
         "path": info.get("path"),
     }
@@ -86,6 +86,6 @@ def register(subparsers: Any) -> None:
         help="held-out fraction (default 0.1)",
     )
     p.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split")
-    p.add_argument("--cache-dir", default=None, help="cache folder (default $BITCOMPOSE_CACHE/classifiers)")
+    p.add_argument("--cache", default=None, help=CACHE_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.types import float_arg, int_arg, json_line, output_path
+from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line, output_path
 
 SAMPLERS_CHOICES = ("reverse", "ula", "mala", "uhmc", "hmc")
 #: ``bitcompose.guidance.data.DATASETS``, spelled here so that parsing does not import torch (pinned by a test).
@@ -238,9 +238,7 @@ def _add_mcmc_options(p: argparse.ArgumentParser, *, weight: bool = True) -> Non
         default=None,
         help="SMC: anneal from noise, resample when ESS < this fraction (energy models only)",
     )
-    p.add_argument(
-        "--cache", default=None, help="cache root of the models (default $BITCOMPOSE_CACHE or ~/.cache)"
-    )
+    p.add_argument("--cache", default=None, help=CACHE_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 

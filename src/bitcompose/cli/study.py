@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.types import int_arg, json_line
+from bitcompose.cli.types import CACHE_HELP, int_arg, json_line
 
 __all__ = ["register"]
 
@@ -64,7 +64,7 @@ def register(subparsers: Any) -> None:
         "--train-steps", type=int_arg("--train-steps", 1), default=None,
         help="optimiser steps per model (default: 1500 for digits, 4000 for mnist / fashion_mnist)",
     )  # fmt: skip
-    p.add_argument("--cache", default=None, help="cache root of the models (default ~/.cache/bitcompose)")
+    p.add_argument("--cache", default=None, help=CACHE_HELP)
     p.add_argument(
         "--inception", action="store_true",
         help="also the Inception FID and its floor (the fid extra; ~1 min per cell and ~10 min once on 2 cores)",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.types import float_arg, int_arg, json_line
+from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line
 
 __all__ = ["register"]
 
@@ -63,9 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help=f"training batch (fresh samples per step; default {DEFAULT_TRAIN_BATCH}; the paper's is 1000)",
     )
     p.add_argument("--train-seed", type=int_arg("--train-seed", 0), default=0, help="training seed")
-    p.add_argument(
-        "--cache", default=None, help="model cache dir (default $BITCOMPOSE_CACHE/toy2d or ~/.cache/...)"
-    )
+    p.add_argument("--cache", default=None, help=CACHE_HELP)
     p.add_argument("--no-cache", action="store_true", help="retrain without reading or writing the cache")
     p.add_argument(
         "--no-final-step",

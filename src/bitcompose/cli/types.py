@@ -10,7 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["int_arg", "float_arg", "json_line", "strict_json", "output_path"]
+__all__ = ["CACHE_HELP", "int_arg", "float_arg", "json_line", "strict_json", "output_path"]
+
+#: The one meaning of ``--cache`` in every subcommand: the root of the model cache.
+CACHE_HELP = "cache root of the trained models (default $BITCOMPOSE_CACHE, else ~/.cache/bitcompose)"
 
 
 def int_arg(name: str, minimum: int | None = None) -> Callable[[str], int]:

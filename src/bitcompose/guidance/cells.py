@@ -65,8 +65,7 @@ def check_cell(dataset: str, scale: float, sampler: str, param: str, n: int, mcm
 
 def evaluator(dataset: str, cache: str | Path | None = None, progress: bool = True) -> ImageClassifier:
     """The evaluation classifier of ``dataset``: trained on the clean train split only, never on samples."""
-    folder = None if cache is None else Path(cache) / "classifiers"
-    return load_or_train_classifier(guidance_dataset(dataset), cache_dir=folder, progress=progress)
+    return load_or_train_classifier(guidance_dataset(dataset), cache=cache, progress=progress)
 
 
 def guided_samples(

@@ -2,14 +2,11 @@
 
 It learns from ``x_t = √γ(t)·x0 + √(1−γ(t))·ε`` with ``t ~ U(0, 1)`` on the paper's cosine γ, where ``x0`` are the
 analog bits of the train split in the diffusion models' encoding (so it sees exactly what the samplers hand it),
-with cross-entropy on the true label; trained with the shared trainer, deterministic from its seed, cached as
-``<cache>/guides/<key>.safetensors`` + ``.json`` with its held-out accuracy at each noise level.
+with cross-entropy on the true label; trained with the shared trainer, deterministic from its seed, kept in the harness's model cache (kind ``guides``) with its held-out accuracy at each noise level.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ from torch.nn import functional as F
 from bitcompose.core.bits import BitCodec
 from bitcompose.core.schedules import CosineSchedule
 from bitcompose.core.tensors import append_dims
+from bitcompose.experiments.cache import NETWORK, cached
 from bitcompose.guidance.data import splits
 from bitcompose.guidance.models import guidance_config
 from bitcompose.images.model import build_codec
@@ -29,7 +27,6 @@ from bitcompose.nets.noisy_classifier import (
     NoisyClassifierConfig,
     build_noisy_classifier,
 )
-from bitcompose.training.cache import cache_dir
 from bitcompose.training.loop import Trainer
 from bitcompose.training.optim import OptimConfig
 
@@ -122,38 +119,29 @@ def load_or_train_guide(
 
     Returns:
         The guide in eval mode with its parameters frozen; ``info`` holds ``steps``, ``train_seconds``,
-        ``accuracy_by_time`` (held-out), ``cached``.
+        ``accuracy_by_time`` (held-out), ``path``.
     """
     steps = GUIDE_STEPS if steps is None else steps
-    train, held_out = splits(dataset)
-    assert train.labels is not None and held_out.labels is not None
+    train_split, held_out = splits(dataset)
+    assert train_split.labels is not None and held_out.labels is not None
     codec = guide_codec(dataset)
-    payload = {
-        "data": train.fingerprint(),
-        "codec": [codec.encoding, codec.scale],
-        "steps": steps,
-        "seed": seed,
-    }
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
-    prefix = cache_dir("guides", None if cache is None else Path(cache) / "guides") / (
-        f"{train.name}-{NOISY_ARCHITECTURE}-{digest}"
-    )
-    if prefix.with_name(prefix.name + ".json").is_file():
-        guide = NoisyClassifier.load(prefix)
-        guide.info["cached"] = True
-    else:
-        c, h, w = train.image_shape
-        guide = build_noisy_classifier(NoisyClassifierConfig(c * codec.num_bits, h, w, train.num_classes))
+
+    def train(folder: Path) -> dict[str, Any]:
+        assert train_split.labels is not None and held_out.labels is not None
+        c, h, w = train_split.image_shape
+        guide = build_noisy_classifier(
+            NoisyClassifierConfig(c * codec.num_bits, h, w, train_split.num_classes)
+        )
         gen = torch.Generator().manual_seed(seed)
         guide.reset_parameters(gen)
         optim = OptimConfig(name="adam", lr=2e-3, schedule="linear", grad_clip=1.0, ema_decay=None)
-        task = GuideTask(guide, codec.encode_images(train.images), train.labels, 128, gen)
+        task = GuideTask(guide, codec.encode_images(train_split.images), train_split.labels, 128, gen)
         result = Trainer(
             task, optim, steps=steps, log_every=1, progress=progress, desc=f"guide {dataset}"
         ).train()
         guide.eval()
         guide.info = {
-            "dataset": train.name,
+            "dataset": train_split.name,
             "steps": steps,
             "seed": seed,
             "final_loss": result.loss,
@@ -161,9 +149,17 @@ def load_or_train_guide(
             "accuracy_by_time": accuracy_by_time(
                 guide, codec.encode_images(held_out.images), held_out.labels
             ),
-            "num_train": len(train),
+            "num_train": len(train_split),
             "num_held_out": len(held_out),
         }
-        guide.save(prefix)
-        guide.info["cached"] = False
-    return guide.requires_grad_(False).eval()
+        guide.save(folder / NETWORK)
+        return guide.info
+
+    spec = {
+        "architecture": NOISY_ARCHITECTURE,
+        "codec": [codec.encoding, codec.scale],
+        "steps": steps,
+        "seed": seed,
+    }
+    entry = cached("guides", train_split.name, spec, train, data=train_split.fingerprint(), cache=cache)
+    return NoisyClassifier.load(entry.path / NETWORK).requires_grad_(False).eval()

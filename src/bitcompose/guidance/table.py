@@ -8,15 +8,12 @@ table resumes where it stopped. ``<out>/guidance.md`` is the page (:mod:`bitcomp
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bitcompose.core.machine import machine_info, machine_line
+from bitcompose.experiments.runner import Page, Run, run_experiment
 from bitcompose.guidance.cells import evaluator, guidance_cell
 from bitcompose.guidance.data import DATASETS, guidance_dataset
 from bitcompose.guidance.guide import load_or_train_guide
@@ -25,9 +22,8 @@ from bitcompose.guidance.page import figures, page
 from bitcompose.images.cache import train_seconds
 from bitcompose.images.composition import SAMPLERS, MCMCSettings
 from bitcompose.metrics.image_scores import fid_floor
-from bitcompose.training.cache import cached_result
 
-__all__ = ["Cell", "GuidancePlan", "run_guidance_table"]
+__all__ = ["Cell", "GuidanceExperiment", "GuidancePlan", "run_guidance_table"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +108,75 @@ class GuidancePlan:
         return out
 
 
+@dataclass
+class GuidanceExperiment:
+    """The guidance table on the harness (:func:`~bitcompose.experiments.runner.run_experiment`)."""
+
+    plan: GuidancePlan
+    seed: int = 0
+    cache: str | Path | None = None
+    progress: bool = True
+    name: str = "guidance"
+
+    def settings(self) -> dict[str, Any]:
+        """The data set, seed, n and MCMC settings every cell shares."""
+        return {
+            "dataset": self.plan.dataset,
+            "seed": self.seed,
+            "n": self.plan.n,
+            "mcmc": vars(self.plan.mcmc),
+        }
+
+    def prepare(self, log: Callable[[str], None]) -> dict[str, Any]:
+        """Train or load the models, the guide and the evaluator."""
+        plan = self.plan
+        trained: dict[str, dict[str, Any]] = {}
+        for param in plan.params:
+            model = load_or_train(plan.dataset, param, cache=self.cache, progress=self.progress)
+            trained[param] = {"steps": model.step, "train_seconds": train_seconds(model.path, model.step)}
+            log(f"model {plan.dataset}-{param}: step {model.step}")
+        guide = load_or_train_guide(plan.dataset, cache=self.cache, progress=self.progress)
+        judge = evaluator(plan.dataset, self.cache, self.progress)
+        data = guidance_dataset(plan.dataset)
+        return {
+            "data_name": data.name,
+            "num_values": data.num_values,
+            "image_shape": list(data.image_shape),
+            "other_scale": plan.other_scale,
+            "train_steps": {p: DEFAULT_STEPS[p] for p in plan.params},
+            "trained": trained,
+            "guide": guide.info,
+            "evaluator": judge.info,
+            "floor_full": fid_floor(judge, data),
+        }
+
+    def cells(self) -> list[Cell]:
+        """The plan's cells."""
+        return self.plan.cells()
+
+    def run_cell(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One guided cell's samples and report."""
+        res = guidance_cell(
+            self.plan.dataset, cell.scale, cell.sampler, param=cell.param, n=self.plan.n, seed=self.seed,
+            mcmc=cell.mcmc, levels=cell.levels, cache=self.cache, progress=self.progress,
+        )  # fmt: skip
+        return {"images": res.images, "labels": res.labels}, res.report
+
+    def describe(self, report: dict[str, Any]) -> str:
+        """Accuracy and FID of a finished cell."""
+        return (
+            f"accuracy {report['accuracy']:.3f} ± {report['accuracy_se']:.3f}, classifier FID "
+            f"{report['classifier_fid']:.2f} ± {report['classifier_fid_se']:.2f} ({report['seconds']:.0f} s)"
+        )
+
+    def render(self, out: Path, run: Run) -> Page:
+        """The figures and the page."""
+        shown_scales = (0.0, min(self.plan.scales, default=0.0), self.plan.other_scale)
+        shown = {c.name: run.tensors[c.name] for c in self.cells() if c.scale in shown_scales}
+        figures(out, run.rows, shown, run.meta, self.plan.scales)
+        return Page(page(run.rows, run.meta))
+
+
 def run_guidance_table(
     out: str | Path,
     *,
@@ -124,59 +189,7 @@ def run_guidance_table(
 ) -> dict[str, Any]:
     """Run (or resume) the table into ``out`` and write ``guidance.md``, ``guidance.json`` and the figures."""
     plan = plan or GuidancePlan()
-    out = Path(out)
-    start = time.perf_counter()
-    trained: dict[str, dict[str, Any]] = {}
-    for param in plan.params:
-        model = load_or_train(plan.dataset, param, cache=cache, progress=progress)
-        trained[param] = {"steps": model.step, "train_seconds": train_seconds(model.path, model.step)}
-        log(f"model {plan.dataset}-{param}: step {model.step}")
-    guide = load_or_train_guide(plan.dataset, cache=cache, progress=progress)
-    judge = evaluator(plan.dataset, cache, progress)
-    train_minutes = (time.perf_counter() - start) / 60
-    data = guidance_dataset(plan.dataset)
-    rows, shown = [], {}
-    for cell in plan.cells():
-
-        def run(cell: Cell = cell) -> Any:
-            res = guidance_cell(
-                plan.dataset, cell.scale, cell.sampler, param=cell.param, n=plan.n, seed=seed, mcmc=cell.mcmc,
-                levels=cell.levels, cache=cache, progress=progress,
-            )  # fmt: skip
-            return {"images": res.images, "labels": res.labels}, res.report
-
-        tensors, report = cached_result(out / "cells" / cell.name, run)
-        rows.append(report)
-        log(
-            f"{cell.name}: accuracy {report['accuracy']:.3f} ± {report['accuracy_se']:.3f}, classifier FID "
-            f"{report['classifier_fid']:.2f} ± {report['classifier_fid_se']:.2f} ({report['seconds']:.0f} s)"
-        )
-        if cell.scale in (0.0, min(plan.scales, default=0.0), plan.other_scale):
-            shown[cell.name] = tensors
-    meta = {
-        "command": command or f"bitcompose compose guidance --dataset {plan.dataset} --table",
-        "dataset": plan.dataset,
-        "data_name": data.name,
-        "num_values": data.num_values,
-        "image_shape": list(data.image_shape),
-        "seed": seed,
-        "n": plan.n,
-        "other_scale": plan.other_scale,
-        "mcmc": vars(plan.mcmc),
-        "train_steps": {p: DEFAULT_STEPS[p] for p in plan.params},
-        "trained": trained,
-        "guide": guide.info,
-        "evaluator": judge.info,
-        "floor_full": fid_floor(judge, data),
-        "machine": machine_info(),
-        "machine_line": machine_line(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "wall_minutes": (time.perf_counter() - start) / 60,
-        "cells_minutes": sum(r["seconds"] for r in rows) / 60,
-        "train_minutes": train_minutes,
-    }
-    figures(out, rows, shown, meta, plan.scales)
-    result = {"meta": meta, "cells": rows}
-    (out / "guidance.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (out / "guidance.md").write_text(page(rows, meta))
-    return result
+    experiment = GuidanceExperiment(plan, seed, cache, progress)
+    default = f"bitcompose compose guidance --dataset {plan.dataset} --table"
+    run, _ = run_experiment(experiment, out, command=command or default, log=log)
+    return {"meta": run.meta, "cells": run.rows}

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 from bitcompose.data.images import ImageDataset
+from bitcompose.experiments.cache import cached
 from bitcompose.images.config import DataConfig, ModelConfig, OptimConfig, SampleConfig, TrainConfig
 from bitcompose.images.model import LoadedModel, load_model
 from bitcompose.images.trainer import ImageTrainer
-from bitcompose.training.cache import cache_dir
 
-__all__ = ["cached_model", "run_complete", "small_model_config", "train_seconds", "use_ema"]
-
-
-def run_complete(run_dir: Path, steps: int) -> bool:
-    """Whether ``run_dir`` holds a checkpoint of at least ``steps`` steps."""
-    config = run_dir / "checkpoint" / "config.json"
-    try:
-        return int(json.loads(config.read_text()).get("step", 0)) >= steps
-    except (OSError, ValueError):
-        return False
+__all__ = ["cached_model", "small_model_config", "train_seconds", "use_ema"]
 
 
 def cached_model(
@@ -34,8 +25,9 @@ def cached_model(
     progress: bool = True,
     ema: bool | None = None,
 ) -> LoadedModel:
-    """The model of ``config`` trained on ``dataset``: loaded from ``<cache>/<kind>/<key>``, or trained (and resumed
-    after an interruption) there first. The key covers the training config (not its sampling settings) and a fingerprint of the data.
+    """The model of ``config`` trained on ``dataset``: the harness's cache entry ``<cache>/<kind>/...`` (trained,
+    and resumed after an interruption, there first). The key covers the training config (not its sampling
+    settings) and the data's fingerprint.
 
     Args:
         config: the run's configuration.
@@ -46,19 +38,18 @@ def cached_model(
         ema: load the EMA weights (else the online ones); ``None``: the EMA weights when the run is long enough
             for the EMA to have forgotten its start (:func:`use_ema`).
     """
+
+    def train(folder: Path) -> dict[str, Any]:
+        result = ImageTrainer(config, folder, dataset=dataset, resume=True, progress=progress).train()
+        return {"steps": result.step, "train_seconds": result.train_seconds}
+
     # the sampling settings do not change the weights: left out, so that new sampler options keep the cache
-    training = {k: v for k, v in config.to_dict().items() if k != "sample"}
-    digest = hashlib.sha256(
-        json.dumps({"config": training, "data": dataset.fingerprint()}, sort_keys=True).encode()
-    ).hexdigest()[:12]
-    run_dir = cache_dir(kind, None if cache is None else Path(cache) / kind) / f"{config.preset}-{digest}"
-    if not run_complete(run_dir, config.steps):
-        trainer = ImageTrainer(config, run_dir, dataset=dataset, resume=True, progress=progress)
-        trainer.train()
+    spec = {k: v for k, v in config.to_dict().items() if k != "sample"}
+    entry = cached(kind, config.preset, spec, train, data=dataset.fingerprint(), cache=cache)
     if ema is None:
         decay = config.optim.ema_decay
         ema = decay is not None and use_ema(config.steps, decay)
-    return load_model(run_dir, ema=ema)
+    return load_model(entry.path, ema=ema)
 
 
 def use_ema(steps: int, decay: float) -> bool:

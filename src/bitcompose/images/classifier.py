@@ -2,14 +2,12 @@
 
 Training is deterministic: weights are initialised and batches drawn from an explicit ``torch.Generator`` (never
 the global RNG), on the CPU, on the TRAIN part of ``dataset.split(val_fraction, split_seed)``; the held-out part
-gives ``val_accuracy``. :func:`load_or_train_classifier` caches the result as ``<key>.safetensors`` +
-``<key>.json`` under ``$BITCOMPOSE_CACHE/classifiers`` (default ``~/.cache/bitcompose/classifiers``).
+gives ``val_accuracy``. :func:`load_or_train_classifier` keeps it in the harness's model cache
+(:mod:`bitcompose.experiments.cache`, kind ``classifiers``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +16,18 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from bitcompose.data.images import ImageDataset, load_image_dataset
+from bitcompose.experiments.cache import NETWORK, CacheEntry, cached
 from bitcompose.nets.classifier import ARCHITECTURE, ClassifierConfig, ImageClassifier, build_classifier
-from bitcompose.training.cache import cache_dir as cache_folder
 from bitcompose.training.loop import Trainer
 from bitcompose.training.optim import OptimConfig
 
-__all__ = ["default_classifier_steps", "load_or_train_classifier", "train_classifier", "ClassifierTask"]
+__all__ = [
+    "cached_classifier",
+    "default_classifier_steps",
+    "load_or_train_classifier",
+    "train_classifier",
+    "ClassifierTask",
+]
 
 _DEFAULT_STEPS = {"digits": 300, "mnist": 1000, "fashion_mnist": 3000, "cifar10": 4000, "imagenet64": 4000}
 
@@ -110,15 +114,15 @@ def train_classifier(
     return model.eval()
 
 
-def _fingerprint(ds: ImageDataset, val_fraction: float, split_seed: int) -> str:
-    h = hashlib.sha256(f"{ds.fingerprint()}|{val_fraction}|{split_seed}".encode())
-    return h.hexdigest()[:12]
+def load_or_train_classifier(dataset_name: str | ImageDataset, **options: Any) -> ImageClassifier:
+    """The classifier of :func:`cached_classifier` (same arguments)."""
+    return cached_classifier(dataset_name, **options)[0]
 
 
-def load_or_train_classifier(
+def cached_classifier(
     dataset_name: str | ImageDataset,
     *,
-    cache_dir: str | Path | None = None,
+    cache: str | Path | None = None,
     path: str | None = None,
     root: str | None = None,
     levels: int | None = None,
@@ -127,17 +131,18 @@ def load_or_train_classifier(
     val_fraction: float = 0.1,
     split_seed: int = 0,
     progress: bool = True,
-) -> ImageClassifier:
-    """The cached classifier of a data set, trained (and cached) on first use.
+) -> tuple[ImageClassifier, CacheEntry]:
+    """The cached classifier of a data set, trained (and cached) on first use, and its cache entry.
 
     The data set (``load_image_dataset(dataset_name, root=root, path=path, levels=levels)``, or an
     :class:`ImageDataset` given directly) is split with ``split(val_fraction, split_seed)``; the classifier trains
-    on the train part and is scored on the held-out part. The cache key holds the data set name, ``levels``
-    (num_values), architecture, width, seed, steps and a hash of the pixels, labels and split.
+    on the train part and is scored on the held-out part. It is the harness's cache entry
+    ``<cache>/classifiers/<name>-<key>``, keyed by the architecture, width, seed, steps, split and the data's
+    fingerprint (its pixels, labels and number of levels).
 
     Args:
         dataset_name: a name for :func:`~bitcompose.data.load_image_dataset`, or an :class:`ImageDataset`.
-        cache_dir: folder of the cache (default ``$BITCOMPOSE_CACHE/classifiers``).
+        cache: the cache root (default ``$BITCOMPOSE_CACHE``, else ``~/.cache/bitcompose``).
         path, root, levels: passed to :func:`~bitcompose.data.load_image_dataset`.
         steps: training steps (default :func:`default_classifier_steps`).
         seed: seed of the weights and batches.
@@ -145,8 +150,8 @@ def load_or_train_classifier(
         progress: show a progress bar while training.
 
     Returns:
-        The classifier (eval mode, CPU). ``info`` holds ``val_accuracy``, ``num_train``, ``num_val``,
-        ``train_seconds``, ``cached`` (True when loaded from the cache) and ``path``.
+        The classifier (eval mode, CPU; ``info`` holds ``val_accuracy``, ``num_train``, ``num_val``,
+        ``train_seconds`` and ``path``) and its cache entry (``fresh``: trained by this call).
     """
     if isinstance(dataset_name, ImageDataset):
         ds = dataset_name if levels is None else dataset_name.quantize(levels)
@@ -155,25 +160,31 @@ def load_or_train_classifier(
     if ds.labels is None:
         raise ValueError(f"dataset {ds.name!r} has no labels: a classifier cannot be trained on it")
     steps = default_classifier_steps(ds.name) if steps is None else steps
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", ds.name)
-    key = f"{slug}-K{ds.num_values}-{ARCHITECTURE}-w32-s{seed}-n{steps}-{_fingerprint(ds, val_fraction, split_seed)}"
-    prefix = cache_folder("classifiers", cache_dir) / key
-    if prefix.with_name(key + ".json").is_file() and prefix.with_name(key + ".safetensors").is_file():
-        model = ImageClassifier.load(prefix)
-        model.info["cached"] = True
-        return model
-    train, val = ds.split(val_fraction, split_seed)
-    model = train_classifier(train, steps=steps, seed=seed, progress=progress)
-    assert val.labels is not None
-    model.info |= {
-        "dataset": ds.name,
-        "num_values": ds.num_values,
+    spec = {
+        "architecture": ARCHITECTURE,
+        "channels": 32,
+        "seed": seed,
+        "steps": steps,
         "val_fraction": val_fraction,
         "split_seed": split_seed,
-        "num_train": len(train),
-        "num_val": len(val),
-        "val_accuracy": model.accuracy(val.images, val.labels),
     }
-    model.save(prefix)
-    model.info |= {"cached": False, "path": str(prefix)}
-    return model
+
+    def train(folder: Path) -> dict[str, Any]:
+        split_train, val = ds.split(val_fraction, split_seed)
+        assert val.labels is not None
+        model = train_classifier(split_train, steps=steps, seed=seed, progress=progress)
+        model.info |= {
+            "dataset": ds.name,
+            "num_values": ds.num_values,
+            "val_fraction": val_fraction,
+            "split_seed": split_seed,
+            "num_train": len(split_train),
+            "num_val": len(val),
+            "val_accuracy": model.accuracy(val.images, val.labels),
+        }
+        model.save(folder / NETWORK)
+        return model.info
+
+    name = f"{ds.name}-K{ds.num_values}-{ARCHITECTURE}-s{seed}-n{steps}"
+    entry = cached("classifiers", name, spec, train, data=ds.fingerprint(), cache=cache)
+    return ImageClassifier.load(entry.path / NETWORK), entry

@@ -20,7 +20,7 @@ import torch
 
 from bitcompose.core.machine import machine_info
 from bitcompose.figures.grids import save_grid
-from bitcompose.images.classifier import load_or_train_classifier
+from bitcompose.images.classifier import cached_classifier
 from bitcompose.images.config import TrainConfig, preset
 from bitcompose.images.evaluate import generate, score_samples
 from bitcompose.images.model import load_model
@@ -55,7 +55,7 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
     eval_start = time.perf_counter()
     model = load_model(run_dir, ema=True)
     generated = generate(model, config.sample.num_eval, seed=config.seed, progress=progress)
-    classifier = load_or_train_classifier(dataset, progress=progress)
+    classifier, classifier_entry = cached_classifier(dataset, progress=progress)
     scores = score_samples(generated, dataset, classifier, seed=config.seed)
 
     # One row per class: the first 10 samples of each class.
@@ -76,7 +76,7 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
         "seed": config.seed,
         "final_loss": result.loss,
         "sampler": generated.settings,
-        "classifier_cached": bool(classifier.info.get("cached")),
+        "classifier_cached": not classifier_entry.fresh,
         "machine": machine_info(),
         "config": config.to_dict(),
         "samples_png": str(grid),

@@ -8,6 +8,7 @@ Its held-out accuracy (per output and for a whole image) is stored with it and r
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from bitcompose.data.objects import IMAGE_SIZE, NUM_CELLS, NUM_PROMPTS, NUM_VALUES, ObjectScenes
+from bitcompose.experiments.cache import NETWORK, cached
 from bitcompose.nets.classifier import ClassifierConfig, ImageClassifier, build_classifier
 from bitcompose.objects.models import test_scenes, train_scenes
-from bitcompose.training.cache import cache_dir
 from bitcompose.training.loop import Trainer
 from bitcompose.training.optim import OptimConfig
 
 __all__ = ["PresenceTask", "load_or_train_evaluator", "presence", "EVALUATOR_STEPS"]
 
 EVALUATOR_STEPS = 1500
-_KEY = f"objects-presence-v1-s{EVALUATOR_STEPS}"
 
 
 class PresenceTask:
@@ -71,31 +71,32 @@ def _accuracy(model: ImageClassifier, scenes: ObjectScenes) -> dict[str, float]:
 
 
 def load_or_train_evaluator(cache: str | Path | None = None, progress: bool = True) -> ImageClassifier:
-    """The evaluator, from ``<cache>/objects/<key>`` or trained there first; ``info`` holds its held-out
-    accuracy (``cell_accuracy``, ``prompt_accuracy`` per output; ``image_*_exact`` for whole images)."""
-    folder = cache_dir("objects", None if cache is None else Path(cache) / "objects")
-    path = folder / _KEY
-    if path.with_name(_KEY + ".json").is_file():
-        model = ImageClassifier.load(path)
-        model.info["cached"] = True
-        return model
+    """The evaluator: the harness's cache entry ``<cache>/objects/evaluator-<key>``, trained there first; ``info``
+    holds its held-out accuracy (``cell_accuracy``, ``prompt_accuracy`` per output; ``image_*_exact`` for whole
+    images)."""
     config = ClassifierConfig(3, IMAGE_SIZE, IMAGE_SIZE, NUM_CELLS + NUM_PROMPTS, NUM_VALUES)
-    gen = torch.Generator().manual_seed(0)
-    model = build_classifier(config)
-    model.reset_parameters(gen)
-    optim = OptimConfig(name="adam", lr=2e-3, schedule="linear", grad_clip=0.0, ema_decay=None)
-    task = PresenceTask(model, train_scenes(), gen)
-    result = Trainer(
-        task, optim, steps=EVALUATOR_STEPS, log_every=50, progress=progress, desc="evaluator"
-    ).train()
-    model.eval()
-    model.info = {
-        "steps": EVALUATOR_STEPS,
-        "train_seconds": result.train_seconds,
-        "held_out_scenes": len(test_scenes()),
-        **_accuracy(model, test_scenes()),
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    model.info |= {"cached": False, "path": str(path)}
-    return model
+    scenes = train_scenes()
+
+    def train(folder: Path) -> dict[str, Any]:
+        gen = torch.Generator().manual_seed(0)
+        model = build_classifier(config)
+        model.reset_parameters(gen)
+        optim = OptimConfig(name="adam", lr=2e-3, schedule="linear", grad_clip=0.0, ema_decay=None)
+        result = Trainer(
+            PresenceTask(model, scenes, gen), optim, steps=EVALUATOR_STEPS, log_every=50, progress=progress,
+            desc="evaluator",
+        ).train()  # fmt: skip
+        model.eval()
+        model.info = {
+            "steps": EVALUATOR_STEPS,
+            "train_seconds": result.train_seconds,
+            "held_out_scenes": len(test_scenes()),
+            **_accuracy(model, test_scenes()),
+        }
+        model.save(folder / NETWORK)
+        return model.info
+
+    spec = {"evaluator": "presence-v1", "steps": EVALUATOR_STEPS, "config": config.to_dict(), "seed": 0}
+    data = hashlib.sha256(scenes.images.tobytes()).hexdigest()[:16]
+    entry = cached("objects", "evaluator", spec, train, data=data, cache=cache)
+    return ImageClassifier.load(entry.path / NETWORK)

@@ -8,17 +8,15 @@ evaluator on real scenes and chance), the checks the issue asks for, the setup a
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from bitcompose.core.machine import machine_info, machine_line
+from bitcompose.experiments.runner import Page, Run, run_experiment
 from bitcompose.figures.plots import labelled_rows, line_plot
 from bitcompose.images.cache import train_seconds as run_train_seconds
 from bitcompose.images.composition import SAMPLERS
@@ -28,9 +26,15 @@ from bitcompose.objects.figures import marked_samples
 from bitcompose.objects.models import DEFAULT_STEPS, PARAMS, load_or_train
 from bitcompose.objects.prompts import prompt_rows
 from bitcompose.objects.sampling import MCMCSettings
-from bitcompose.training.cache import cached_result
 
-__all__ = ["TablePlan", "run_objects_table", "summary_checks"]
+__all__ = [
+    "ObjectsCell",
+    "ObjectsExperiment",
+    "PromptsCell",
+    "TablePlan",
+    "run_objects_table",
+    "summary_checks",
+]
 
 
 @dataclass(frozen=True)
@@ -77,10 +81,14 @@ class TablePlan:
         """The object counts run for ``param``."""
         return self.energy_ks if param == "energy" else self.ks
 
-    def cells(self) -> list[tuple[int, str, str, MCMCSettings]]:
-        """``(k, sampler, param, mcmc)`` of every cell, in run order."""
-        out = [(k, s, p, self.mcmc) for p in self.params for s in self.samplers for k in self.ks_of(p)]
-        out += [(self.other_k, s, p, self.mcmc) for p in self.other_params for s in self.other_samplers]
+    def cells(self) -> list[ObjectsCell]:
+        """Every position cell, in run order."""
+        out = [
+            ObjectsCell(k, s, p, self.mcmc) for p in self.params for s in self.samplers for k in self.ks_of(p)
+        ]
+        out += [
+            ObjectsCell(self.other_k, s, p, self.mcmc) for p in self.other_params for s in self.other_samplers
+        ]
         if self.smc and "energy" in self.params:
             smc = MCMCSettings(
                 steps_per_level=self.mcmc.steps_per_level,
@@ -88,12 +96,29 @@ class TablePlan:
                 mcmc_min_level=0,
                 resample_ess=0.5,
             )
-            out.append((self.other_k, "hmc", "energy", smc))
+            out.append(ObjectsCell(self.other_k, "hmc", "energy", smc))
         return out
 
 
-def _cell_name(k: int, sampler: str, param: str, mcmc: MCMCSettings) -> str:
-    return f"k{k}-{'smc-' if mcmc.resample_ess is not None else ''}{sampler}-{param}"
+class ObjectsCell(NamedTuple):
+    """One cell of the position table: ``k`` requested objects, a sampler, a parameterisation."""
+
+    k: int
+    sampler: str
+    param: str
+    mcmc: MCMCSettings
+
+    @property
+    def name(self) -> str:
+        """The file stem (``k3-hmc-score``, ``k3-smc-hmc-energy``)."""
+        return f"k{self.k}-{'smc-' if self.mcmc.resample_ess is not None else ''}{self.sampler}-{self.param}"
+
+
+@dataclass(frozen=True)
+class PromptsCell:
+    """The prompt rows, stored as one cell (a list of reports)."""
+
+    name: str = "prompts"
 
 
 def summary_checks(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -258,6 +283,101 @@ is what the operators must beat: its AND/NOT columns are the rates of the two ou
 """
 
 
+@dataclass
+class ObjectsExperiment:
+    """The objects table on the harness (:func:`~bitcompose.experiments.runner.run_experiment`)."""
+
+    plan: TablePlan
+    seed: int = 0
+    weight: float = 4.0
+    cache: str | Path | None = None
+    progress: bool = True
+    name: str = "objects"
+
+    def settings(self) -> dict[str, Any]:
+        """Seed, n, the conjunction's weight and the MCMC settings every cell shares."""
+        plan = self.plan
+        return {
+            "seed": self.seed,
+            "n": plan.n,
+            "prompt_n": plan.prompt_n,
+            "weight": self.weight,
+            "mcmc": vars(plan.mcmc),
+        }
+
+    def prepare(self, log: Callable[[str], None]) -> dict[str, Any]:
+        """Train or load the models and the evaluator."""
+        plan = self.plan
+        seconds: dict[str, float] = {}
+        trained: dict[str, dict[str, Any]] = {}
+        conditions = [("position", p) for p in plan.params] + ([("prompt", "score")] if plan.prompt_n else [])
+        for condition, param in conditions:
+            t0 = time.perf_counter()
+            model = load_or_train(condition, param, cache=self.cache, progress=self.progress)
+            seconds[f"{condition}-{param}"] = round(time.perf_counter() - t0, 1)
+            log(f"model {condition}-{param}: step {model.step} ({seconds[f'{condition}-{param}']:.0f} s)")
+            trained[f"{condition}-{param}"] = {
+                "steps": model.step,
+                "train_seconds": run_train_seconds(model.path, model.step),
+            }
+        evaluator = load_or_train_evaluator(self.cache, progress=self.progress)
+        return {
+            "other_k": plan.other_k,
+            "train_steps": {p: DEFAULT_STEPS[p] for p in plan.params},
+            "train_seconds": seconds,
+            "trained": trained,
+            "evaluator": evaluator.info,
+        }
+
+    def cells(self) -> list[ObjectsCell | PromptsCell]:
+        """The position cells, then the prompt rows (when the plan has them)."""
+        return [*self.plan.cells(), *([PromptsCell()] if self.plan.prompt_n else [])]
+
+    def run_cell(self, cell: ObjectsCell | PromptsCell) -> tuple[Any, Any]:
+        """A position cell's samples and report, or the prompt rows' images and reports."""
+        plan = self.plan
+        if isinstance(cell, PromptsCell):
+            res = prompt_rows(
+                samplers=plan.prompt_samplers, n=plan.prompt_n, seed=self.seed, weight=self.weight,
+                mcmc=plan.mcmc, cache=self.cache, progress=self.progress,
+            )  # fmt: skip
+            return [r.images for r in res], [r.report for r in res]
+        out = objects_cell(
+            cell.k, cell.sampler, param=cell.param, n=plan.n, seed=self.seed, weight=self.weight, mcmc=cell.mcmc,
+            cache=self.cache, progress=self.progress,
+        )  # fmt: skip
+        return {"images": out.images, "cells": out.cells, "success": out.success}, out.report
+
+    def describe(self, report: Any) -> str:
+        """Accuracy of a finished cell (or how many prompt rows)."""
+        if isinstance(report, list):
+            return f"{len(report)} prompt rows"
+        return f"accuracy {report['accuracy']:.3f} ± {report['accuracy_se']:.3f} ({report['seconds']:.0f} s)"
+
+    def render(self, out: Path, run: Run) -> Page:
+        """The figures, the page and the JSON (position rows, prompt rows, yardsticks)."""
+        plan = self.plan
+        cells = self.plan.cells()
+        rows = run.rows[: len(cells)]
+        prompts: list[dict[str, Any]] = run.rows[len(cells)] if plan.prompt_n else []
+        shown = {f"{c.sampler} ({c.param})": run.tensors[c.name] for c in cells if c.k == plan.other_k}
+        prompt_images = (
+            [
+                (f"{p['prompt']} ({p['sampler']})", im[:10])
+                for p, im in zip(prompts, run.tensors["prompts"], strict=True)
+            ]
+            if plan.prompt_n
+            else []
+        )
+        evaluator = load_or_train_evaluator(self.cache, progress=self.progress)
+        sticks = {
+            k: yardsticks(evaluator, k, self.seed) for k in sorted({*plan.ks, *plan.energy_ks, plan.other_k})
+        }
+        _figures(out, rows, shown, prompt_images, plan)
+        data = {"meta": run.meta, "cells": rows, "prompts": prompts, "yardsticks": sticks}
+        return Page(_page(rows, prompts, sticks, run.meta), data)
+
+
 def run_objects_table(
     out: str | Path,
     *,
@@ -270,80 +390,11 @@ def run_objects_table(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run (or resume) the table into ``out`` and write ``objects.md``, ``objects.json`` and the figures."""
-    plan = plan or TablePlan()
-    out = Path(out)
-    start = time.perf_counter()
-    train_seconds: dict[str, float] = {}
-    trained: dict[str, dict[str, Any]] = {}
-    conditions = [("position", p) for p in plan.params] + ([("prompt", "score")] if plan.prompt_n else [])
-    for condition, param in conditions:
-        t0 = time.perf_counter()
-        model = load_or_train(condition, param, cache=cache, progress=progress)
-        train_seconds[f"{condition}-{param}"] = round(time.perf_counter() - t0, 1)
-        log(f"model {condition}-{param}: step {model.step} ({train_seconds[f'{condition}-{param}']:.0f} s)")
-        trained[f"{condition}-{param}"] = {
-            "steps": model.step,
-            "train_seconds": run_train_seconds(model.path, model.step),
-        }
-    evaluator = load_or_train_evaluator(cache, progress=progress)
-    train_total = time.perf_counter() - start
-    rows, shown = [], {}
-    for k, sampler, param, mcmc in plan.cells():
-        name = _cell_name(k, sampler, param, mcmc)
-
-        def run(k: int = k, sampler: str = sampler, param: str = param, mcmc: MCMCSettings = mcmc) -> Any:
-            res = objects_cell(
-                k, sampler, param=param, n=plan.n, seed=seed, weight=weight, mcmc=mcmc, cache=cache,
-                progress=progress,
-            )  # fmt: skip
-            return {"images": res.images, "cells": res.cells, "success": res.success}, res.report
-
-        tensors, report = cached_result(out / "cells" / name, run)
-        rows.append(report)
-        log(
-            f"{name}: accuracy {report['accuracy']:.3f} ± {report['accuracy_se']:.3f} ({report['seconds']:.0f} s)"
-        )
-        if k == plan.other_k:
-            shown[f"{report['sampler']} ({param})"] = tensors
-    prompts: list[dict[str, Any]] = []
-    prompt_images: list[tuple[str, torch.Tensor]] = []
-    if plan.prompt_n:
-
-        def run_prompts() -> Any:
-            res = prompt_rows(
-                samplers=plan.prompt_samplers, n=plan.prompt_n, seed=seed, weight=weight, mcmc=plan.mcmc,
-                cache=cache, progress=progress,
-            )  # fmt: skip
-            return [r.images for r in res], [r.report for r in res]
-
-        images, prompts = cached_result(out / "cells" / "prompts", run_prompts)
-        prompt_images = [
-            (f"{p['prompt']} ({p['sampler']})", im[:10]) for p, im in zip(prompts, images, strict=True)
-        ]
-    sticks = {k: yardsticks(evaluator, k, seed) for k in sorted({*plan.ks, *plan.energy_ks, plan.other_k})}
-    _figures(out, rows, shown, prompt_images, plan)
-    meta = {
-        "command": command or "bitcompose compose objects --table",
-        "seed": seed,
-        "n": plan.n,
-        "other_k": plan.other_k,
-        "weight": weight,
-        "mcmc": vars(plan.mcmc),
-        "train_steps": {p: DEFAULT_STEPS[p] for p in plan.params},
-        "train_seconds": train_seconds,
-        "trained": trained,
-        "evaluator": evaluator.info,
-        "machine": machine_info(),
-        "machine_line": machine_line(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "wall_minutes": (time.perf_counter() - start) / 60,
-        "cells_minutes": sum(r["seconds"] for r in (*rows, *prompts)) / 60,
-        "train_minutes": train_total / 60,
-    }
-    result = {"meta": meta, "cells": rows, "prompts": prompts, "yardsticks": sticks}
-    (out / "objects.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (out / "objects.md").write_text(_page(rows, prompts, sticks, meta))
-    return result
+    experiment = ObjectsExperiment(plan or TablePlan(), seed, weight, cache, progress)
+    _, page = run_experiment(
+        experiment, out, command=command or "bitcompose compose objects --table", log=log
+    )
+    return page.data
 
 
 def _figures(

@@ -63,8 +63,7 @@ def load_or_train(
 
 def evaluator(dataset: str, cache: str | Path | None = None, progress: bool = True) -> ImageClassifier:
     """The evaluation classifier of ``dataset``: trained on the clean train split only, never on samples."""
-    folder = None if cache is None else Path(cache) / "classifiers"
-    return load_or_train_classifier(study_data(dataset), cache_dir=folder, progress=progress)
+    return load_or_train_classifier(study_data(dataset), cache=cache, progress=progress)
 
 
 def level_scores(dataset: str, images: Tensor) -> dict[str, float]:

@@ -9,23 +9,21 @@ all the cells present.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bitcompose.core.machine import machine_info, machine_line
+from bitcompose.experiments.runner import Page, Run, run_experiment, write_text
 from bitcompose.images.cache import train_seconds
 from bitcompose.metrics.image_scores import fid_floor
 from bitcompose.study.cells import TRAIN_STEPS, evaluator, level_scores, load_or_train, study_cell, study_data
-from bitcompose.study.grid import grid
+from bitcompose.study.grid import StudyCell, grid
 from bitcompose.study.page import figures, page
-from bitcompose.training.cache import cached_result
 
-__all__ = ["load_rows", "render", "run_study"]
+__all__ = ["StudyExperiment", "load_rows", "run_study"]
 
 PAGE, JSON, PARTS = "bit_study.md", "bit_study.json", "parts.json"
 
@@ -45,6 +43,108 @@ def load_rows(out: Path) -> list[dict[str, Any]]:
             tmp.replace(path)
         rows.append(row)
     return rows
+
+
+@dataclass
+class StudyExperiment:
+    """One grid of the study on the harness (:func:`~bitcompose.experiments.runner.run_experiment`)."""
+
+    grid_name: str
+    dataset: str
+    n: int = 500
+    seed: int = 0
+    train_steps: int | None = None
+    cache: str | Path | None = None
+    progress: bool = True
+    inception: bool = False
+    name: str = "bit_study"
+
+    @property
+    def steps(self) -> int:
+        """Training steps of every model."""
+        return TRAIN_STEPS[self.dataset] if self.train_steps is None else self.train_steps
+
+    def settings(self) -> dict[str, Any]:
+        """The data set, n, seed and training steps every cell of every part shares."""
+        return {"dataset": self.dataset, "seed": self.seed, "n": self.n, "train_steps": self.steps}
+
+    def prepare(self, log: Callable[[str], None]) -> dict[str, Any]:
+        """Train or load the grid's models and the evaluator."""
+        trained: dict[str, dict[str, Any]] = {}
+        for model in grid(self.grid_name).models:
+            loaded = load_or_train(
+                model, self.dataset, steps=self.steps, cache=self.cache, progress=self.progress
+            )
+            trained[model.name] = {
+                "steps": loaded.step,
+                "train_seconds": train_seconds(loaded.path, loaded.step),
+            }
+            log(f"model {model.name}: step {loaded.step}")
+        judge = evaluator(self.dataset, self.cache, self.progress)
+        data = study_data(self.dataset)
+        return {
+            "data_name": data.name,
+            "num_values": data.num_values,
+            "image_shape": list(data.image_shape),
+            "trained": trained,
+            "evaluator": judge.info,
+            "floor_full": fid_floor(judge, data),
+        }
+
+    def cells(self) -> list[StudyCell]:
+        """The grid's cells."""
+        return list(grid(self.grid_name).cells)
+
+    def run_cell(self, cell: StudyCell) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One cell's samples (uint8: every study data set has at most 256 levels, 8× smaller files) and report."""
+        res = study_cell(
+            cell, self.dataset, n=self.n, seed=self.seed, train_steps=self.steps, cache=self.cache,
+            progress=self.progress, inception=self.inception,
+        )  # fmt: skip
+        return {"images": res.images.to(torch.uint8), "labels": res.labels}, res.report
+
+    def describe(self, report: dict[str, Any]) -> str:
+        """FID, accuracy and NFE of a finished cell."""
+        return (
+            f"classifier FID {report['classifier_fid']:.2f} ± {report['classifier_fid_se']:.2f} "
+            f"(floor {report['classifier_fid_floor']:.2f}), accuracy {report['class_accuracy']:.3f}, "
+            f"NFE {report['nfe']} ({report['seconds']:.0f} s)"
+        )
+
+    def render(self, out: Path, run: Run) -> Page:
+        """Record this part in ``parts.json``, then render the page from every cell of the data set in ``out``."""
+        meta = {**run.meta, "parts": self._record_part(out, run)}
+        rows = [r for r in load_rows(out) if r["dataset"] == self.dataset]
+        figures(out, rows, meta)
+        return Page(page(rows, meta), {"meta": meta, "cells": rows})
+
+    def _record_part(self, out: Path, run: Run) -> list[dict[str, Any]]:
+        m = run.meta
+        part = {
+            "grid": self.grid_name,
+            "dataset": self.dataset,
+            "command": m["command"],
+            "cells": len(run.rows),
+            "trained": m["trained"],
+            "date": m["date"],
+            "machine_line": m["machine_line"],
+            "wall_minutes": m["wall_minutes"],
+            "train_minutes": m["train_minutes"],
+            "cells_minutes": m["cells_minutes"],
+        }
+        parts_path = out / PARTS
+        parts = json.loads(parts_path.read_text()) if parts_path.is_file() else []
+        key = (self.grid_name, self.dataset)
+        old = next((p for p in parts if (p["grid"], p["dataset"]) == key), None)
+        if old is not None and not run.computed:
+            part = old  # a re-render: the record of the run that computed the cells stays
+        elif old is not None:  # a resumed part: its times add up
+            for k in ("wall_minutes", "train_minutes"):
+                part[k] += old[k]
+            part["sessions"] = old.get("sessions", 1) + 1
+        parts = [p for p in parts if (p["grid"], p["dataset"]) != key] + [part]
+        write_text(parts_path, json.dumps(parts, indent=2) + "\n")
+        return parts
 
 
 def run_study(
@@ -69,86 +169,7 @@ def run_study(
     Returns:
         ``{"meta": …, "cells": [this grid's reports]}``.
     """
-    g = grid(grid_name)
-    out = Path(out)
-    steps = TRAIN_STEPS[dataset] if train_steps is None else train_steps
-    start = time.perf_counter()
-    trained: dict[str, dict[str, Any]] = {}
-    for model in g.models:
-        loaded = load_or_train(model, dataset, steps=steps, cache=cache, progress=progress)
-        trained[model.name] = {"steps": loaded.step, "train_seconds": train_seconds(loaded.path, loaded.step)}
-        log(f"model {model.name}: step {loaded.step}")
-    judge = evaluator(dataset, cache, progress)
-    train_minutes = (time.perf_counter() - start) / 60
-    rows, computed = [], []
-    for cell in g.cells:
-
-        def run(cell: Any = cell) -> Any:
-            computed.append(cell.name)
-            res = study_cell(
-                cell,
-                dataset,
-                n=n,
-                seed=seed,
-                train_steps=steps,
-                cache=cache,
-                progress=progress,
-                inception=inception,
-            )
-            # the samples as uint8 (every study data set has at most 256 levels): 8× smaller files
-            return {"images": res.images.to(torch.uint8), "labels": res.labels}, res.report
-
-        _, report = cached_result(out / "cells" / cell.name, run)
-        rows.append(report)
-        log(
-            f"{cell.name}: classifier FID {report['classifier_fid']:.2f} ± {report['classifier_fid_se']:.2f} "
-            f"(floor {report['classifier_fid_floor']:.2f}), accuracy {report['class_accuracy']:.3f}, "
-            f"NFE {report['nfe']} ({report['seconds']:.0f} s)"
-        )
-    data = study_data(dataset)
-    part = {
-        "grid": grid_name,
-        "dataset": dataset,
-        "command": command or f"bitcompose study --dataset {dataset} --grid {grid_name} --out {out}",
-        "cells": len(rows),
-        "trained": trained,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine_line": machine_line(),
-        "wall_minutes": (time.perf_counter() - start) / 60,
-        "train_minutes": train_minutes,
-        "cells_minutes": sum(r["seconds"] for r in rows) / 60,
-    }
-    parts_path = out / PARTS
-    parts = json.loads(parts_path.read_text()) if parts_path.is_file() else []
-    old = next((p for p in parts if (p["grid"], p["dataset"]) == (grid_name, dataset)), None)
-    if old is not None and not computed:
-        part = old  # a re-render: the record of the run that computed the cells stays
-    elif old is not None:  # a resumed part: its times add up
-        for key in ("wall_minutes", "train_minutes"):
-            part[key] += old[key]
-        part["sessions"] = old.get("sessions", 1) + 1
-    parts = [p for p in parts if (p["grid"], p["dataset"]) != (grid_name, dataset)] + [part]
-    parts_path.write_text(json.dumps(parts, indent=2) + "\n")
-    meta = {
-        "dataset": dataset,
-        "data_name": data.name,
-        "num_values": data.num_values,
-        "image_shape": list(data.image_shape),
-        "seed": seed,
-        "n": n,
-        "train_steps": steps,
-        "evaluator": judge.info,
-        "floor_full": fid_floor(judge, data),
-        "machine": machine_info(),
-        "parts": parts,
-    }
-    render(out, meta)
-    return {"meta": meta, "cells": rows}
-
-
-def render(out: Path, meta: dict[str, Any]) -> None:
-    """Write ``bit_study.md``, ``bit_study.json`` and the figures of every cell in ``out/cells``."""
-    rows = [r for r in load_rows(out) if r["dataset"] == meta["dataset"]]
-    figures(out, rows, meta)
-    (out / JSON).write_text(json.dumps({"meta": meta, "cells": rows}, indent=2, default=str) + "\n")
-    (out / PAGE).write_text(page(rows, meta))
+    experiment = StudyExperiment(grid_name, dataset, n, seed, train_steps, cache, progress, inception)
+    default = f"bitcompose study --dataset {dataset} --grid {grid_name} --out {out}"
+    run, page_ = run_experiment(experiment, out, command=command or default, log=log)
+    return {"meta": page_.data["meta"], "cells": run.rows}

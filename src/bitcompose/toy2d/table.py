@@ -37,7 +37,7 @@ from bitcompose.toy2d.run import (
     run_cell,
 )
 from bitcompose.toy2d.tasks import TASKS
-from bitcompose.toy2d.train import PARAMS, TrainConfig, cache_dir, load_or_train
+from bitcompose.toy2d.train import PARAMS, TrainConfig, load_or_train
 
 __all__ = ["run_table", "summary_checks", "save_cells", "load_cells"]
 
@@ -311,8 +311,3 @@ support) and the commands: `docs/results/toy2d_findings.md`.
   inside the exact support; acceptance = mean Metropolis acceptance over levels; NFE = evaluations of the
   composed model (each evaluates both networks; for energy models each is a forward + backward pass).
 """
-
-
-def default_cache() -> Path:
-    """The cache root used when none is given."""
-    return cache_dir(None)

@@ -7,18 +7,14 @@ the EMA weights), 15,000 steps in the paper's setting. The score model is
 :class:`~bitcompose.compose.ddpm_models.EnergyModel` (``E = ‖f(x, t) − x‖²``, ε := ∇ₓE, trained by double backprop).
 Training runs on the shared stack (:mod:`bitcompose.training.loop`) and is resumable.
 
-Each model is a run folder ``<cache>/<dataset>-<param>-s<steps>-<hash>/`` (``checkpoint/`` with the EMA weights,
-``metrics.jsonl``, and ``meta.json`` once finished); the hash covers dataset, parameterisation, steps, batch, lr,
-EMA decay, seed, the network configuration and a recipe version, so a changed setting never reuses a stale model.
-The cache root is ``$BITCOMPOSE_CACHE/toy2d`` when ``BITCOMPOSE_CACHE`` is set, else
-``~/.cache/bitcompose/toy2d``.
+Each model is an entry of the harness's cache (:mod:`bitcompose.experiments.cache`, kind ``toy2d``): a run folder
+with ``checkpoint/`` (the EMA weights) and ``metrics.jsonl``; its key covers dataset, parameterisation, steps, batch,
+lr, EMA decay, seed, the network configuration and a recipe version, so a changed setting never reuses a stale
+model.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +33,8 @@ from bitcompose.compose.ddpm_models import (
 from bitcompose.core.config import Config
 from bitcompose.core.schedules import DiscreteSchedule
 from bitcompose.data import toy2d as data
+from bitcompose.experiments.cache import cached, entry_path
 from bitcompose.nets.mlp import ResidualMLP, ResidualMLPConfig
-from bitcompose.training.cache import cache_dir as cache_folder
 from bitcompose.training.checkpoint import load_checkpoint, load_state_strict
 from bitcompose.training.loop import CHECKPOINT_DIR, Trainer
 from bitcompose.training.optim import OptimConfig
@@ -49,12 +45,13 @@ __all__ = [
     "SCHEDULES",
     "TrainConfig",
     "TrainedModel",
-    "cache_dir",
     "load_or_train",
     "make_model",
     "train",
 ]
 
+#: The cache's sub-folder of the 2-D models.
+KIND = "toy2d"
 # Bump when the training recipe changes in a way the configuration does not capture.
 RECIPE_VERSION = 1
 
@@ -108,19 +105,19 @@ class TrainConfig(Config):
         """The network architecture (the notebook's residual MLP for T levels)."""
         return ResidualMLPConfig(num_steps=self.num_steps)
 
-    def key(self) -> str:
-        """Cache directory name: readable prefix plus a hash of every setting."""
+    def spec(self) -> dict[str, Any]:
+        """What the weights depend on (the cache's spec): every setting but ``compile``, the network, the recipe."""
         train = self.to_dict()
         train.pop("compile")  # how the loss is computed, not what is learned
-        if self.schedule == "cosine":
-            train.pop("schedule")  # added later: absent from the keys of earlier (cosine) runs
-        payload = {
-            "train": train,
-            "net": self.net_config().to_dict(),
-            "recipe": RECIPE_VERSION,
-        }
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
-        return f"{self.dataset}-{self.param}-s{self.steps}-{digest}"
+        return {"train": train, "net": self.net_config().to_dict(), "recipe": RECIPE_VERSION}
+
+    def name(self) -> str:
+        """The readable part of the cache entry's name."""
+        return f"{self.dataset}-{self.param}-s{self.steps}"
+
+    def key(self) -> str:
+        """The cache entry's folder name: :meth:`name` plus the key of :meth:`spec`."""
+        return entry_path(KIND, self.name(), self.spec()).name
 
 
 @dataclass
@@ -132,11 +129,6 @@ class TrainedModel:
     final_loss: float
     seconds: float
     from_cache: bool
-
-
-def cache_dir(root: str | Path | None = None) -> Path:
-    """The cache root: ``root`` if given, else ``$BITCOMPOSE_CACHE/toy2d``, else ``~/.cache/bitcompose/toy2d``."""
-    return cache_folder("toy2d", root)
 
 
 def make_model(config: TrainConfig, net: nn.Module | None = None) -> EpsModel | EnergyModel:
@@ -217,37 +209,28 @@ def train(config: TrainConfig, *, run_dir: str | Path | None = None, progress: b
 def load_or_train(
     config: TrainConfig, *, cache: str | Path | None = None, use_cache: bool = True, progress: bool = False
 ) -> TrainedModel:
-    """Load the model for ``config`` from the cache, or train it there (resumably) and keep it.
+    """Load the model for ``config`` from the harness's cache (kind ``toy2d``), or train it there (resumably).
 
     Args:
-        config: the training configuration (its :meth:`TrainConfig.key` names the cache entry).
-        cache: cache root (default: :func:`cache_dir`).
+        config: the training configuration (its :meth:`TrainConfig.spec` keys the cache entry).
+        cache: the cache root (default ``$BITCOMPOSE_CACHE``, else ``~/.cache/bitcompose``).
         use_cache: ``False`` trains without reading or writing the cache.
         progress: show a tqdm bar while training.
     """
     if not use_cache:
         return train(config, progress=progress)
-    entry = cache_dir(cache) / config.key()
-    meta_path = entry / "meta.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        ckpt = load_checkpoint(entry / CHECKPOINT_DIR)
-        model = make_model(config)
-        assert ckpt.ema_state is not None
-        load_state_strict(model.net, ckpt.ema_state, what=f"EMA weights of {entry}")
-        model.eval()
-        model.requires_grad_(False)
-        return TrainedModel(model, config, meta["final_loss"], meta["seconds"], from_cache=True)
-    result = train(config, run_dir=entry, progress=progress)
-    meta = {
-        "config": config.to_dict(),
-        "net": config.net_config().to_dict(),
-        "recipe": RECIPE_VERSION,
-        "final_loss": result.final_loss,
-        "seconds": result.seconds,
-        "torch": torch.__version__,
-    }
-    tmp_meta = entry / f".meta.{os.getpid()}.tmp"
-    tmp_meta.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp_meta, meta_path)  # written last: its presence marks a finished entry
-    return result
+
+    def fit(folder: Path) -> dict[str, Any]:
+        result = train(config, run_dir=folder, progress=progress)
+        return {"final_loss": result.final_loss, "seconds": result.seconds}
+
+    entry = cached(KIND, config.name(), config.spec(), fit, cache=cache)
+    ckpt = load_checkpoint(entry.path / CHECKPOINT_DIR)
+    model = make_model(config)
+    assert ckpt.ema_state is not None
+    load_state_strict(model.net, ckpt.ema_state, what=f"EMA weights of {entry.path}")
+    model.eval()
+    model.requires_grad_(False)
+    return TrainedModel(
+        model, config, entry.record["final_loss"], entry.record["seconds"], from_cache=not entry.fresh
+    )

@@ -1,0 +1,211 @@
+"""The one runner of experiments: cells into a folder, resumably, then the page.
+
+An experiment (:class:`Experiment`) says what its settings are, prepares its models and evaluators, lists its
+cells, runs one cell into ``(tensors, report)`` and renders its page. :func:`run_experiment` owns the rest: every
+finished cell is written at once to ``<out>/cells/<name>.json`` (its tensors to ``.pt``), so an interrupted table
+resumes where it stopped; ``<out>/experiment.json`` records the settings the cells were computed with, and a run
+with other settings into the same folder is refused (stale cells are never reused); the meta (command, date,
+machine, wall time) is the same for every experiment; ``<out>/<name>.json`` and ``<name>.md`` are written
+atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from bitcompose.core.machine import machine_info, machine_line
+
+__all__ = [
+    "Cell",
+    "Experiment",
+    "Page",
+    "Run",
+    "check_settings",
+    "run_experiment",
+    "stored_cell",
+    "utc_now",
+    "write_text",
+]
+
+Tensors = Any  # what a cell stores beside its report: a dict (or list) of tensors
+Log = Callable[[str], None]
+SETTINGS = "experiment.json"
+
+
+class Cell(Protocol):
+    """A cell: anything with a file-safe ``name``."""
+
+    @property
+    def name(self) -> str: ...
+
+
+@dataclass
+class Run:
+    """What a run of an experiment produced.
+
+    Attributes:
+        rows: the cells' reports (JSON-able; a dict, or a list of dicts for a cell of several rows), in order.
+        tensors: each cell's stored tensors, by cell name.
+        computed: the names of the cells computed by this run (the others were read back).
+        meta: the run's record: command, settings, what ``prepare`` returned, machine, date, minutes.
+    """
+
+    rows: list[Any]
+    tensors: dict[str, Tensors]
+    computed: list[str]
+    meta: dict[str, Any]
+
+
+@dataclass
+class Page:
+    """A rendered page: its markdown and the JSON written beside it (default: the meta and the rows)."""
+
+    markdown: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Experiment(Protocol):
+    """One experiment on the harness (objects, guidance, the Bit Diffusion study, ...)."""
+
+    #: The file stem of the page and its JSON (``<out>/<name>.md``, ``<out>/<name>.json``).
+    name: str
+
+    def settings(self) -> dict[str, Any]:
+        """What every cell depends on beyond its name (n, seed, ...): stored, and checked on resumption."""
+        ...
+
+    def prepare(self, log: Log) -> dict[str, Any]:
+        """Train or load the models and evaluators; returns the entries they add to the meta."""
+        ...
+
+    def cells(self) -> Sequence[Cell]:
+        """Every cell, in running order."""
+        ...
+
+    def run_cell(self, cell: Any) -> tuple[Tensors, dict[str, Any]]:
+        """One cell's tensors and its report (a JSON-able dict)."""
+        ...
+
+    def describe(self, report: Any) -> str:
+        """One log line for a finished cell."""
+        ...
+
+    def render(self, out: Path, run: Run) -> Page:
+        """Write the figures into ``out`` and return the page."""
+        ...
+
+
+def utc_now() -> str:
+    """The date stamp of every result (``2026-12-02 05:30 UTC``)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file (never a half-written page)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def stored_cell(path: Path, run: Callable[[], tuple[Tensors, Any]]) -> tuple[Tensors, Any]:
+    """``(tensors, report)`` from ``path.pt``/``path.json``, or computed by ``run`` and stored there first."""
+    # suffixes appended, not swapped: a stem such as ``w0.5-hmc`` holds a dot
+    report_path, tensor_path = path.with_name(path.name + ".json"), path.with_name(path.name + ".pt")
+    if report_path.is_file() and tensor_path.is_file():
+        return torch.load(tensor_path, weights_only=True), json.loads(report_path.read_text())
+    tensors, report = run()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tensor_path.with_name(f".{tensor_path.name}.{os.getpid()}.tmp")
+    torch.save(tensors, tmp)
+    os.replace(tmp, tensor_path)
+    write_text(report_path, json.dumps(report, indent=2) + "\n")
+    return tensors, report
+
+
+def _seconds(report: Any) -> float:
+    """A cell's own compute time (summed over the rows of a cell of several)."""
+    if isinstance(report, list):
+        return sum(_seconds(r) for r in report)
+    return float(report.get("seconds", 0.0))
+
+
+def _canonical(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def check_settings(out: Path, name: str, settings: dict[str, Any]) -> None:
+    """Refuse ``out`` when it holds cells of ``name`` computed with other settings; record them otherwise."""
+    path = out / SETTINGS
+    wanted = _canonical(settings)
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    old = stored.get(name)
+    if old is not None and old != wanted:
+        changed = ", ".join(
+            f"{k}: {old.get(k)!r} → {wanted.get(k)!r}"
+            for k in sorted({*old, *wanted})
+            if old.get(k) != wanted.get(k)
+        )
+        raise ValueError(
+            f"{out} holds {name} cells computed with other settings ({changed}); choose another output folder, "
+            f"or delete {out / 'cells'} to recompute them"
+        )
+    if old is None:
+        write_text(path, json.dumps({**stored, name: wanted}, indent=2) + "\n")
+
+
+def run_experiment(
+    experiment: Experiment, out: str | Path, *, command: str, log: Log = print
+) -> tuple[Run, Page]:
+    """Run (or resume) ``experiment`` into ``out``, then write its page, JSON and figures there.
+
+    Args:
+        experiment: the experiment.
+        out: the results folder (cells in ``out/cells``).
+        command: the command line that reproduces the run (recorded in the meta).
+        log: where progress lines go.
+    """
+    out = Path(out)
+    start = time.perf_counter()
+    settings = experiment.settings()
+    check_settings(out, experiment.name, settings)
+    prepared = experiment.prepare(log)
+    train_minutes = (time.perf_counter() - start) / 60
+    rows: list[Any] = []
+    tensors: dict[str, Tensors] = {}
+    computed: list[str] = []
+    for cell in experiment.cells():
+
+        def compute(cell: Any = cell) -> tuple[Tensors, dict[str, Any]]:
+            computed.append(cell.name)
+            return experiment.run_cell(cell)
+
+        tensors[cell.name], report = stored_cell(out / "cells" / cell.name, compute)
+        rows.append(report)
+        log(f"{cell.name}: {experiment.describe(report)}")
+    meta = {
+        "command": command,
+        **settings,
+        **prepared,
+        "machine": machine_info(),
+        "machine_line": machine_line(),
+        "date": utc_now(),
+        "wall_minutes": (time.perf_counter() - start) / 60,
+        "cells_minutes": sum(_seconds(r) for r in rows) / 60,
+        "train_minutes": train_minutes,
+    }
+    run = Run(rows, tensors, computed, meta)
+    page = experiment.render(out, run)
+    data = page.data or {"meta": meta, "cells": rows}
+    write_text(out / f"{experiment.name}.json", json.dumps(data, indent=2, default=str) + "\n")
+    write_text(out / f"{experiment.name}.md", page.markdown)
+    return run, page
