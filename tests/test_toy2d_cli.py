@@ -52,7 +52,7 @@ def test_cli_prints_one_json_object(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert res["nfe"] == 100 and res["acceptance"] is None
     assert 0.0 <= res["in_support"] <= 1.0 and res["w2"] > 0
     assert res["oracle_log_likelihood"] == pytest.approx(-0.4767, abs=1e-3)
-    assert len(list(tmp_path.iterdir())) == 2  # the two component models were cached
+    assert len(list((tmp_path / "toy2d").iterdir())) == 2  # the two component models were cached
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from bitcompose.compose import Mixture, Negation
 from bitcompose.core.schedules import DiscreteSchedule
 from bitcompose.data import toy2d as data
 from bitcompose.toy2d.exact import ExactToyModel, log_diff_ndtr
-from bitcompose.toy2d.run import run_cell
+from bitcompose.toy2d.run import CellOptions, run_cell
 
 SCHEDULE = DiscreteSchedule.cosine(100)
 
@@ -110,13 +110,13 @@ def test_notebook_negation_of_exact_boxes_puts_its_mass_outside_the_frame() -> N
 
 
 def test_run_cell_with_exact_models_needs_no_training(tmp_path: object) -> None:
-    res = run_cell("mixture", "exact", "reverse", n=200, seed=0, cache=str(tmp_path))
+    res = run_cell("mixture", "exact", "reverse", CellOptions(n=200, seed=0, cache=str(tmp_path)))
     m = res.metrics
     assert m["param"] == "exact" and m["train_steps"] is None and m["applicable"]
     assert m["in_support"] > 0.9
     assert m["log_likelihood"] == pytest.approx(m["oracle_log_likelihood"], abs=0.2)
     with pytest.raises(ValueError, match="steps_per_level"):
-        run_cell("mixture", "exact", "hmc", n=20, steps_per_level=0)
+        run_cell("mixture", "exact", "hmc", CellOptions(n=20, steps_per_level=0))
 
 
 def test_yardsticks_from_exact_samples() -> None:
@@ -132,7 +132,7 @@ def test_yardsticks_from_exact_samples() -> None:
     assert 0 < y["w2_floor"] < 0.06 and abs(y["mmd_floor"]) < 1e-3
     linear = _yardsticks("product", "linear", 2000, 0, None)
     assert linear["perfect_log_likelihood"] != y["perfect_log_likelihood"]  # the schedule is selectable
-    cell = run_cell("product", "exact", "reverse", n=300, schedule="linear").metrics
+    cell = run_cell("product", "exact", "reverse", CellOptions(n=300, schedule="linear")).metrics
     assert (
         cell["schedule"] == "linear"
         and cell["w2_floor"] is not None

@@ -6,10 +6,13 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bitcompose.cli.errors import CLIError
 from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line
+
+if TYPE_CHECKING:
+    from bitcompose.toy2d.run import CellOptions
 
 __all__ = ["register"]
 
@@ -125,61 +128,55 @@ def _subset(text: str | None, allowed: tuple[str, ...], flag: str) -> tuple[str,
     return tuple(item for item in allowed if item in items)
 
 
-def _shared_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments ``run_cell`` and ``run_table`` share (sampling seed, training, sampler options)."""
-    return {
-        "seed": args.seed,
-        "train_steps": args.train_steps,
-        "train_seed": args.train_seed,
-        "train_batch": args.train_batch,
-        "schedule": args.schedule,
-        "cache": args.cache,
-        "final_step": not args.no_final_step,
-        "mixture_sharpen": args.mixture_sharpen,
-        "steps_per_level": args.steps_per_level,
-        "resample_ess": args.resample_ess,
-    }
+def _options(args: argparse.Namespace, n: int) -> CellOptions:
+    """The settings ``run_cell`` and the table share (samples, sampling seed, training, sampler options)."""
+    from bitcompose.toy2d.run import CellOptions
+
+    return CellOptions(
+        n=n if args.n is None else args.n,
+        seed=args.seed,
+        train_steps=args.train_steps,
+        train_seed=args.train_seed,
+        train_batch=args.train_batch,
+        schedule=args.schedule,
+        cache=args.cache,
+        use_cache=not args.no_cache,
+        final_step=not args.no_final_step,
+        mixture_sharpen=args.mixture_sharpen,
+        steps_per_level=args.steps_per_level,
+        resample_ess=args.resample_ess,
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
+    from bitcompose.toy2d.run import CELL_N, CELL_PARAMS, SAMPLERS, TABLE_N, run_cell
+
     if args.table:
-        from bitcompose.toy2d.run import CELL_PARAMS, SAMPLERS, TABLE_N
-        from bitcompose.toy2d.table import run_table, summary_checks
+        from bitcompose.toy2d.table import Toy2dExperiment, run_table, summary_checks
         from bitcompose.toy2d.tasks import TASKS
 
         if args.no_cache:
             raise CLIError(
                 "--table always uses the model cache; drop --no-cache or point --cache to a new dir"
             )
-        tasks = _subset(args.tasks, tuple(TASKS), "--tasks")
-        params = _subset(args.params, CELL_PARAMS, "--params")
-        samplers = _subset(args.samplers, SAMPLERS, "--samplers")
-        command = "bitcompose " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-        rows = run_table(
-            args.out or "docs/results",
-            n=TABLE_N if args.n is None else args.n,
+        experiment = Toy2dExperiment(
+            _options(args, TABLE_N),
+            tasks=_subset(args.tasks, tuple(TASKS), "--tasks"),
+            params=_subset(args.params, CELL_PARAMS, "--params"),
+            samplers=_subset(args.samplers, SAMPLERS, "--samplers"),
             workers=args.workers,
-            command=command,
-            tasks=tasks,
-            params=params,
-            samplers=samplers,
-            **_shared_options(args),
         )
+        if args.out is None:
+            raise CLIError(
+                "--table needs --out DIR (the folder of toy2d.md; the committed pages are in docs/results)"
+            )
+        command = "bitcompose " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+        rows = run_table(args.out, experiment, command=command)
         for line in summary_checks(rows):
             print(line)
-        print(f"wrote {args.out or 'docs/results'}/toy2d.md and toy2d.png")
+        print(f"wrote {args.out}/toy2d.md and toy2d.png")
         return 0
-    from bitcompose.toy2d.run import CELL_N, run_cell
-
-    result = run_cell(
-        args.task,
-        args.param,
-        args.sampler,
-        n=CELL_N if args.n is None else args.n,
-        use_cache=not args.no_cache,
-        progress=args.progress,
-        **_shared_options(args),
-    )
+    result = run_cell(args.task, args.param, args.sampler, _options(args, CELL_N), progress=args.progress)
     if args.out is not None:
         from bitcompose.toy2d.report import render_figure
 

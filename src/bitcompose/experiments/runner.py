@@ -12,9 +12,11 @@ atomically.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,9 +32,11 @@ __all__ = [
     "Page",
     "Run",
     "check_settings",
+    "read_cell",
     "run_experiment",
     "stored_cell",
     "utc_now",
+    "write_cell",
     "write_text",
 ]
 
@@ -117,18 +121,36 @@ def write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def stored_cell(path: Path, run: Callable[[], tuple[Tensors, Any]]) -> tuple[Tensors, Any]:
-    """``(tensors, report)`` from ``path.pt``/``path.json``, or computed by ``run`` and stored there first."""
+def _cell_files(path: Path) -> tuple[Path, Path]:
     # suffixes appended, not swapped: a stem such as ``w0.5-hmc`` holds a dot
-    report_path, tensor_path = path.with_name(path.name + ".json"), path.with_name(path.name + ".pt")
+    return path.with_name(path.name + ".pt"), path.with_name(path.name + ".json")
+
+
+def read_cell(path: Path) -> tuple[Tensors, Any] | None:
+    """``(tensors, report)`` stored at ``path.pt``/``path.json``, or ``None`` when the cell is not stored."""
+    tensor_path, report_path = _cell_files(path)
     if report_path.is_file() and tensor_path.is_file():
         return torch.load(tensor_path, weights_only=True), json.loads(report_path.read_text())
-    tensors, report = run()
+    return None
+
+
+def write_cell(path: Path, tensors: Tensors, report: Any) -> None:
+    """Store a cell at ``path.pt``/``path.json``, each atomically (the report last: it marks the cell done)."""
+    tensor_path, report_path = _cell_files(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tensor_path.with_name(f".{tensor_path.name}.{os.getpid()}.tmp")
     torch.save(tensors, tmp)
     os.replace(tmp, tensor_path)
     write_text(report_path, json.dumps(report, indent=2) + "\n")
+
+
+def stored_cell(path: Path, run: Callable[[], tuple[Tensors, Any]]) -> tuple[Tensors, Any]:
+    """``(tensors, report)`` from ``path.pt``/``path.json``, or computed by ``run`` and stored there first."""
+    stored = read_cell(path)
+    if stored is not None:
+        return stored
+    tensors, report = run()
+    write_cell(path, tensors, report)
     return tensors, report
 
 
@@ -163,35 +185,71 @@ def check_settings(out: Path, name: str, settings: dict[str, Any]) -> None:
         write_text(path, json.dumps({**stored, name: wanted}, indent=2) + "\n")
 
 
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _compute(experiment: Experiment, cell: Any) -> tuple[Tensors, dict[str, Any]]:
+    return experiment.run_cell(cell)
+
+
+def _run_cells(
+    experiment: Experiment, out: Path, workers: int, log: Log
+) -> tuple[list[Any], dict[str, Tensors], list[str]]:
+    """Every cell's ``(tensors, report)``: read back, or computed (in ``workers`` processes when > 1) and stored."""
+    cells = list(experiment.cells())
+    results: dict[str, tuple[Tensors, Any]] = {}
+    pending = []
+    for cell in cells:
+        stored = read_cell(out / "cells" / cell.name)
+        if stored is None:
+            pending.append(cell)
+        else:
+            results[cell.name] = stored
+            log(f"{cell.name}: {experiment.describe(stored[1])} (stored)")
+    cost = getattr(experiment, "cost", None)
+    if cost is not None:
+        pending.sort(key=lambda c: -cost(c))  # the longest first: the pool finishes sooner
+
+    def done(cell: Any, tensors: Tensors, report: Any) -> None:
+        write_cell(out / "cells" / cell.name, tensors, report)
+        results[cell.name] = (tensors, report)
+        log(f"{cell.name}: {experiment.describe(report)}")
+
+    if workers > 1 and len(pending) > 1:
+        context = mp.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+            futures = [(c, pool.submit(_compute, experiment, c)) for c in pending]
+            for cell, future in futures:
+                done(cell, *future.result())
+    else:
+        for cell in pending:
+            done(cell, *experiment.run_cell(cell))
+    rows = [results[c.name][1] for c in cells]
+    return rows, {c.name: results[c.name][0] for c in cells}, [c.name for c in pending]
+
+
 def run_experiment(
-    experiment: Experiment, out: str | Path, *, command: str, log: Log = print
+    experiment: Experiment, out: str | Path, *, command: str, workers: int = 1, log: Log = print
 ) -> tuple[Run, Page]:
     """Run (or resume) ``experiment`` into ``out``, then write its page, JSON and figures there.
 
     Args:
-        experiment: the experiment.
+        experiment: the experiment (picklable when ``workers > 1``).
         out: the results folder (cells in ``out/cells``).
         command: the command line that reproduces the run (recorded in the meta).
+        workers: cells computed at once, each in a single-threaded process (1: in this process).
         log: where progress lines go.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     start = time.perf_counter()
     settings = experiment.settings()
     check_settings(out, experiment.name, settings)
     prepared = experiment.prepare(log)
     train_minutes = (time.perf_counter() - start) / 60
-    rows: list[Any] = []
-    tensors: dict[str, Tensors] = {}
-    computed: list[str] = []
-    for cell in experiment.cells():
-
-        def compute(cell: Any = cell) -> tuple[Tensors, dict[str, Any]]:
-            computed.append(cell.name)
-            return experiment.run_cell(cell)
-
-        tensors[cell.name], report = stored_cell(out / "cells" / cell.name, compute)
-        rows.append(report)
-        log(f"{cell.name}: {experiment.describe(report)}")
+    rows, tensors, computed = _run_cells(experiment, out, workers, log)
     meta = {
         "command": command,
         **settings,

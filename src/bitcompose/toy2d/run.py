@@ -45,6 +45,7 @@ __all__ = [
     "TABLE_N",
     "DEFAULT_TRAIN_BATCH",
     "PAPER_TRAIN_STEPS",
+    "CellOptions",
     "CellResult",
     "make_kernel",
     "run_cell",
@@ -111,6 +112,40 @@ def component_configs(
     ]
 
 
+@dataclass(frozen=True)
+class CellOptions:
+    """The settings of a cell beside its (task, param, sampler), shared by every cell of a table.
+
+    Attributes:
+        n: number of samples (and of exact target samples for W2/MMD).
+        seed: sampling seed (``Generator(seed)`` drives the sampler; exact target samples use ``seed + 10**6``,
+            the second exact set of the floors ``seed + 2·10**6``).
+        train_steps, train_seed, train_batch: training budget, seed and batch of the component models (cached).
+        schedule: the T = 100 β schedule of the models: ``cosine`` (the released notebook) or ``linear``.
+        cache: the cache root (default ``$BITCOMPOSE_CACHE``, else ``~/.cache/bitcompose``).
+        use_cache: ``False`` retrains without touching the cache.
+        final_step: apply the noise-free ancestral step from level 0 to the data after annealed MCMC (as reverse
+            diffusion does); ``False`` scores the level-0 samples.
+        mixture_sharpen: ``None`` (exact mixture) or the notebook's heuristic factor (3.5); mixture task only.
+        steps_per_level: MCMC steps per level (the notebook's 10); ignored by ``reverse``.
+        resample_ess: ``None`` (the paper's samplers) or the ESS fraction below which annealed MCMC resamples its
+            particles by their importance weights (SMC extension; energy and exact models only).
+    """
+
+    n: int = CELL_N
+    seed: int = 0
+    train_steps: int = DEFAULT_TRAIN_STEPS
+    train_seed: int = 0
+    train_batch: int = DEFAULT_TRAIN_BATCH
+    schedule: str = "cosine"
+    cache: str | None = None
+    use_cache: bool = True
+    final_step: bool = True
+    mixture_sharpen: float | None = MIXTURE_SHARPEN
+    steps_per_level: int = STEPS_PER_LEVEL
+    resample_ess: float | None = None
+
+
 @dataclass
 class CellResult:
     """Metrics of one (task, param, sampler) cell plus its samples (``None`` when not applicable)."""
@@ -137,42 +172,14 @@ def _finite_or_none(v: float) -> float | None:
 
 
 def run_cell(
-    task: str,
-    param: str,
-    sampler: str,
-    *,
-    n: int = CELL_N,
-    seed: int = 0,
-    train_steps: int = DEFAULT_TRAIN_STEPS,
-    train_seed: int = 0,
-    train_batch: int = DEFAULT_TRAIN_BATCH,
-    schedule: str = "cosine",
-    cache: str | None = None,
-    use_cache: bool = True,
-    final_step: bool = True,
-    mixture_sharpen: float | None = MIXTURE_SHARPEN,
-    steps_per_level: int = STEPS_PER_LEVEL,
-    resample_ess: float | None = None,
-    progress: bool = False,
+    task: str, param: str, sampler: str, options: CellOptions | None = None, *, progress: bool = False
 ) -> CellResult:
-    """Train/load the task's two models, compose them, draw ``n`` samples and compute every metric.
+    """Train/load the task's two models, compose them, draw ``options.n`` samples and compute every metric.
 
     Args:
         task, param, sampler: the cell (see :data:`~bitcompose.toy2d.tasks.TASKS`, :data:`CELL_PARAMS`,
             :data:`SAMPLERS`).
-        n: number of samples (and of exact target samples for W2/MMD).
-        seed: sampling seed (``Generator(seed)`` drives the sampler; exact target samples use ``seed + 10**6``,
-            the second exact set of the floors ``seed + 2·10**6``).
-        train_steps, train_seed, train_batch: training budget, seed and batch of the component models (cached).
-        schedule: the T = 100 β schedule of the models: ``cosine`` (the released notebook) or ``linear``.
-        cache: cache root (default: ``$BITCOMPOSE_CACHE/toy2d`` or ``~/.cache/bitcompose/toy2d``).
-        use_cache: ``False`` retrains without touching the cache.
-        final_step: apply the noise-free ancestral step from level 0 to the data after annealed MCMC (as reverse
-            diffusion does); ``False`` scores the level-0 samples.
-        mixture_sharpen: ``None`` (exact mixture) or the notebook's heuristic factor (3.5); mixture task only.
-        steps_per_level: MCMC steps per level (the notebook's 10); ignored by ``reverse``.
-        resample_ess: ``None`` (the paper's samplers) or the ESS fraction below which annealed MCMC resamples its
-            particles by their importance weights (SMC extension; energy and exact models only).
+        options: the cell's settings (:class:`CellOptions`; default: its defaults).
         progress: show progress bars.
 
     Returns:
@@ -181,97 +188,80 @@ def run_cell(
         :func:`_yardsticks`), ``in_support``, ``acceptance``, ``nfe``, ``resampled``, ``rejected_nonfinite``
         and the wall times.
     """
-    _validate(task, param, sampler, n, steps_per_level)
-    if resample_ess is not None and param == "score":
+    o = options or CellOptions()
+    _validate(task, param, sampler, o.n, o.steps_per_level)
+    if o.resample_ess is not None and param == "score":
         raise ValueError("resampling needs energies (importance weights); use param 'energy' or 'exact'")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; choose from {SCHEDULES}")
+    if o.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {o.schedule!r}; choose from {SCHEDULES}")
     start = time.perf_counter()
     spec = TASKS[task]
-    trained = param != "exact"
-    mcmc = sampler != "reverse"
-    base: dict[str, Any] = {
-        "task": task,
-        "param": param,
-        "sampler": sampler,
-        "n": n,
-        "seed": seed,
-        "schedule": schedule,
-        "train_steps": train_steps if trained else None,
-        "train_seed": train_seed if trained else None,
-        "train_batch": train_batch if trained else None,
-        "steps_per_level": steps_per_level if mcmc else None,
-        "resample_ess": resample_ess if mcmc else None,
-        "applicable": True,
-        "reason": None,
-        "final_step": final_step if mcmc else True,
-        "mixture_sharpen": mixture_sharpen if task == "mixture" else None,
-        **_yardsticks(task, schedule, n, seed, mixture_sharpen),
-    }
+    base = _settings(task, param, sampler, o)
     if spec.needs_energy and param == "score":
         reason = f"the {spec.operator} operator needs energies; score-parameterised models have none"
         empty = dict.fromkeys(("log_likelihood", "w2", "mmd", "in_support", "acceptance", "nfe"), None)
         return CellResult({**base, **empty, "applicable": False, "reason": reason, "seconds": 0.0}, None)
-    models = _components(
-        task, param, schedule, train_steps, train_seed, train_batch, cache, use_cache, progress
-    )
-    composed = spec.compose(models[0], models[1], mixture_sharpen=mixture_sharpen)
+    models = _components(task, param, o, progress)
+    composed = spec.compose(models[0], models[1], mixture_sharpen=o.mixture_sharpen)
     sample_start = time.perf_counter()
-    result, level0 = _sample(composed, sampler, n, seed, steps_per_level, resample_ess, final_step, progress)
+    result, level0 = _sample(composed, sampler, o, progress)
     sample_seconds = time.perf_counter() - sample_start
     x = result.samples.detach().float()
-    metrics = {**base, **_sample_metrics(task, x, level0, n, seed), **_run_info(result)}
+    metrics = {**base, **_sample_metrics(task, x, level0, o.n, o.seed), **_run_info(result)}
     return CellResult(
         {**metrics, "sample_seconds": sample_seconds, "seconds": time.perf_counter() - start}, x
     )
+
+
+def _settings(task: str, param: str, sampler: str, o: CellOptions) -> dict[str, Any]:
+    """The cell's settings as its report gives them (``None`` where a setting does not apply) and yardsticks."""
+    trained = param != "exact"
+    mcmc = sampler != "reverse"
+    return {
+        "task": task,
+        "param": param,
+        "sampler": sampler,
+        "n": o.n,
+        "seed": o.seed,
+        "schedule": o.schedule,
+        "train_steps": o.train_steps if trained else None,
+        "train_seed": o.train_seed if trained else None,
+        "train_batch": o.train_batch if trained else None,
+        "steps_per_level": o.steps_per_level if mcmc else None,
+        "resample_ess": o.resample_ess if mcmc else None,
+        "applicable": True,
+        "reason": None,
+        "final_step": o.final_step if mcmc else True,
+        "mixture_sharpen": o.mixture_sharpen if task == "mixture" else None,
+        **_yardsticks(task, o.schedule, o.n, o.seed, o.mixture_sharpen),
+    }
 
 
 def _schedule(name: str) -> DiscreteSchedule:
     return DiscreteSchedule.linear(NUM_LEVELS) if name == "linear" else DiscreteSchedule.cosine(NUM_LEVELS)
 
 
-def _components(
-    task: str,
-    param: str,
-    schedule: str,
-    train_steps: int,
-    train_seed: int,
-    train_batch: int,
-    cache: str | None,
-    use_cache: bool,
-    progress: bool,
-) -> list[DiffusionModel]:
+def _components(task: str, param: str, o: CellOptions, progress: bool) -> list[DiffusionModel]:
     """The task's two component models: exact level densities, or trained (cached) networks."""
     if param == "exact":
-        return [ExactToyModel(DATASETS[d], _schedule(schedule)) for d in TASKS[task].datasets]
-    configs = component_configs(task, param, train_steps, train_seed, train_batch, schedule=schedule)
-    return [load_or_train(cfg, cache=cache, use_cache=use_cache, progress=progress).model for cfg in configs]
+        return [ExactToyModel(DATASETS[d], _schedule(o.schedule)) for d in TASKS[task].datasets]
+    configs = component_configs(task, param, o.train_steps, o.train_seed, o.train_batch, schedule=o.schedule)
+    return [load_or_train(c, cache=o.cache, use_cache=o.use_cache, progress=progress).model for c in configs]
 
 
 def _sample(
-    composed: DiffusionModel,
-    sampler: str,
-    n: int,
-    seed: int,
-    steps_per_level: int,
-    resample_ess: float | None,
-    final_step: bool,
-    progress: bool,
+    composed: DiffusionModel, sampler: str, o: CellOptions, progress: bool
 ) -> tuple[SampleResult, Tensor | None]:
     """The cell's samples, and (annealed samplers) the level-0 samples before the final step."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(o.seed)
     if sampler == "reverse":
-        return reverse_diffusion(composed, (n, 2), generator=gen, progress=progress), None
-    kernel = make_kernel(sampler)
-    kw = {
-        "steps_per_level": steps_per_level,
-        "resample_ess": resample_ess,
-        "generator": gen,
-        "progress": progress,
-    }
-    result = annealed_mcmc(composed, (n, 2), kernel=kernel, **kw)  # type: ignore[arg-type]
+        return reverse_diffusion(composed, (o.n, 2), generator=gen, progress=progress), None
+    result = annealed_mcmc(
+        composed, (o.n, 2), kernel=make_kernel(sampler), steps_per_level=o.steps_per_level,
+        resample_ess=o.resample_ess, generator=gen, progress=progress,
+    )  # fmt: skip
     level0 = result.samples
-    if final_step:
+    if o.final_step:
         with torch.no_grad():
             x, _ = ddpm_step(composed, level0, composed.grid()[0], generator=gen)
         result = SampleResult(

@@ -9,37 +9,33 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
-import platform
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from bitcompose.experiments.runner import Page, Run, run_experiment
 from bitcompose.toy2d.metrics import MMD_BANDWIDTH
 from bitcompose.toy2d.report import format_value, markdown_table, render_figure
 from bitcompose.toy2d.run import (
     CELL_PARAMS,
-    DEFAULT_TRAIN_BATCH,
-    DEFAULT_TRAIN_STEPS,
     PAPER_TRAIN_STEPS,
     SAMPLERS,
-    STEPS_PER_LEVEL,
     TABLE_N,
+    CellOptions,
     component_configs,
     run_cell,
 )
 from bitcompose.toy2d.tasks import TASKS
 from bitcompose.toy2d.train import PARAMS, TrainConfig, load_or_train
 
-__all__ = ["run_table", "summary_checks", "save_cells", "load_cells"]
+__all__ = ["Toy2dCell", "Toy2dExperiment", "load_cells", "run_table", "save_cells", "summary_checks"]
 
 # Relative sampling cost of a cell (composite evaluations per step × network cost), to schedule big jobs first.
 _COST = {"reverse": 0.1, "ula": 1.0, "mala": 2.0, "uhmc": 3.0, "hmc": 4.0}
@@ -53,13 +49,6 @@ def _init_worker() -> None:
 def _train_job(config: TrainConfig, cache: str | None) -> tuple[str, float, bool]:
     res = load_or_train(config, cache=cache)
     return config.key(), res.seconds, res.from_cache
-
-
-def _cell_job(
-    task: str, param: str, sampler: str, kwargs: dict[str, Any]
-) -> tuple[dict[str, Any], Tensor | None]:
-    res = run_cell(task, param, sampler, **kwargs)
-    return res.metrics, res.samples
 
 
 def summary_checks(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -101,109 +90,111 @@ def summary_checks(rows: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
-def run_table(
-    out_dir: str | Path = "docs/results",
-    *,
-    n: int = TABLE_N,
-    seed: int = 0,
-    train_steps: int = DEFAULT_TRAIN_STEPS,
-    train_seed: int = 0,
-    train_batch: int = DEFAULT_TRAIN_BATCH,
-    schedule: str = "cosine",
-    cache: str | None = None,
-    workers: int = 2,
-    final_step: bool = True,
-    mixture_sharpen: float | None = None,
-    tasks: Sequence[str] = tuple(TASKS),
-    params: Sequence[str] = CELL_PARAMS,
-    samplers: Sequence[str] = SAMPLERS,
-    steps_per_level: int = STEPS_PER_LEVEL,
-    resample_ess: float | None = None,
-    command: str | None = None,
-    log: bool = True,
-) -> list[dict[str, Any]]:
-    """Run every cell, write ``toy2d.md`` and ``toy2d.png`` into ``out_dir`` and return the metric rows."""
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if resample_ess is not None and "score" in params:
-        raise ValueError("--resample-ess needs energies: add --params energy,exact (score models have none)")
-    start = time.perf_counter()
-    configs: list[TrainConfig] = []
-    for task in tasks:
-        for param in params:
-            if param not in PARAMS or (TASKS[task].needs_energy and param == "score"):
-                continue
-            for cfg in component_configs(
-                task, param, train_steps, train_seed, train_batch, schedule=schedule
-            ):
-                if cfg not in configs:
-                    configs.append(cfg)
-    configs.sort(key=lambda c: c.param != "energy")  # expensive (double-backprop) models first
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-        futs = [pool.submit(_train_job, c, cache) for c in configs]
-        trained = [f.result() for f in futs]
-    train_wall = time.perf_counter() - start
-    if log:
-        for key, secs, hit in trained:
-            print(
-                f"[toy2d] model {key}: {'cache hit' if hit else f'trained in {secs:.0f} s'}", file=sys.stderr
+class Toy2dCell(NamedTuple):
+    """One cell of the table."""
+
+    task: str
+    param: str
+    sampler: str
+
+    @property
+    def name(self) -> str:
+        """The file stem (``product-energy-hmc``)."""
+        return f"{self.task}-{self.param}-{self.sampler}"
+
+
+@dataclass
+class Toy2dExperiment:
+    """The 2-D benchmark on the harness: every task × parameterisation × sampler (picklable: cells run in
+    ``workers`` single-threaded processes)."""
+
+    options: CellOptions = field(default_factory=lambda: CellOptions(n=TABLE_N))
+    tasks: Sequence[str] = tuple(TASKS)
+    params: Sequence[str] = CELL_PARAMS
+    samplers: Sequence[str] = SAMPLERS
+    workers: int = 2
+    name: str = "toy2d"
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.options.resample_ess is not None and "score" in self.params:
+            raise ValueError(
+                "--resample-ess needs energies: add --params energy,exact (score models have none)"
             )
-    jobs = [(t, p, s) for t in tasks for p in params for s in samplers]
-    order = sorted(range(len(jobs)), key=lambda i: -_COST[jobs[i][2]] * _PARAM_COST[jobs[i][1]])
-    kwargs = {
-        "n": n,
-        "seed": seed,
-        "train_steps": train_steps,
-        "train_seed": train_seed,
-        "train_batch": train_batch,
-        "schedule": schedule,
-        "cache": cache,
-        "final_step": final_step,
-        "mixture_sharpen": mixture_sharpen,
-        "steps_per_level": steps_per_level,
-        "resample_ess": resample_ess,
-    }
-    results: dict[int, tuple[dict[str, Any], Tensor | None]] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-        futmap = {i: pool.submit(_cell_job, *jobs[i], kwargs) for i in order}
-        for i in order:
-            results[i] = futmap[i].result()
-            if log:
-                m = results[i][0]
-                print(
-                    f"[toy2d] {m['task']}/{m['param']}/{m['sampler']}: LL {m['log_likelihood']} "
-                    f"in_support {m['in_support']} ({m['seconds']:.0f} s)",
-                    file=sys.stderr,
-                )
-    cells = [results[i] for i in range(len(jobs))]
-    rows = [m for m, _ in cells]
-    wall = time.perf_counter() - start
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_cells(cells, out)
-    render_figure(cells, out / "toy2d.png")
-    fresh = sum(1 for _, _, hit in trained if not hit)
-    (out / "toy2d.md").write_text(
-        _document(
-            rows,
-            command,
-            seed,
-            train_steps,
-            train_batch,
-            train_seed,
-            wall,
-            train_wall,
-            fresh,
-            len(trained),
-            workers,
-            n,
-            steps_per_level,
-            resample_ess,
-            schedule,
-        )
+        if not self.options.use_cache:
+            raise ValueError("the table always uses the model cache")
+
+    def settings(self) -> dict[str, Any]:
+        """Every option of the cells but the cache's location."""
+        return {k: v for k, v in vars(self.options).items() if k not in ("cache", "use_cache")}
+
+    def _configs(self) -> list[TrainConfig]:
+        o, configs = self.options, []
+        for task in self.tasks:
+            for param in self.params:
+                if param not in PARAMS or (TASKS[task].needs_energy and param == "score"):
+                    continue
+                for cfg in component_configs(
+                    task, param, o.train_steps, o.train_seed, o.train_batch, schedule=o.schedule
+                ):
+                    if cfg not in configs:
+                        configs.append(cfg)
+        return sorted(configs, key=lambda c: c.param != "energy")  # expensive (double-backprop) models first
+
+    def prepare(self, log: Callable[[str], None]) -> dict[str, Any]:
+        """Train the component models into the cache (in ``workers`` processes); the cells only load them."""
+        configs = self._configs()
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker) as pool:
+            trained = list(pool.map(_train_job, configs, [self.options.cache] * len(configs)))
+        for key, secs, hit in trained:
+            log(f"model {key}: {'cache hit' if hit else f'trained in {secs:.0f} s'}")
+        return {
+            "workers": self.workers,
+            "models_total": len(trained),
+            "models_fresh": sum(1 for _, _, hit in trained if not hit),
+        }
+
+    def cells(self) -> list[Toy2dCell]:
+        """Every cell, in the page's order."""
+        return [Toy2dCell(t, p, s) for t in self.tasks for p in self.params for s in self.samplers]
+
+    def cost(self, cell: Toy2dCell) -> float:
+        """Relative cost (composite evaluations per step × network cost): the pool starts the big cells first."""
+        return _COST[cell.sampler] * _PARAM_COST[cell.param]
+
+    def run_cell(self, cell: Toy2dCell) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """One cell's samples (none for a cell that does not apply) and metrics."""
+        res = run_cell(cell.task, cell.param, cell.sampler, self.options)
+        return ({} if res.samples is None else {"samples": res.samples}), res.metrics
+
+    def describe(self, report: dict[str, Any]) -> str:
+        """LL and share in support."""
+        return f"LL {report['log_likelihood']} in_support {report['in_support']} ({report['seconds']:.0f} s)"
+
+    def render(self, out: Path, run: Run) -> Page:
+        """``toy2d_cells.json`` and ``toy2d_samples.safetensors`` (every cell), the figure and the page."""
+        cells = [(r, run.tensors[c.name].get("samples")) for c, r in zip(self.cells(), run.rows, strict=True)]
+        save_cells(cells, out)
+        render_figure(cells, out / "toy2d.png")
+        return Page(_document(run.rows, run.meta))
+
+
+def run_table(
+    out_dir: str | Path,
+    experiment: Toy2dExperiment | None = None,
+    *,
+    command: str | None = None,
+    log: Callable[[str], None] = lambda line: print(f"[toy2d] {line}", file=sys.stderr),
+) -> list[dict[str, Any]]:
+    """Run (or resume) every cell into ``out_dir``, write ``toy2d.md`` and ``toy2d.png`` there; the metric rows."""
+    experiment = experiment or Toy2dExperiment()
+    default = f"bitcompose toy2d --table --out {out_dir}"
+    run, _ = run_experiment(
+        experiment, out_dir, command=command or default, workers=experiment.workers, log=log
     )
-    return rows
+    return run.rows
 
 
 def save_cells(cells: Sequence[tuple[dict[str, Any], Tensor | None]], out_dir: str | Path) -> None:
@@ -223,28 +214,12 @@ def load_cells(out_dir: str | Path) -> list[tuple[dict[str, Any], Tensor | None]
     return [(m, tensors.get(f"{m['task']}/{m['param']}/{m['sampler']}")) for m in rows]
 
 
-def _document(
-    rows: Sequence[dict[str, Any]],
-    command: str | None,
-    seed: int,
-    train_steps: int,
-    train_batch: int,
-    train_seed: int,
-    wall: float,
-    train_wall: float,
-    fresh: int,
-    total_models: int,
-    workers: int,
-    n: int,
-    steps_per_level: int,
-    resample_ess: float | None,
-    schedule: str = "cosine",
-) -> str:
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} CPU cores visible, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, torch {torch.__version__}, {workers} worker processes × 1 thread"
-    )
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def _document(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
+    m = meta
+    train_steps, train_batch, train_seed = m["train_steps"], m["train_batch"], m["train_seed"]
+    steps_per_level, resample_ess, schedule = m["steps_per_level"], m["resample_ess"], m["schedule"]
+    total_models = m["models_total"]
+    machine = f"{m['machine_line']}, {m['workers']} worker processes × 1 thread"
     checks = "\n".join(f"- {c}" for c in summary_checks(rows))
     paper = train_steps == PAPER_TRAIN_STEPS and train_batch == 1000
     steps_note = (
@@ -264,11 +239,12 @@ def _document(
     )
     return f"""# 2-D composition benchmark (Reduce, Reuse, Recycle)
 
-Command: `{command or "bitcompose toy2d --table"}`
-Sampling seed {seed}, {n} samples per cell; {training}.
-Machine: {machine}. Date: {when}.
-Wall time: {wall / 60:.1f} min in total, of which {train_wall / 60:.1f} min training ({fresh} of {total_models}
-models trained, the rest loaded from the cache).
+Command: `{m["command"]}`
+Sampling seed {m["seed"]}, {m["n"]} samples per cell; {training}.
+Machine: {machine}. Date: {m["date"]}.
+Wall time: {m["wall_minutes"]:.1f} min in total, of which {m["train_minutes"]:.1f} min training ({m["models_fresh"]} of
+{total_models} models trained, the rest loaded from the cache); the cells took {m["cells_minutes"]:.1f} min when they
+ran (their own times, kept across resumes).
 
 ## Results
 
