@@ -180,6 +180,34 @@ def test_smc_runs_on_the_energy_model(cache, guide, tiny):
     assert res.report["nfe"] > 10 and res.images.shape == (4, 1, 8, 8)
 
 
+def test_smc_resamples_only_among_the_samples_asking_for_the_same_class(tiny, guide, monkeypatch):
+    import bitcompose.images.composition as composition
+
+    seen = {}
+    run = composition.annealed_mcmc
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(composition, "annealed_mcmc", spy)
+    labels = torch.tensor([3, 7, 3, 7, 1])
+    mcmc = MCMCSettings(resample_ess=0.5)
+    guided_samples(
+        tiny["energy"], guide, labels, 2.0, "hmc", mcmc, torch.Generator().manual_seed(0), levels=5
+    )
+    assert seen["resample_ess"] == 0.5 and torch.equal(seen["resample_groups"], labels)
+
+
+def test_smc_of_a_composite_whose_conditions_are_unknown_is_refused(tiny):
+    model = as_model(tiny["energy"].denoiser, num_levels=5)
+    with pytest.raises(ValueError, match="resample_groups"):
+        sample_composite(
+            model, (2, 5, 8, 8), "hmc", steps_per_level=1, step=0.2, mcmc_min_level=0,
+            generator=torch.Generator(), resample_ess=0.5,
+        )  # fmt: skip
+
+
 def test_bad_cells_are_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="needs energies"):
         guidance_cell(

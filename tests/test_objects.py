@@ -11,6 +11,7 @@ import torch
 
 from bitcompose.cli import main
 from bitcompose.cli.compose import SAMPLERS_CHOICES
+from bitcompose.core.sampling import SampleResult
 from bitcompose.data.objects import (
     CELL,
     GRID,
@@ -25,7 +26,7 @@ from bitcompose.images.composition import SAMPLERS
 from bitcompose.objects.cells import accuracy, requested_cells
 from bitcompose.objects.models import load_or_train
 from bitcompose.objects.prompts import prompt_rows
-from bitcompose.objects.sampling import MCMCSettings, sample_conjunction
+from bitcompose.objects.sampling import MCMCSettings, condition_groups, sample_conjunction
 from bitcompose.objects.table import TablePlan, summary_checks
 
 # ---- data ------------------------------------------------------------------------------------------------------
@@ -134,6 +135,33 @@ def test_composed_sampler_is_reproducible_and_uses_the_conditions(tiny, monkeypa
     run(cells)
     assert set(seen) == {None, (0, 9), (5, 15)}
     assert len(seen) == 3 * 100
+
+
+def test_condition_groups_bind_each_target_to_one_group():
+    conds = torch.tensor([[0, 5], [5, 0], [9, 15], [0, 5]])
+    g = condition_groups(
+        conds, 4.0
+    ).tolist()  # equal weights: the conjunction ignores the order of the columns
+    assert g[0] == g[1] == g[3] != g[2]
+    g = condition_groups(conds, [4.0, -4.0]).tolist()  # 0 AND NOT 5 is not 5 AND NOT 0
+    assert g[0] == g[3] and len({g[0], g[1], g[2]}) == 3
+    assert condition_groups(torch.tensor([2, 7]).expand(6, 2), [4.0, -4.0]).unique().numel() == 1
+
+
+def test_smc_of_a_conjunction_resamples_within_its_targets(tiny, monkeypatch):
+    import bitcompose.images.composition as composition
+
+    seen = {}
+
+    def spy(model, shape, **kwargs):  # what the sampler is asked; 100 levels of SMC would be slow here
+        seen.update(kwargs)
+        return SampleResult(samples=torch.zeros(shape), nfe=1)
+
+    monkeypatch.setattr(composition, "annealed_mcmc", spy)
+    cells = torch.tensor([[0, 5], [9, 15], [5, 0]])
+    mcmc = MCMCSettings(steps_per_level=1, resample_ess=0.5)
+    sample_conjunction(tiny["energy"], cells, 4.0, "hmc", mcmc, torch.Generator().manual_seed(0), False)
+    assert seen["resample_ess"] == 0.5 and torch.equal(seen["resample_groups"], condition_groups(cells, 4.0))
 
 
 def test_smc_needs_energies(tiny):

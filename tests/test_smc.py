@@ -10,8 +10,10 @@ import torch
 from bitcompose.compose import EpsModel, GaussianModel, Mixture, Product
 from bitcompose.compose.drivers import annealed_mcmc
 from bitcompose.compose.kernels import HMC
-from bitcompose.compose.smc import effective_sample_size, systematic_resample
+from bitcompose.compose.smc import effective_sample_size, resample_within_groups, systematic_resample
+from bitcompose.core.model import DiffusionModel, Prediction, TimeLike, as_times
 from bitcompose.core.schedules import DiscreteSchedule
+from bitcompose.core.tensors import append_dims
 
 SCHEDULE = DiscreteSchedule.cosine(100)
 
@@ -80,3 +82,118 @@ def test_resampling_needs_energies_and_the_anneal_driver() -> None:
     score_only = EpsModel(torch.nn.Identity(), SCHEDULE)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="score-only"):
         annealed_mcmc(score_only, (4, 2), kernel="ula", resample_ess=0.5)
+
+
+# ---- resampling within groups (slots bound to different conditions) -------------------------------------------
+
+
+class _PerSlotGaussian(DiffusionModel):
+    """Slot ``i``'s data are ``N(means[i], std² I)`` (a condition bound to each slot); exact levels of the DDPM
+    forward process: ``N(√ᾱ μ_i, (ᾱ std² + 1 − ᾱ) I)``, exact energies (normaliser included) and scores."""
+
+    has_energy = True
+
+    def __init__(self, means: torch.Tensor, std: float) -> None:
+        self.schedule, self.means, self.std = SCHEDULE, means.double(), std
+
+    def _parts(self, x: torch.Tensor, t: TimeLike) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g = SCHEDULE.alphas_cumprod[SCHEDULE.level(as_times(t, x)).cpu()]
+        v = g * self.std**2 + (1 - g)
+        return x.double() - g.sqrt()[:, None] * self.means, v[:, None], g
+
+    def predict(self, x: torch.Tensor, t: TimeLike, self_cond: torch.Tensor | None = None) -> Prediction:
+        diff, v, g = self._parts(x, t)
+        alpha, sigma = append_dims(g.sqrt(), x).to(x), append_dims((1 - g).sqrt(), x).to(x)
+        return Prediction("score", (-diff / v).to(x), x, alpha, sigma)
+
+    def energy(self, x: torch.Tensor, t: TimeLike, self_cond: torch.Tensor | None = None) -> torch.Tensor:
+        diff, v, _ = self._parts(x, t)
+        return (0.5 * (diff * diff / v).sum(1) + 0.5 * x.shape[1] * torch.log(2 * math.pi * v[:, 0])).to(x)
+
+
+def _wrong_mode_share(groups: torch.Tensor | None, ess: float | None) -> tuple[float, int]:
+    """400 slots in 16-D, slot ``i`` asking for ``N(±2, 0.1²)`` by its condition ``i mod 2``; a weak HMC cannot
+    cross between the modes. The share of samples on the other condition's mode, and the resampling count."""
+    cond = torch.arange(400) % 2
+    means = (4.0 * cond.double() - 2.0)[:, None].expand(400, 16)
+    res = annealed_mcmc(
+        _PerSlotGaussian(means, 0.1),
+        (400, 16),
+        kernel=HMC(step_size=0.01, n_leapfrog=2),
+        steps_per_level=1,
+        resample_ess=ess,
+        resample_groups=groups,
+        generator=torch.Generator().manual_seed(0),
+    )
+    wrong = res.samples.mean(1).sign() != means[:, 0].sign()
+    return float(wrong.double().mean()), res.resampled
+
+
+def test_resampling_across_conditions_puts_particles_in_the_wrong_slot_and_groups_prevent_it() -> None:
+    cond = torch.arange(400) % 2
+    assert _wrong_mode_share(None, None) == (0.0, 0)  # without SMC every slot stays on its own mode
+    whole, n_whole = _wrong_mode_share(None, 0.5)
+    assert (
+        n_whole > 0 and 0.3 < whole < 0.7
+    )  # one population: a slot gets either condition's particle (≈ 50 %)
+    grouped, n_grouped = _wrong_mode_share(cond, 0.5)
+    assert n_grouped > 0 and grouped == 0.0
+
+
+def test_resample_within_groups_never_crosses_groups_and_uses_each_groups_weights() -> None:
+    gen = torch.Generator().manual_seed(0)
+    for seed in range(20):
+        groups = torch.randint(-1, 3, (30,), generator=torch.Generator().manual_seed(seed))
+        lw = 3 * torch.randn(30, generator=gen, dtype=torch.float64)
+        idx, done = resample_within_groups(lw, groups, gen)
+        assert torch.equal(groups[idx], groups)
+        for g in groups.unique():
+            members = (groups == g).nonzero().flatten()
+            if members.numel() < 2:
+                assert torch.equal(idx[members], members) and not bool(done[members].any())
+                continue
+            w = torch.softmax(lw[members], 0)  # normalised within the group
+            counts = torch.bincount(idx[members], minlength=30)[members].double()
+            n = members.numel()
+            assert bool(((counts >= (n * w).floor()) & (counts <= (n * w).ceil())).all())
+    # a group with one dominant weight collapses onto it; a group with equal weights is left untouched
+    lw = torch.tensor([-50.0, 0.0, -50.0, -50.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    groups = torch.tensor([7, 7, 7, 7, 2, 2, 2, 2])
+    idx, done = resample_within_groups(lw, groups, torch.Generator().manual_seed(1), ess_fraction=0.5)
+    assert idx.tolist() == [1, 1, 1, 1, 4, 5, 6, 7]
+    assert done.tolist() == [True] * 4 + [False] * 4
+
+
+def test_one_group_is_the_ungrouped_sampler_bit_for_bit() -> None:
+    model = _two_modes_times_wide_gaussian()
+    kernel = HMC(step_size=0.03, n_leapfrog=3, damping=0.5)
+    runs = [
+        annealed_mcmc(
+            model,
+            (300, 2),
+            kernel=kernel,
+            steps_per_level=1,
+            resample_ess=0.5,
+            resample_groups=groups,
+            generator=torch.Generator().manual_seed(3),
+        )  # fmt: skip
+        for groups in (None, torch.full((300,), 4))
+    ]
+    assert runs[0].resampled > 0 and runs[0].resampled == runs[1].resampled
+    assert torch.equal(runs[0].samples, runs[1].samples)
+
+
+def test_resample_groups_are_checked() -> None:
+    model = _two_modes_times_wide_gaussian()
+    with pytest.raises(ValueError, match="needs resample_ess"):
+        annealed_mcmc(model, (4, 2), kernel="ula", resample_groups=torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer dtype"):
+        annealed_mcmc(model, (4, 2), kernel="ula", resample_ess=0.5, resample_groups=torch.zeros(4))
+    with pytest.raises(ValueError, match="integer dtype"):
+        annealed_mcmc(model, (4, 2), kernel="ula", resample_ess=0.5, resample_groups=torch.zeros(4).bool())
+    with pytest.raises(ValueError, match=r"shape \[4\]"):
+        annealed_mcmc(model, (4, 2), kernel="ula", resample_ess=0.5, resample_groups=torch.zeros(5).long())
+    with pytest.raises(ValueError, match="integer tensor"):
+        annealed_mcmc(model, (4, 2), kernel="ula", resample_ess=0.5, resample_groups=[0, 0, 1, 1])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        resample_within_groups(torch.zeros(4), torch.zeros(4).long(), torch.Generator(), ess_fraction=0.0)

@@ -17,7 +17,7 @@ from bitcompose.compose.kernels import (
     make_kernel,
 )
 from bitcompose.compose.operators import CFGConjunction, ClassifierGuidance, Mixture, Negation, Product
-from bitcompose.compose.smc import effective_sample_size, systematic_resample
+from bitcompose.compose.smc import effective_sample_size, resample_within_groups, systematic_resample
 
 __all__ = [
     "CFGConjunction",
@@ -42,6 +42,7 @@ __all__ = [
     "effective_sample_size",
     "eps_loss",
     "make_kernel",
+    "resample_within_groups",
     "reverse_diffusion",
     "systematic_resample",
 ]

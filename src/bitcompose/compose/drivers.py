@@ -11,7 +11,9 @@ from the noisiest level down, with the sampling vocabulary of :mod:`bitcompose.c
   ``driver="anneal"``: start from ``N(0, I)`` and run ``steps_per_level`` kernel steps at every level.
   ``driver="reverse"``: optionally ``K`` steps at the top level, then for every level an ancestral step down
   followed by ``K`` kernel steps at the level it landed on, for levels ``≥ mcmc_min_level``.
-  ``resample_ess`` adds sequential-Monte-Carlo resampling between levels (:mod:`bitcompose.compose.smc`).
+  ``resample_ess`` adds sequential-Monte-Carlo resampling between levels (:mod:`bitcompose.compose.smc`);
+  ``resample_groups`` confines it to the slots of each group, for batches whose slots have different targets
+  (a condition bound to each slot: a particle must not move into a slot that asks for another target).
 
 Models with a data range (``x0_clip``, e.g. analog bits in ``[−b, b]``) take their ancestral steps with the
 clipped x0 estimate (ε re-derived from it, as Bit Diffusion's samplers do), so the last step returns the clipped
@@ -29,7 +31,12 @@ import torch
 from torch import Tensor
 
 from bitcompose.compose.kernels import Kernel, KernelState, StepSizeLike, make_kernel
-from bitcompose.compose.smc import effective_sample_size, systematic_resample
+from bitcompose.compose.smc import (
+    check_groups,
+    effective_sample_size,
+    resample_within_groups,
+    systematic_resample,
+)
 from bitcompose.core.model import DiffusionModel, Prediction, TimeLike, check_model
 from bitcompose.core.sampling import (
     Callback,
@@ -233,6 +240,7 @@ def annealed_mcmc(
     mcmc_min_level: int = 0,
     carry_momentum: bool = True,
     resample_ess: float | None = None,
+    resample_groups: Tensor | None = None,
     final_step: bool = False,
     grid: LevelGrid | None = None,
     generator: torch.Generator | None = None,
@@ -255,7 +263,12 @@ def annealed_mcmc(
         carry_momentum: keep the U-HMC/HMC momentum across levels instead of redrawing it per level.
         resample_ess: ``None`` or a fraction in ``(0, 1]``: resample the particles by their annealed-importance
             weights whenever the effective sample size is below ``resample_ess·B`` (``driver="anneal"`` only;
-            needs ``model.has_energy``).
+            needs ``model.has_energy``). Without ``resample_groups`` the whole batch is one population: every
+            slot must have the same target.
+        resample_groups: ``None`` or an integer tensor ``[B]``: the target (condition) of each slot. The ESS
+            check (``resample_ess·n_g`` for a group of ``n_g``) and the resampling then happen within each group,
+            by the group's normalised weights: a particle is only ever replaced by one of its own group
+            (:func:`~bitcompose.compose.smc.resample_within_groups`). Needs ``resample_ess``.
         final_step: ``driver="anneal"``: end with the noise-free ancestral step from level 0 to the data (the
             x0 estimate; 1 extra evaluation). The ``"reverse"`` driver always ends on the data.
         grid: the levels (default ``model.grid()``).
@@ -271,11 +284,15 @@ def annealed_mcmc(
     model = check_model(model, "annealed_mcmc")
     levels = _grid(model, grid)
     _check_annealed(model, driver, steps_per_level, mcmc_min_level, resample_ess, len(levels))
+    if resample_groups is not None and resample_ess is None:
+        raise ValueError("resample_groups needs resample_ess (it groups the SMC resampling)")
     n_levels = len(levels)
     kern = _kernel(kernel, step_size)
     generator = resolve_generator(generator, device)
     x = initial_noise(x_or_shape, generator=generator, dtype=dtype, device=device)
     run = _AnnealedRun(model, kern, steps_per_level, carry_momentum, generator, callback, n_levels, x)
+    if resample_groups is not None:
+        run.groups = check_groups(resample_groups, x.shape[0]).to(x.device)
     with torch.no_grad():
         walk = progress_bar(
             levels.descending(), progress=progress, desc=f"annealed {type(kern).__name__}", total=n_levels
@@ -287,7 +304,7 @@ def annealed_mcmc(
                 run.refresh_self_cond(level)
                 run.level(level, levels)
             if resample_ess is not None and bool((run.log_w != 0).any()):
-                run.resample()
+                run.resample(None)
             if final_step:
                 run.ancestral(levels[0])
         else:
@@ -328,6 +345,7 @@ class _AnnealedRun:
         self.state = KernelState()
         self.self_cond: Tensor | None = None
         self.log_w = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+        self.groups: Tensor | None = None  # the target of each slot (SMC resamples within a group)
         self.acceptance = torch.full((n_levels,), float("nan"), dtype=torch.float64)
         self.nfe = self.rejected = self.resampled = self.steps = 0
         self.times: list[float] = []
@@ -388,15 +406,27 @@ class _AnnealedRun:
         target = self._target()
         self.log_w = self.log_w + (target.energy(self.x, above.t) - target.energy(self.x, level.t)).double()
         self.nfe += 2
-        if effective_sample_size(self.log_w) < resample_ess * self.x.shape[0]:
-            self.resample()
+        if self.groups is not None:
+            self.resample(resample_ess)
+        elif effective_sample_size(self.log_w) < resample_ess * self.x.shape[0]:
+            self.resample(None)
 
-    def resample(self) -> None:
-        """Systematic resampling of the particles (and their momentum and self-conditioning) by weight."""
-        idx = systematic_resample(self.log_w, self.generator)
+    def resample(self, ess_fraction: float | None) -> None:
+        """Systematic resampling of the particles (and their momentum and self-conditioning) by weight: of the
+        whole batch, or (with groups) of each group whose ESS is below ``ess_fraction·n_g`` (``None``: of each
+        group with weights)."""
+        if self.groups is None:
+            idx = systematic_resample(self.log_w, self.generator)
+            self.log_w = torch.zeros_like(self.log_w)
+        else:
+            idx, done = resample_within_groups(
+                self.log_w, self.groups, self.generator, ess_fraction=ess_fraction
+            )
+            if not bool(done.any()):
+                return
+            self.log_w = torch.where(done, torch.zeros_like(self.log_w), self.log_w)
         mom = None if self.state.momentum is None else self.state.momentum[idx]
         self.x = self.x[idx]
         self.self_cond = None if self.self_cond is None else self.self_cond[idx]
         self.state = KernelState(momentum=mom)
-        self.log_w = torch.zeros_like(self.log_w)
         self.resampled += 1

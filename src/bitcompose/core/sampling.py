@@ -60,7 +60,7 @@ class SampleResult:
             Metropolis acceptance of the steps run at that level, NaN where none ran; ``None`` for samplers
             without Metropolis steps.
         rejected_nonfinite: proposals or steps rejected because their values were not finite.
-        resampled: how many times SMC resampled the particles.
+        resampled: how many times SMC resampled the particles (with groups: the times any group was).
         times: the query time of every step, in order.
     """
 

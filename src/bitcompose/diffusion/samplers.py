@@ -11,8 +11,12 @@ The loop follows the official ``Scheduler.generate`` (pix2seq):
 ``dpmpp2m`` is the second-order multistep solver of the probability-flow ODE in the x0 parameterisation (Lu et
 al. 2022, "DPM-Solver++", Algorithm 2) on the same γ(t): the DDIM step with x̂0 replaced by the extrapolation
 ``D = x̂0 + (x̂0 − x̂0_prev)/(2r)``, ``r = h_prev/h`` in half-log-SNR ``λ = ½ log(γ/(1−γ))``; first order at the first
-step and at the final step to ``t = 0`` (``h = ∞``). The clipped estimates enter ``D``, so clipping,
-self-conditioning and ``td`` work as in DDIM (under ``td`` the state is read at ``t_now``, as there).
+step and at every step whose target is ``t = 0``. γ(0) is just below 1, so λ(0) is finite (≈ 8 for the cosine
+schedule) but far from the λ of the other steps: ``h`` onto ``t = 0`` is large, ``r`` small, and the extrapolation
+would multiply ``x̂0 − x̂0_prev`` by ``1/(2r)``. At ``td = 0`` only the last step lands there and its state is not
+returned; under ``td > 0`` several steps land on ``t = 0`` and their state is read again, so a second-order step
+there diverges. The clipped estimates enter ``D``, so clipping, self-conditioning and ``td`` work as in DDIM (under
+``td`` the state is read at ``t_now``, as there).
 
 Appendix G's two self-conditioning variants, for any sampler: the **momentum estimate** feeds the network an EMA of
 the past clipped estimates, ``x̃ ← m·x̃ + (1 − m)·x̂0`` (``momentum = 0`` is the default sampler, bit for bit), and
@@ -83,7 +87,8 @@ def _half_log_snr(g: float) -> float:
 def multistep_x0(x0: Tensor, prev: tuple[Tensor, float] | None, g_now: float, g_next: float) -> Tensor:
     """DPM-Solver++(2M)'s x0 to use in the DDIM step from ``γ_now`` to ``γ_next``: ``x0 + (x0 − x0_prev)/(2r)``
     with ``r = (λ_now − λ_prev)/(λ_next − λ_now)``; ``x0`` itself (first order) without a finite previous step
-    or when the step reaches ``γ = 1``.
+    or when the step reaches ``γ = 1``. The caller takes the step onto ``t = 0`` first order itself (γ(0) < 1,
+    so λ there is finite and this function would extrapolate).
 
     Args:
         x0: the clipped estimate at ``γ_now``, ``[B, *dims]``.
@@ -203,7 +208,9 @@ def sample_model(
         pred = pred.to(x.dtype)
         x0_new = pred if b is None else pred.clamp(-b, b)
         g_now, g_next = _gamma(model, t_now), _gamma(model, t_next)
-        step_x0 = multistep_x0(x0_new, prev, g_now, g_next) if sampler == "dpmpp2m" else x0_new
+        # dpmpp2m: first order onto t = 0 (see the module docstring: λ(0) is finite, the extrapolation is not)
+        second_order = sampler == "dpmpp2m" and t_next > 0.0
+        step_x0 = multistep_x0(x0_new, prev, g_now, g_next) if second_order else x0_new
         x_new = _transition(x, step_x0, g_now, g_next, sampler, ddpm_variance, generator)
         x, bad = keep_finite(x_new, x, t_now)  # a sample whose estimate is not finite stays where it was
         x0 = keep_finite(x0_new, x0, t_now)[0]

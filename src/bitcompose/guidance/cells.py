@@ -106,6 +106,7 @@ def guided_samples(
         mcmc_min_level=mcmc.mcmc_min_level * levels // 100,
         generator=generator,
         resample_ess=mcmc.resample_ess,
+        resample_groups=labels,  # each slot asks for its own class: SMC resamples among the same class only
         progress=progress,
     )
 

@@ -195,7 +195,7 @@ Noise-conditioned CNN (4 conv blocks with FiLM from a sinusoidal embedding of t,
   the grid (the noisier half), step {mc["step"]}·σ_t (leapfrog ε for U-HMC/HMC with 3 leapfrog steps and
   damping 0.5; Langevin η = (step·σ_t)² for ULA/MALA). Metropolis corrections: exact energies (energy model:
   `E − w·log p_φ`) or the trapezoid estimate (score model). `smc-hmc`: annealed HMC from noise with SMC
-  resampling (energy model).
+  resampling within the samples of each class (energy model).
 - Evaluator: the in-project CNN classifier trained on the clean train split ({ev.get("steps")} steps; held-out
   accuracy {ev.get("val_accuracy", float("nan")):.3f}).
 """

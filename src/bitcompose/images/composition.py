@@ -91,14 +91,22 @@ def sample_composite(
     mcmc_min_level: int,
     generator: torch.Generator,
     resample_ess: float | None = None,
+    resample_groups: Tensor | None = None,
     progress: bool = False,
 ) -> tuple[Tensor, dict[str, Any]]:
     """Samples of a composite and ``{nfe, seconds, acceptance, rejected_nonfinite}``.
 
     ``reverse``: ancestral reverse diffusion. An MCMC kernel: the reverse step followed by ``steps_per_level``
     kernel steps (step ``step·σ_t``) at every level ``≥ mcmc_min_level``; with ``resample_ess`` instead pure
-    annealing from noise with SMC resampling (energies needed) and the final step to the data.
+    annealing from noise with SMC resampling (energies needed) and the final step to the data. SMC needs
+    ``resample_groups`` (integer ``[n]``, the target of each sample: equal values for samples with the same
+    conditions; zeros when every sample has the same target): a particle is resampled only among its group, so it
+    never lands in a slot that asks for another condition.
     """
+    if resample_ess is not None and sampler != "reverse" and resample_groups is None:
+        raise ValueError(
+            "SMC needs each sample's condition (resample_groups) to resample only within a target"
+        )
     start = time.perf_counter()
     if sampler == "reverse":
         res = reverse_diffusion(model, shape, generator=generator, progress=progress)
@@ -113,6 +121,7 @@ def sample_composite(
             driver="anneal" if smc else "reverse",
             mcmc_min_level=0 if smc else mcmc_min_level,
             resample_ess=resample_ess,
+            resample_groups=resample_groups if smc else None,
             final_step=smc,
             generator=generator,
             progress=progress,
@@ -177,6 +186,8 @@ def compose_classes(
     den = loaded.denoiser
     ma, mb = as_model(den, cond=a), as_model(den, cond=b)
     shape = (n, loaded.spec.channels * loaded.codec.num_bits, loaded.spec.image_size, loaded.spec.image_size)
+    # Every slot has the same target here (scalar labels a and b): SMC, if it ran, would need no groups
+    # (resample_groups = zeros); it does not run here.
     jobs: list[tuple[str, DiffusionModel, str]] = [(str(a), ma, "reverse"), (str(b), mb, "reverse")]
     for s in samplers:
         jobs.append((f"{a} AND {b} ({s})", Product(ma, mb), s))

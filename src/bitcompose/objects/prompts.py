@@ -71,6 +71,7 @@ def prompt_rows(
         jobs += [("NOT", [a, b], [weight, -weight], s) for s in samplers]
         for op, prompts, weights, sampler in jobs:
             gen = torch.Generator().manual_seed(seed)
+            # every slot asks for the same prompts: one target, so SMC resamples the row as one group
             conds = torch.tensor(prompts).expand(n, len(prompts))
             images, info = sample_conjunction(loaded, conds, weights, sampler, mcmc, gen, progress)
             found = presence(evaluator, images)[:, NUM_CELLS:]

@@ -13,7 +13,7 @@ from bitcompose.diffusion.as_model import as_model
 from bitcompose.images.composition import MCMCSettings, check_request, sample_composite
 from bitcompose.images.model import LoadedModel
 
-__all__ = ["check_request", "MCMCSettings", "conjunction", "sample_conjunction"]
+__all__ = ["check_request", "MCMCSettings", "condition_groups", "conjunction", "sample_conjunction"]
 
 
 def conjunction(loaded: LoadedModel, conds: Tensor, weights: float | Sequence[float]) -> CFGConjunction:
@@ -24,6 +24,18 @@ def conjunction(loaded: LoadedModel, conds: Tensor, weights: float | Sequence[fl
     return CFGConjunction(
         as_model(den, cond=None), [as_model(den, cond=conds[:, j]) for j in range(conds.shape[1])], weights
     )
+
+
+def condition_groups(conds: Tensor, weights: float | Sequence[float]) -> Tensor:
+    """``long [n]``: one group per distinct target of :func:`conjunction`, for SMC resampling within a target.
+
+    Samples whose rows of ``conds`` (``long [n, m]``) are equal share a group; when every weight is the same the
+    conjunction does not depend on the order of the columns, so rows holding the same conditions in another order
+    share it too. Every sample asking for the same conditions (a prompt row) gives a single group.
+    """
+    w = [float(weights)] * conds.shape[1] if isinstance(weights, int | float) else [float(v) for v in weights]
+    rows = conds.sort(dim=1).values if len(set(w)) <= 1 else conds
+    return torch.unique(rows, dim=0, return_inverse=True)[1]
 
 
 def sample_conjunction(
@@ -51,6 +63,7 @@ def sample_conjunction(
         mcmc_min_level=mcmc.mcmc_min_level,
         generator=generator,
         resample_ess=mcmc.resample_ess,
+        resample_groups=condition_groups(conds, weights),
         progress=progress,
     )
     smc = mcmc.resample_ess is not None and sampler != "reverse"

@@ -274,8 +274,9 @@ is what the operators must beat: its AND/NOT columns are the rates of the two ou
   {mc["steps_per_level"]} kernel steps at every level ≥ {mc["mcmc_min_level"]} of 100 (the paper's CLEVR code: MCMC on the
   noisier half), step {mc["step"]}·σ_t (leapfrog ε for U-HMC/HMC with 3 leapfrog steps and damping 0.5;
   Langevin η = (step·σ_t)² for ULA/MALA). Metropolis corrections: exact energies for energy models, the
-  trapezoid estimate for score models. `smc-hmc`: annealed HMC from noise at every level with SMC resampling when
-  the ESS falls below n/2, then the final step (energy models).
+  trapezoid estimate for score models. `smc-hmc`: annealed HMC from noise at every level with SMC resampling
+  within each group of samples asking for the same cells, when the group's ESS falls below half its size, then
+  the final step (energy models).
 - Evaluator: the in-project CNN with 28 sigmoid outputs (16 cells, 12 prompts), {EVALUATOR_STEPS} steps on the
   training scenes (never on generated images). Held-out accuracy per output: cells {ev["cell_accuracy"]:.4f},
   prompts {ev["prompt_accuracy"]:.4f}; whole image exact: cells {ev["image_cells_exact"]:.4f}, prompts
