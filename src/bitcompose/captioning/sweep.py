@@ -1,28 +1,37 @@
 """The captioning study: analogues of the paper's Table 3 (steps at their best td vs AR) and Table 4 (steps × td).
 
-:func:`run_sweep` trains (or loads from the cache) the diffusion captioner and the AR baseline of a preset,
-captions the test split for every (steps, td) and writes a markdown report.
+:class:`CaptionSweep` (an experiment of the harness) trains (or loads from the cache) the diffusion captioner and
+the AR baseline of a preset, captions the test split for every (steps, td), each evaluation a resumable cell, and
+writes the report; :func:`run_sweep` runs it.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from tqdm.auto import tqdm
+from typing import Any, NamedTuple
 
 from bitcompose.captioning.config import preset
 from bitcompose.captioning.data import load_splits
 from bitcompose.captioning.evaluate import evaluate_captioner
 from bitcompose.captioning.model import load_captioner
 from bitcompose.captioning.train import LOG_FILE, train_or_load
-from bitcompose.core.machine import machine_info
+from bitcompose.experiments.runner import Page, Run, run_experiment
 
-__all__ = ["SweepResult", "run_sweep", "table3_rows", "render_markdown", "STEPS", "TDS"]
+__all__ = [
+    "CaptionCell",
+    "CaptionSweep",
+    "SweepResult",
+    "run_sweep",
+    "table3_rows",
+    "render_markdown",
+    "STEPS",
+    "TDS",
+]
 
 STEPS: tuple[int, ...] = (5, 10, 20, 40)
 TDS: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
@@ -48,9 +57,125 @@ def _train_log(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+class CaptionCell(NamedTuple):
+    """One evaluation of the sweep: the AR baseline, or the diffusion model at (steps, td), on a split."""
+
+    model: str
+    split: str
+    steps: int = 0
+    td: float = 0.0
+
+    @property
+    def name(self) -> str:
+        """The file stem (``ar-test``, ``diffusion-val-s10-td2``)."""
+        return (
+            f"ar-{self.split}"
+            if self.model == "ar"
+            else f"diffusion-{self.split}-s{self.steps}-td{self.td:g}"
+        )
+
+
+@dataclass
+class CaptionSweep:
+    """The captioning sweep on the harness: both models of a preset, the AR row, then steps × td on the
+    reported split (and on the selection split)."""
+
+    preset_name: str = "scenes-small"
+    seed: int = 0
+    sample_seed: int = 0
+    steps_list: Sequence[int] = STEPS
+    tds: Sequence[float] = TDS
+    split: str = "test"
+    select_split: str = "val"
+    cache: str | Path | None = None
+    progress: bool = True
+    overrides: dict[str, Any] = field(default_factory=dict)
+    name: str = "captioning"
+
+    def __post_init__(self) -> None:
+        if self.split not in ("val", "test") or self.select_split not in ("val", "test"):
+            raise ValueError(
+                f"split and select_split must be 'val' or 'test', got {self.split!r}, {self.select_split!r}"
+            )
+        if any(int(s) != s or s < 1 for s in self.steps_list) or any(t < 0 for t in self.tds):
+            raise ValueError("steps must be positive integers and td values non-negative")
+
+    def _runs(self) -> dict[str, Any]:
+        return {
+            m: preset(self.preset_name, **{**self.overrides, "model": m, "seed": self.seed})
+            for m in ("diffusion", "ar")
+        }
+
+    def _dirs(self) -> dict[str, Path]:
+        return {
+            m: train_or_load(r, cache=self.cache, progress=self.progress) for m, r in self._runs().items()
+        }
+
+    def settings(self) -> dict[str, Any]:
+        """The preset, its overrides and the seeds every cell shares."""
+        return {
+            "preset": self.preset_name,
+            "overrides": self.overrides,
+            "seed": self.seed,
+            "sample_seed": self.sample_seed,
+            "split": self.split,
+            "select_split": self.select_split,
+        }
+
+    def prepare(self, log: Callable[[str], None]) -> dict[str, Any]:
+        """Train or load both models."""
+        dirs = self._dirs()
+        splits = load_splits(self._runs()["diffusion"])
+        data = splits[self.split]
+        return {
+            "num_images": len(data),
+            "num_select_images": len(splits[self.select_split]),
+            "references_per_image": len(data.captions[0]) if len(data) else 0,
+            "runs": {m: str(d) for m, d in dirs.items()},
+            "train": {m: _train_log(d) for m, d in dirs.items()},
+        }
+
+    def cells(self) -> list[CaptionCell]:
+        """The AR row on the reported split, then the grid on the reported and the selection split."""
+        grid = [CaptionCell("diffusion", name, int(s), float(td)) for name in dict.fromkeys((self.split, self.select_split))
+                for s in self.steps_list for td in self.tds]  # fmt: skip
+        return [CaptionCell("ar", self.split), *grid]
+
+    def run_cell(self, cell: CaptionCell) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One evaluation: its row (and its own time)."""
+        start = time.perf_counter()
+        captioner = load_captioner(self._dirs()[cell.model])
+        data = load_splits(self._runs()["diffusion"])[cell.split]
+        if cell.model == "ar":
+            row = {"model": "ar", "steps": captioner.net_config.max_len, "td": None, "split": cell.split}
+            row |= evaluate_captioner(captioner, data)
+        else:
+            scores = evaluate_captioner(captioner, data, steps=cell.steps, td=cell.td, seed=self.sample_seed)
+            row = {"model": "diffusion", "steps": cell.steps, "td": cell.td, "split": cell.split, **scores}
+        return {}, {"row": row, "seconds": time.perf_counter() - start}
+
+    def describe(self, report: dict[str, Any]) -> str:
+        """BLEU-4 of a finished evaluation."""
+        return f"BLEU-4 {100 * report['row']['bleu4']:.1f} ({report['seconds']:.1f} s)"
+
+    def render(self, out: Path, run: Run) -> Page:
+        """The report (``captioning.md``) and ``captioning.json`` (``rows`` and ``meta``)."""
+        result = self.result(run)
+        return Page(render_markdown(result, run.meta["command"]), {"rows": result.rows, "meta": result.meta})
+
+    def result(self, run: Run) -> SweepResult:
+        """The rows and meta of a run (the evaluation times summed from the cells' own)."""
+        reports = dict(zip([c.name for c in self.cells()], run.rows, strict=True))
+        ar = sum(r["seconds"] for name, r in reports.items() if name.startswith("ar-"))
+        grid = sum(r["seconds"] for name, r in reports.items() if not name.startswith("ar-"))
+        meta = {**run.meta, "eval_seconds": {"ar": round(ar, 1), "diffusion_grid": round(grid, 1)}}
+        return SweepResult(rows=[r["row"] for r in run.rows], meta=meta)
+
+
 def run_sweep(
     preset_name: str = "scenes-small",
     *,
+    out: str | Path | None = None,
     cache: str | Path | None = None,
     seed: int = 0,
     sample_seed: int = 0,
@@ -58,6 +183,7 @@ def run_sweep(
     tds: Sequence[float] = TDS,
     split: str = "test",
     select_split: str | None = "val",
+    command: str | None = None,
     progress: bool = True,
     **overrides: Any,
 ) -> SweepResult:
@@ -65,6 +191,8 @@ def run_sweep(
 
     Args:
         preset_name: captioning preset (see :data:`bitcompose.captioning.config.PRESETS`).
+        out: the results folder (``captioning.md``, ``captioning.json``, the resumable cells); ``None``: a
+            temporary folder (nothing kept).
         cache: the cache root (default ``$BITCOMPOSE_CACHE``, else ``~/.cache/bitcompose``).
         seed: training seed of both models.
         sample_seed: seed of the diffusion sampling noise (the same noise for every cell).
@@ -73,47 +201,28 @@ def run_sweep(
         split: the reported split, ``"test"`` or ``"val"``.
         select_split: the split on which the best td per steps is chosen (Table 3): the grid is also evaluated
             there; ``None`` or ``split``: chosen on the reported split itself (optimistic: selection on test).
+        command: the command line recorded on the page.
         progress: progress bars.
         **overrides: fields of the preset to change for both models (e.g. ``steps=100``).
     """
-    if split not in ("val", "test") or select_split not in (None, "val", "test"):
-        raise ValueError(f"split and select_split must be 'val' or 'test', got {split!r}, {select_split!r}")
-    select_split = select_split or split
-    if any(int(s) != s or s < 1 for s in steps_list) or any(t < 0 for t in tds):
-        raise ValueError("steps must be positive integers and td values non-negative")
-    runs = {m: preset(preset_name, **{**overrides, "model": m, "seed": seed}) for m in ("diffusion", "ar")}
-    dirs = {m: train_or_load(r, cache=cache, progress=progress) for m, r in runs.items()}
-    all_splits = load_splits(runs["diffusion"])
-    data = all_splits[split]
-    rows: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
-    ar = load_captioner(dirs["ar"])
-    ar_scores = evaluate_captioner(ar, data)
-    rows.append({"model": "ar", "steps": ar.net_config.max_len, "td": None, "split": split, **ar_scores})
-    t_ar = time.perf_counter() - t0
-    diff = load_captioner(dirs["diffusion"])
-    grid = [(name, int(s), float(td)) for name in dict.fromkeys((split, select_split)) for s in steps_list
-            for td in tds]  # fmt: skip
-    t1 = time.perf_counter()
-    for name, s, td in tqdm(grid, disable=not progress, desc="steps x td"):
-        scores = evaluate_captioner(diff, all_splits[name], steps=s, td=td, seed=sample_seed)
-        rows.append({"model": "diffusion", "steps": s, "td": td, "split": name, **scores})
-    meta = {
-        "preset": preset_name,
-        "overrides": overrides,
-        "seed": seed,
-        "sample_seed": sample_seed,
-        "split": split,
-        "select_split": select_split,
-        "num_images": len(data),
-        "num_select_images": len(all_splits[select_split]),
-        "references_per_image": len(data.captions[0]) if len(data) else 0,
-        "runs": {m: str(d) for m, d in dirs.items()},
-        "train": {m: _train_log(d) for m, d in dirs.items()},
-        "eval_seconds": {"ar": round(t_ar, 1), "diffusion_grid": round(time.perf_counter() - t1, 1)},
-        "machine": machine_info(),
-    }
-    return SweepResult(rows=rows, meta=meta)
+    sweep = CaptionSweep(
+        preset_name,
+        seed,
+        sample_seed,
+        steps_list,
+        tds,
+        split,
+        select_split or split,
+        cache,
+        progress,
+        overrides,
+    )
+    command = command or f"bitcompose caption sweep --preset {preset_name} --seed {seed}"
+    log = (lambda line: None) if not progress else print
+    if out is not None:
+        return sweep.result(run_experiment(sweep, out, command=command, log=log)[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        return sweep.result(run_experiment(sweep, tmp, command=command, log=log)[0])
 
 
 def _best_td(rows: list[dict[str, Any]], split: str | None) -> dict[int, float]:

@@ -91,25 +91,20 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from bitcompose.captioning.sweep import render_markdown, run_sweep, table3_rows
+    from bitcompose.captioning.sweep import run_sweep, table3_rows
 
     overrides = {} if args.train_steps is None else {"steps": args.train_steps}
-    result = run_sweep(
-        args.preset, cache=args.cache, seed=args.seed, select_split=args.select_split,
-        progress=not args.no_progress, **overrides,
-    )  # fmt: skip
     command = f"bitcompose caption sweep --preset {args.preset} --seed {args.seed}"
     if args.select_split != "val":
         command += f" --select-split {args.select_split}"
     if args.train_steps is not None:
         command += f" --train-steps {args.train_steps}"
     if args.out is not None:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "captioning.md").write_text(render_markdown(result, command))
-        (out / "captioning.json").write_text(
-            json_line({"rows": result.rows, "meta": result.meta}, indent=1) + "\n"
-        )
+        command += f" --out {args.out}"
+    result = run_sweep(
+        args.preset, out=args.out, cache=args.cache, seed=args.seed, select_split=args.select_split,
+        command=command, progress=not args.no_progress, **overrides,
+    )  # fmt: skip
     if args.json:
         print(json_line(result.rows))
     else:
