@@ -13,11 +13,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
+from bitcompose.cli.tables import check_out, run_table
 from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line, output_path
 
 SAMPLERS_CHOICES = ("reverse", "ula", "mala", "uhmc", "hmc")
@@ -100,19 +100,13 @@ def _mcmc(args: argparse.Namespace) -> Any:
 
 def _objects(args: argparse.Namespace) -> int:
     from bitcompose.objects.cells import objects_cell
-    from bitcompose.objects.table import TablePlan, run_objects_table
+    from bitcompose.objects.table import ObjectsExperiment, TablePlan
 
     if args.table:
-        if args.out is None:
-            raise CLIError("--table needs --out DIR (e.g. --out docs/results/objects)")
+        out = check_out(args.out, "docs/results/objects")
         plan = TablePlan(n=args.n or TablePlan.n, mcmc=_mcmc(args))
-        command = "bitcompose " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compose"] else None
-        result = run_objects_table(
-            args.out, plan=plan, seed=args.seed, weight=args.weight, cache=args.cache, command=command,
-            progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
-        )  # fmt: skip
-        out = Path(args.out)
-        print(json_line(result["cells"]) if args.json else f"{out / 'objects.md'}\n{out / 'objects.json'}")
+        experiment = ObjectsExperiment(plan, args.seed, args.weight, args.cache, not args.no_progress)
+        run_table(experiment, out, json=args.json)
         return 0
     if args.k is None or args.sampler is None:
         raise CLIError("give --k K and --sampler S for one cell, or --table --out DIR")
@@ -165,19 +159,12 @@ def _prompts(args: argparse.Namespace) -> int:
 
 def _guidance(args: argparse.Namespace) -> int:
     from bitcompose.guidance.cells import check_cell, guidance_cell
-    from bitcompose.guidance.table import GuidancePlan, run_guidance_table
+    from bitcompose.guidance.table import GuidanceExperiment, GuidancePlan
 
     if args.table:
-        if args.out is None:
-            raise CLIError("--table needs --out DIR (e.g. --out docs/results/guidance)")
+        out = check_out(args.out, "docs/results/guidance")
         plan = GuidancePlan(dataset=args.dataset, n=args.n or GuidancePlan.n, mcmc=_mcmc(args))
-        command = "bitcompose " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compose"] else None
-        result = run_guidance_table(
-            args.out, plan=plan, seed=args.seed, cache=args.cache, command=command,
-            progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
-        )  # fmt: skip
-        out = Path(args.out)
-        print(json_line(result["cells"]) if args.json else f"{out / 'guidance.md'}\n{out / 'guidance.json'}")
+        run_table(GuidanceExperiment(plan, args.seed, args.cache, not args.no_progress), out, json=args.json)
         return 0
     if args.scale is None or args.sampler is None:
         raise CLIError("give --scale W and --sampler S for one cell, or --table --out DIR")

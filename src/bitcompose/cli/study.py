@@ -10,12 +10,10 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
-from bitcompose.cli.errors import CLIError
-from bitcompose.cli.types import CACHE_HELP, int_arg, json_line
+from bitcompose.cli.tables import check_out, run_table
+from bitcompose.cli.types import CACHE_HELP, int_arg
 
 __all__ = ["register"]
 
@@ -26,18 +24,14 @@ STUDY_DATASETS = ("mnist", "fashion_mnist", "digits")
 
 
 def _study(args: argparse.Namespace) -> int:
-    from bitcompose.study.table import PAGE, run_study
+    from bitcompose.study.table import StudyExperiment
 
-    out = Path(args.out) if args.out is not None else Path("runs") / f"bit_study_{args.dataset}"
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out must be a folder, but {out} is a file")
-    command = "bitcompose " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
-    result = run_study(
-        args.grid, args.dataset, out, n=args.n, seed=args.seed, train_steps=args.train_steps, cache=args.cache,
-        command=command, progress=not args.no_progress, inception=args.inception,
-        log=lambda m: print(m, file=sys.stderr),
+    out = check_out(args.out or f"runs/bit_study_{args.dataset}", "docs/results/bit_study")
+    experiment = StudyExperiment(
+        args.grid, args.dataset, args.n, args.seed, args.train_steps, args.cache, not args.no_progress,
+        args.inception,
     )  # fmt: skip
-    print(json_line(result["cells"]) if args.json else f"{out / PAGE}")
+    run_table(experiment, out, json=args.json)
     return 0
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bitcompose.cli.errors import CLIError
+from bitcompose.cli.tables import check_out, run_table
 from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
     from bitcompose.toy2d.run import CELL_N, CELL_PARAMS, SAMPLERS, TABLE_N, run_cell
 
     if args.table:
-        from bitcompose.toy2d.table import Toy2dExperiment, run_table, summary_checks
+        from bitcompose.toy2d.table import Toy2dExperiment, summary_checks
         from bitcompose.toy2d.tasks import TASKS
 
         if args.no_cache:
@@ -166,15 +166,9 @@ def _run(args: argparse.Namespace) -> int:
             samplers=_subset(args.samplers, SAMPLERS, "--samplers"),
             workers=args.workers,
         )
-        if args.out is None:
-            raise CLIError(
-                "--table needs --out DIR (the folder of toy2d.md; the committed pages are in docs/results)"
-            )
-        command = "bitcompose " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-        rows = run_table(args.out, experiment, command=command)
-        for line in summary_checks(rows):
+        run = run_table(experiment, check_out(args.out, "docs/results"), json=False, workers=args.workers)
+        for line in summary_checks(run.rows):
             print(line)
-        print(f"wrote {args.out}/toy2d.md and toy2d.png")
         return 0
     result = run_cell(args.task, args.param, args.sampler, _options(args, CELL_N), progress=args.progress)
     if args.out is not None:
