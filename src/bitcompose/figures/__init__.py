@@ -1,0 +1,1 @@
+"""Figures with Pillow (sample grids) and matplotlib (plots with axes, labels and legends)."""

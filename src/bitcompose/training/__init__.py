@@ -1,0 +1,2 @@
+"""The one training stack: the loop (optimiser, schedule, EMA, bf16, DDP, metrics), atomic checkpoints and exact
+resume."""
