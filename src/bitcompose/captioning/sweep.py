@@ -256,14 +256,22 @@ def _pct(x: float) -> str:
 
 
 def render_markdown(result: SweepResult, command: str) -> str:
-    """The report ``docs/results/captioning.md``: setup, Table 3 and Table 4 analogues, the checks."""
+    """The report ``docs/results/captioning.md``: setup, Table 3 and Table 4 analogues, the checks, the cost."""
     rows, meta = result.rows, result.meta
-    split, select = meta["split"], meta.get("select_split", meta["split"])
+    split = meta["split"]
     diff_rows = [r for r in rows if r["model"] == "diffusion" and r.get("split", split) == split]
     ar_row = next(r for r in rows if r["model"] == "ar")
-    steps_list = sorted({r["steps"] for r in diff_rows})
-    tds = sorted({r["td"] for r in diff_rows})
-    cell = {(r["steps"], r["td"]): r for r in diff_rows}
+    sections = (
+        _setup(meta, command),
+        _table3(rows, meta, ar_row),
+        _table4(diff_rows),
+        _checks(diff_rows, ar_row),
+        _cost(rows, meta, len(diff_rows)),
+    )
+    return "\n".join(line for section in sections for line in section) + "\n"
+
+
+def _setup(meta: dict[str, Any], command: str) -> list[str]:
     lines = [
         "# Captioning with Bit Diffusion vs an autoregressive baseline (synthetic scenes)",
         "",
@@ -296,6 +304,11 @@ def render_markdown(result: SweepResult, command: str) -> str:
             f"model, EMA {r.get('ema_decay')}, {r.get('num_train')} training scenes.",
             "",
         ]
+    return lines
+
+
+def _table3(rows: list[dict[str, Any]], meta: dict[str, Any], ar_row: dict[str, Any]) -> list[str]:
+    split, select = meta["split"], meta.get("select_split", meta["split"])
     on_itself = {r["steps"]: r for r in table3_rows(rows, split, split)[1:]}
     if select != split:
         how = (
@@ -306,7 +319,7 @@ def render_markdown(result: SweepResult, command: str) -> str:
         )
     else:
         how = f"td is chosen per row by its BLEU-4 on the reported ({split}) split itself (optimistic)."
-    lines += [
+    lines = [
         "## Table 3 analogue — best td per number of steps, beside the AR baseline",
         "",
         how,
@@ -323,21 +336,33 @@ def render_markdown(result: SweepResult, command: str) -> str:
             f"{_pct(r['rouge_l'])} | {own['td']:g}, {_pct(own['bleu4'])} ({_pct(own['bleu4'] - r['bleu4'])} "
             "higher) |"
         )
-    lines += [
+    return lines
+
+
+def _table4(diff_rows: list[dict[str, Any]]) -> list[str]:
+    tds = sorted({r["td"] for r in diff_rows})
+    cell = {(r["steps"], r["td"]): r for r in diff_rows}
+    lines = [
         "",
         "## Table 4 analogue — BLEU-4 (×100) by sampling steps (rows) and td in steps (columns)",
         "",
         "| steps \\ td | " + " | ".join(f"{t:g}" for t in tds) + " |",
         "|---|" + "---|" * len(tds),
     ]
-    for s in steps_list:
+    for s in sorted({r["steps"] for r in diff_rows}):
         vals = [cell[(s, t)]["bleu4"] for t in tds]
         best = max(vals)
         cells = [f"**{_pct(v)}**" if v == best else _pct(v) for v in vals]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _checks(diff_rows: list[dict[str, Any]], ar_row: dict[str, Any]) -> list[str]:
+    tds = sorted({r["td"] for r in diff_rows})
+    cell = {(r["steps"], r["td"]): r for r in diff_rows}
     best_diff = max(diff_rows, key=lambda r: r["bleu4"])
     ratio = best_diff["bleu4"] / ar_row["bleu4"] if ar_row["bleu4"] > 0 else float("inf")
-    lines += ["", "## Checks", ""]
+    lines = ["", "## Checks", ""]
     lines.append(
         f"- Best diffusion BLEU-4 {_pct(best_diff['bleu4'])} (steps {best_diff['steps']}, td {best_diff['td']:g}) "
         f"vs AR {_pct(ar_row['bleu4'])}: ratio **{ratio:.3f}** (target ≥ 0.9: "
@@ -353,8 +378,13 @@ def render_markdown(result: SweepResult, command: str) -> str:
                     f"- {s} steps: td = 0 gives {_pct(base)}, best td > 0 (td = {pos['td']:g}) gives "
                     f"{_pct(pos['bleu4'])} (target td > 0 beats td = 0: {verdict})."
                 )
+    return lines
+
+
+def _cost(rows: list[dict[str, Any]], meta: dict[str, Any], reported: int) -> list[str]:
+    split, select = meta["split"], meta.get("select_split", meta["split"])
     mach = meta.get("machine", {})
-    lines += [
+    lines = [
         "",
         "## Training and evaluation cost",
         "",
@@ -373,13 +403,8 @@ def render_markdown(result: SweepResult, command: str) -> str:
             )
     ev = meta.get("eval_seconds", {})
     cells = sum(r["model"] == "diffusion" for r in rows)
-    where = (
-        f" ({len(diff_rows)} on {split}, {cells - len(diff_rows)} on {select})"
-        if cells > len(diff_rows)
-        else ""
-    )
+    where = f" ({reported} on {split}, {cells - reported} on {select})" if cells > reported else ""
     lines.append(
         f"- Evaluation: AR {ev.get('ar')} s; the diffusion grid of {cells} cells{where} {ev.get('diffusion_grid')} s."
     )
-    lines.append("")
-    return "\n".join(lines)
+    return lines

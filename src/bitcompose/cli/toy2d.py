@@ -19,17 +19,6 @@ __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``toy2d`` command."""
-    from bitcompose.toy2d.run import (
-        CELL_N,
-        CELL_PARAMS,
-        DEFAULT_TRAIN_BATCH,
-        DEFAULT_TRAIN_STEPS,
-        SAMPLERS,
-        STEPS_PER_LEVEL,
-        TABLE_N,
-    )
-    from bitcompose.toy2d.tasks import TASKS
-
     p = subparsers.add_parser(
         "toy2d",
         help="2-D composition benchmark (product / mixture / negation) with exact targets",
@@ -38,6 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "diffusion or annealed MCMC; print the metrics as one JSON object, or run every cell with --table."
         ),
     )
+    _cell_arguments(p)
+    _training_arguments(p)
+    _sampler_arguments(p)
+    _output_arguments(p)
+    p.set_defaults(func=_run)
+
+
+def _cell_arguments(p: argparse.ArgumentParser) -> None:
+    from bitcompose.toy2d.run import CELL_N, CELL_PARAMS, SAMPLERS, TABLE_N
+    from bitcompose.toy2d.tasks import TASKS
+
     p.add_argument("--task", choices=sorted(TASKS), default="product")
     p.add_argument(
         "--param",
@@ -53,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help=f"number of samples (default {CELL_N} for one cell, {TABLE_N} per cell with --table)",
     )
     p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="sampling seed")
+
+
+def _training_arguments(p: argparse.ArgumentParser) -> None:
+    from bitcompose.toy2d.run import DEFAULT_TRAIN_BATCH, DEFAULT_TRAIN_STEPS
+
     p.add_argument(
         "--train-steps",
         type=int_arg("--train-steps", 0),
@@ -68,6 +73,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--train-seed", type=int_arg("--train-seed", 0), default=0, help="training seed")
     p.add_argument("--cache", default=None, help=CACHE_HELP)
     p.add_argument("--no-cache", action="store_true", help="retrain without reading or writing the cache")
+    p.add_argument(
+        "--schedule",
+        choices=("cosine", "linear"),
+        default="cosine",
+        help="the T=100 beta schedule: cosine (the released notebook) or linear (Ho et al.)",
+    )
+
+
+def _sampler_arguments(p: argparse.ArgumentParser) -> None:
+    from bitcompose.toy2d.run import STEPS_PER_LEVEL
+
     p.add_argument(
         "--no-final-step",
         action="store_true",
@@ -92,20 +108,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="extension: resample annealed-MCMC particles by their importance weights when the ESS falls below "
         "this fraction of n (energy/exact models; default off = the paper's samplers)",
     )
+
+
+def _output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print compact JSON (one line)")
     p.add_argument("--progress", action="store_true", help="show progress bars on stderr")
     p.add_argument("--table", action="store_true", help="run every task x param x sampler; write --out")
     p.add_argument(
-        "--schedule",
-        choices=("cosine", "linear"),
-        default="cosine",
-        help="the T=100 beta schedule: cosine (the released notebook) or linear (Ho et al.)",
-    )
-    p.add_argument(
         "--out",
         default=None,
-        help="output folder: --table writes toy2d.md, toy2d.png, ... (default docs/results); one cell writes "
-        "toy2d_TASK_PARAM_SAMPLER.png and .json when given",
+        help="output folder: --table writes toy2d.md, toy2d.png and its resumable cells there (required); one "
+        "cell writes toy2d_TASK_PARAM_SAMPLER.png and .json when given",
     )
     p.add_argument("--tasks", default=None, help="--table: comma-separated subset of tasks (default all)")
     p.add_argument(
@@ -115,7 +128,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--samplers", default=None, help="--table: comma-separated subset of samplers (default all)"
     )
     p.add_argument("--workers", type=int_arg("--workers", 1), default=2, help="processes for --table")
-    p.set_defaults(func=_run)
 
 
 def _subset(text: str | None, allowed: tuple[str, ...], flag: str) -> tuple[str, ...]:
