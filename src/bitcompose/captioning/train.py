@@ -30,7 +30,7 @@ from bitcompose.experiments.cache import cached
 from bitcompose.nets.ar_decoder import CaptionARNet
 from bitcompose.nets.caption import CaptionDiffusionNet, CaptionNetConfig
 from bitcompose.training.checkpoint import Checkpoint, load_checkpoint, load_state_strict
-from bitcompose.training.loop import CHECKPOINT_DIR, METRICS_FILE, Trainer
+from bitcompose.training.loop import CHECKPOINT_DIR, METRICS_FILE, RunFolder, Trainer
 from bitcompose.training.optim import OptimConfig
 
 #: The cache's sub-folder of the captioning runs.
@@ -223,11 +223,8 @@ def train_captioner(
         task,
         optim_config(run),
         steps=run.steps,
-        run_dir=run_dir,
-        config=config,
-        resume=resuming,
+        folder=RunFolder(run_dir, config, resume=resuming, checkpoint_every=run.save_every),
         log_every=run.log_every,
-        checkpoint_every=run.save_every,
         progress=progress,
         desc=f"train {run.model}",
     )

@@ -40,7 +40,7 @@ from bitcompose.images.model import (
     sample_bits,
 )
 from bitcompose.training.dist import DistInfo, GlobalBatchOrder, example_seed, init_distributed, mix_seed
-from bitcompose.training.loop import Trainer, TrainResult
+from bitcompose.training.loop import Preview, RunFolder, Trainer, TrainResult
 from bitcompose.training.optim import learning_rate as _learning_rate
 
 __all__ = [
@@ -280,14 +280,15 @@ class ImageTrainer:
             self.task,
             config.optim,
             steps=config.steps,
-            run_dir=self.run_dir,
-            config=checkpoint_config(config, self.spec),
-            check_resume=self._check_resume,
-            resume=resume,
+            folder=RunFolder(
+                self.run_dir,
+                checkpoint_config(config, self.spec),
+                resume,
+                config.checkpoint_every,
+                self._check_resume,
+            ),
             log_every=config.log_every,
-            checkpoint_every=config.checkpoint_every,
-            preview=self._preview,
-            preview_every=config.sample_every,
+            preview=Preview(self._preview, config.sample_every),
             precision=self.precision,
             compile=config.compile,
             dist_info=self.info,

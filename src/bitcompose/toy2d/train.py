@@ -36,7 +36,7 @@ from bitcompose.data import toy2d as data
 from bitcompose.experiments.cache import cached, entry_path
 from bitcompose.nets.mlp import ResidualMLP, ResidualMLPConfig
 from bitcompose.training.checkpoint import load_checkpoint, load_state_strict
-from bitcompose.training.loop import CHECKPOINT_DIR, Trainer
+from bitcompose.training.loop import CHECKPOINT_DIR, RunFolder, Trainer
 from bitcompose.training.optim import OptimConfig
 
 __all__ = [
@@ -190,11 +190,15 @@ def train(config: TrainConfig, *, run_dir: str | Path | None = None, progress: b
         ToyTask(config, model),
         optim_config(config),
         steps=config.steps,
-        run_dir=run_dir,
-        config={"kind": "toy2d", "train": config.to_dict(), "net": config.net_config().to_dict()},
-        resume=resume,
+        folder=None
+        if run_dir is None
+        else RunFolder(
+            run_dir,
+            {"kind": "toy2d", "train": config.to_dict(), "net": config.net_config().to_dict()},
+            resume=resume,
+            checkpoint_every=CHECKPOINT_EVERY,
+        ),
         log_every=100,
-        checkpoint_every=CHECKPOINT_EVERY,
         progress=progress,
         desc=f"train {config.dataset}/{config.param}",
     )

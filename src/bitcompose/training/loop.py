@@ -26,7 +26,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,7 +46,16 @@ from bitcompose.training.dist import DistInfo, all_reduce_mean
 from bitcompose.training.ema import EMA
 from bitcompose.training.optim import OptimConfig, build_optimizer, ema_decay, learning_rate
 
-__all__ = ["TrainTask", "Trainer", "TrainResult", "NonFiniteLossError", "METRICS_FILE", "CHECKPOINT_DIR"]
+__all__ = [
+    "Preview",
+    "RunFolder",
+    "TrainTask",
+    "Trainer",
+    "TrainResult",
+    "NonFiniteLossError",
+    "METRICS_FILE",
+    "CHECKPOINT_DIR",
+]
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
@@ -148,6 +157,35 @@ class TrainResult:
     checkpoint: Path | None
 
 
+@dataclass(frozen=True)
+class RunFolder:
+    """Where a run keeps its ``metrics.jsonl`` and checkpoints, and how it resumes.
+
+    Attributes:
+        path: the run folder.
+        config: the JSON config stored in every checkpoint's ``config.json`` (with the step added).
+        resume: continue from ``path/checkpoint`` when it exists; without it an existing checkpoint is an error.
+        checkpoint_every: steps between checkpoints (0: only at the end).
+        check_resume: called with a checkpoint's stored config before resuming; raises ``ValueError`` when the
+            checkpoint belongs to another run.
+    """
+
+    path: str | Path
+    config: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+    checkpoint_every: int = 0
+    check_resume: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass(frozen=True)
+class Preview:
+    """``fn(module, step)`` called with the EMA (or online) weights every ``every`` steps and once at the end,
+    after the final checkpoint (``every`` 0: never)."""
+
+    fn: Callable[[nn.Module, int], Any]
+    every: int = 0
+
+
 class Trainer:
     """Trains a :class:`TrainTask` (see the module docstring).
 
@@ -155,17 +193,10 @@ class Trainer:
         task: the model and its loss.
         optim: optimiser, schedule, clipping and EMA settings.
         steps: total optimiser steps of the run.
-        run_dir: the run folder (``None``: train in memory, no logs, no checkpoints).
-        config: the JSON config stored in every checkpoint's ``config.json`` (with the step added).
-        check_resume: called with a checkpoint's stored config before resuming; raises ``ValueError`` when the
-            checkpoint belongs to another run.
-        resume: continue from ``run_dir/checkpoint`` when it exists; without it an existing checkpoint is an
-            error.
+        folder: the run folder, its checkpoints and how to resume (``None``: train in memory, no logs, no
+            checkpoints).
         log_every: steps between lines of ``metrics.jsonl``.
-        checkpoint_every: steps between checkpoints (0: only at the end).
-        preview: called as ``preview(module, step)`` with the EMA (or online) weights every ``preview_every``
-            steps and once at the end, after the final checkpoint (main process only).
-        preview_every: steps between previews (0: none).
+        preview: a callback on the EMA (or online) weights during training (main process only).
         precision: ``auto``, ``fp32`` or ``bf16`` (autocast of the loss; ``auto``: bf16 where the hardware runs it
             fast, see :mod:`bitcompose.core.precision`).
         compile: wrap the network with ``torch.compile``.
@@ -180,27 +211,27 @@ class Trainer:
         optim: OptimConfig,
         *,
         steps: int,
-        run_dir: str | Path | None = None,
-        config: dict[str, Any] | None = None,
-        check_resume: Callable[[dict[str, Any]], None] | None = None,
-        resume: bool = False,
+        folder: RunFolder | None = None,
         log_every: int = 50,
-        checkpoint_every: int = 0,
-        preview: Callable[[nn.Module, int], Any] | None = None,
-        preview_every: int = 0,
+        preview: Preview | None = None,
         precision: str = "fp32",
         compile: bool = False,
         dist_info: DistInfo | None = None,
         progress: bool = True,
         desc: str = "train",
     ) -> None:
+        checkpoint_every = 0 if folder is None else folder.checkpoint_every
+        preview_every = 0 if preview is None else preview.every
         if steps < 0 or log_every < 1 or checkpoint_every < 0 or preview_every < 0:
             raise ValueError("steps, checkpoint_every and preview_every must be >= 0 and log_every >= 1")
         self.task, self.optim, self.steps = task, optim, steps
-        self.run_dir = None if run_dir is None else Path(run_dir)
-        self.config = dict(config or {})
+        self.run_dir = None if folder is None else Path(folder.path)
+        self.config = {} if folder is None else dict(folder.config)
         self.log_every, self.checkpoint_every = log_every, checkpoint_every
-        self.preview_fn, self.preview_every = preview, preview_every
+        self.preview_fn = None if preview is None else preview.fn
+        self.preview_every = preview_every
+        resume = folder is not None and folder.resume
+        check_resume = None if folder is None else folder.check_resume
         module = task.module
         device = next(module.parameters()).device
         self.info = dist_info if dist_info is not None else DistInfo(device=device)
