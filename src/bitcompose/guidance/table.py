@@ -19,7 +19,7 @@ from bitcompose.guidance.data import DATASETS, guidance_dataset
 from bitcompose.guidance.guide import load_or_train_guide
 from bitcompose.guidance.models import DEFAULT_STEPS, PARAMS, load_or_train
 from bitcompose.guidance.page import figures, page
-from bitcompose.images.cache import train_seconds
+from bitcompose.images.cache import dataset_record, training_record
 from bitcompose.images.composition import SAMPLERS, MCMCSettings
 from bitcompose.metrics.image_scores import fid_floor
 
@@ -133,15 +133,13 @@ class GuidanceExperiment:
         trained: dict[str, dict[str, Any]] = {}
         for param in plan.params:
             model = load_or_train(plan.dataset, param, cache=self.cache, progress=self.progress)
-            trained[param] = {"steps": model.step, "train_seconds": train_seconds(model.path, model.step)}
+            trained[param] = training_record(model)
             log(f"model {plan.dataset}-{param}: step {model.step}")
         guide = load_or_train_guide(plan.dataset, cache=self.cache, progress=self.progress)
         judge = evaluator(plan.dataset, self.cache, self.progress)
         data = guidance_dataset(plan.dataset)
         return {
-            "data_name": data.name,
-            "num_values": data.num_values,
-            "image_shape": list(data.image_shape),
+            **dataset_record(data),
             "other_scale": plan.other_scale,
             "train_steps": {p: DEFAULT_STEPS[p] for p in plan.params},
             "trained": trained,

@@ -13,7 +13,14 @@ from bitcompose.images.config import DataConfig, ModelConfig, OptimConfig, Sampl
 from bitcompose.images.model import LoadedModel, load_model
 from bitcompose.images.trainer import ImageTrainer
 
-__all__ = ["cached_model", "small_model_config", "train_seconds", "use_ema"]
+__all__ = [
+    "cached_model",
+    "dataset_record",
+    "small_model_config",
+    "train_seconds",
+    "training_record",
+    "use_ema",
+]
 
 
 def cached_model(
@@ -57,6 +64,20 @@ def use_ema(steps: int, decay: float) -> bool:
     ``decay**steps``, is below ``e**-4`` (1.8 %). The energy model at 1500 steps and decay 0.999 still holds 22 % of
     them, and its EMA predicts ε with mean squared error 0.19 at t = 0.9 where its online weights reach 0.009."""
     return steps * -math.log(decay) >= 4.0 if decay > 0 else True
+
+
+def training_record(model: LoadedModel) -> dict[str, Any]:
+    """What a results page says of a trained model: its steps and training wall time."""
+    return {"steps": model.step, "train_seconds": train_seconds(model.path, model.step)}
+
+
+def dataset_record(dataset: ImageDataset) -> dict[str, Any]:
+    """What a results page says of a data set: its name, number of levels and image shape."""
+    return {
+        "data_name": dataset.name,
+        "num_values": dataset.num_values,
+        "image_shape": list(dataset.image_shape),
+    }
 
 
 def train_seconds(checkpoint: Path, step: int) -> float | None:

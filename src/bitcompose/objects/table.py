@@ -18,7 +18,7 @@ import torch
 
 from bitcompose.experiments.runner import Page, Run, run_experiment
 from bitcompose.figures.plots import labelled_rows, line_plot
-from bitcompose.images.cache import train_seconds as run_train_seconds
+from bitcompose.images.cache import training_record
 from bitcompose.images.composition import SAMPLERS
 from bitcompose.objects.cells import MAX_K, objects_cell, yardsticks
 from bitcompose.objects.evaluator import EVALUATOR_STEPS, load_or_train_evaluator
@@ -317,10 +317,7 @@ class ObjectsExperiment:
             model = load_or_train(condition, param, cache=self.cache, progress=self.progress)
             seconds[f"{condition}-{param}"] = round(time.perf_counter() - t0, 1)
             log(f"model {condition}-{param}: step {model.step} ({seconds[f'{condition}-{param}']:.0f} s)")
-            trained[f"{condition}-{param}"] = {
-                "steps": model.step,
-                "train_seconds": run_train_seconds(model.path, model.step),
-            }
+            trained[f"{condition}-{param}"] = training_record(model)
         evaluator = load_or_train_evaluator(self.cache, progress=self.progress)
         return {
             "other_k": plan.other_k,

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from bitcompose.experiments.runner import Page, Run, run_experiment, write_text
-from bitcompose.images.cache import train_seconds
+from bitcompose.images.cache import dataset_record, training_record
 from bitcompose.metrics.image_scores import fid_floor
 from bitcompose.study.cells import TRAIN_STEPS, evaluator, level_scores, load_or_train, study_cell, study_data
 from bitcompose.study.grid import StudyCell, grid
@@ -75,17 +75,12 @@ class StudyExperiment:
             loaded = load_or_train(
                 model, self.dataset, steps=self.steps, cache=self.cache, progress=self.progress
             )
-            trained[model.name] = {
-                "steps": loaded.step,
-                "train_seconds": train_seconds(loaded.path, loaded.step),
-            }
+            trained[model.name] = training_record(loaded)
             log(f"model {model.name}: step {loaded.step}")
         judge = evaluator(self.dataset, self.cache, self.progress)
         data = study_data(self.dataset)
         return {
-            "data_name": data.name,
-            "num_values": data.num_values,
-            "image_shape": list(data.image_shape),
+            **dataset_record(data),
             "trained": trained,
             "evaluator": judge.info,
             "floor_full": fid_floor(judge, data),
