@@ -184,7 +184,8 @@ def test_load_or_train_caches(
     entries = sorted((tmp_path / "classifiers").iterdir())
     assert len(entries) == 1 and "digits-K17-cnn-v1" in entries[0].name and "-s0-n2-" in entries[0].name
     files = sorted(p.name for p in entries[0].iterdir())
-    assert files == ["complete.json", "network.json", "network.safetensors"]
+    assert files == ["complete.json", "network"]
+    assert sorted(p.name for p in (entries[0] / "network").iterdir()) == ["config.json", "model.safetensors"]
 
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("a cached classifier must not be trained again")

@@ -21,7 +21,12 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-__all__ = ["Config", "check", "to_jsonable", "diff_keys"]
+__all__ = ["CONFIG_FILE", "MODEL_FILE", "Config", "check", "to_jsonable", "diff_keys"]
+
+#: The file names of a saved model folder (a training checkpoint, or a small network): the JSON config and the
+#: weights.
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
 
 C = TypeVar("C", bound="Config")
 

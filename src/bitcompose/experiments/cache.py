@@ -25,7 +25,7 @@ __all__ = ["COMPLETE", "NETWORK", "CacheEntry", "cache_key", "cache_root", "cach
 
 #: The file whose presence marks a finished entry.
 COMPLETE = "complete.json"
-#: The file stem of a small network in an entry (``network.safetensors`` + ``network.json``,
+#: The folder of a small network in an entry (``config.json`` + ``model.safetensors``, the checkpoint format:
 #: :func:`~bitcompose.nets.classifier.save_network`).
 NETWORK = "network"
 #: Hex digits of a key (64 bits: collisions are out of reach for any cache a person keeps).

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from bitcompose.core.config import Config
+from bitcompose.core.config import CONFIG_FILE, MODEL_FILE, Config
 
 __all__ = [
     "ARCHITECTURE",
@@ -157,12 +157,12 @@ class ImageClassifier(nn.Module):
         return float((self.predict(images, batch_size) == labels.cpu()).double().mean())
 
     def save(self, path: str | Path) -> None:
-        """Write ``<path>.safetensors`` and ``<path>.json`` (config + info), each via a temporary file."""
+        """Write the folder ``path`` (``config.json`` with config + info, ``model.safetensors``) atomically."""
         save_network(self, path, "bitcompose-classifier", ARCHITECTURE, self.config.to_dict(), self.info)
 
     @classmethod
     def load(cls, path: str | Path) -> ImageClassifier:
-        """Load a classifier saved by :meth:`save` (``path`` without suffix)."""
+        """Load a classifier saved by :meth:`save` (its folder)."""
         meta, weights = read_network(path, "bitcompose-classifier", ARCHITECTURE)
         model = build_classifier(ClassifierConfig.from_dict(meta["config"]))
         model.load_state_dict(weights)
@@ -187,33 +187,30 @@ def uniform_init_(net: nn.Module, generator: torch.Generator) -> None:
 
 def save_network(
     module: nn.Module,
-    path: str | Path,
+    folder: str | Path,
     fmt: str,
     architecture: str,
     config: dict[str, Any],
     info: dict[str, Any],
 ) -> None:
-    """Write ``<path>.safetensors`` (the weights) and then ``<path>.json`` (``format``, ``architecture``,
-    ``config``, ``info``), each through a temporary file: the JSON's presence marks a complete save."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    """Write a small network as a folder in the checkpoint format: ``model.safetensors`` (the weights), then
+    ``config.json`` (``format``, ``architecture``, ``config``, ``info``), each through a temporary file; the
+    config's presence marks a complete save."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".save.{os.getpid()}.tmp"
     save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp))
-    os.replace(tmp, path.with_name(path.name + ".safetensors"))
-    meta: dict[str, Any] = {
-        "format": fmt,
-        "architecture": architecture,
-        "config": config,
-        "info": {k: v for k, v in info.items() if k not in ("path", "cached")},
-    }
+    os.replace(tmp, folder / MODEL_FILE)
+    kept = {k: v for k, v in info.items() if k != "path"}  # where it was loaded from is not part of it
+    meta: dict[str, Any] = {"format": fmt, "architecture": architecture, "config": config, "info": kept}
     tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, path.with_name(path.name + ".json"))
+    os.replace(tmp, folder / CONFIG_FILE)
 
 
-def read_network(path: str | Path, fmt: str, architecture: str) -> tuple[dict[str, Any], dict[str, Tensor]]:
+def read_network(folder: str | Path, fmt: str, architecture: str) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """The metadata and the weights written by :func:`save_network` (``ValueError`` for another format)."""
-    path = Path(path)
-    meta_file, weights = path.with_name(path.name + ".json"), path.with_name(path.name + ".safetensors")
+    folder = Path(folder)
+    meta_file, weights = folder / CONFIG_FILE, folder / MODEL_FILE
     if not meta_file.is_file() or not weights.is_file():
         raise FileNotFoundError(f"network files {meta_file} / {weights} not found")
     meta = json.loads(meta_file.read_text())

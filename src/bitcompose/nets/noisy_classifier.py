@@ -127,12 +127,12 @@ class NoisyClassifier(nn.Module):
         return self.head(F.silu(self.fc(h.mean(dim=(2, 3)))))
 
     def save(self, path: str | Path) -> None:
-        """Write ``<path>.safetensors`` and ``<path>.json`` atomically."""
+        """Write the folder ``path`` (``config.json``, ``model.safetensors``) atomically."""
         save_network(self, path, _FORMAT, NOISY_ARCHITECTURE, self.config.to_dict(), self.info)
 
     @classmethod
     def load(cls, path: str | Path) -> NoisyClassifier:
-        """Load what :meth:`save` wrote (``path`` without suffix)."""
+        """Load what :meth:`save` wrote (its folder)."""
         meta, weights = read_network(path, _FORMAT, NOISY_ARCHITECTURE)
         model = build_noisy_classifier(NoisyClassifierConfig.from_dict(meta["config"]))
         model.load_state_dict(weights)

@@ -31,6 +31,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from bitcompose.core.config import CONFIG_FILE, MODEL_FILE
+
 __all__ = [
     "Checkpoint",
     "save_checkpoint",
@@ -40,8 +42,6 @@ __all__ = [
     "remove_stale_temporaries",
 ]
 
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
 STATE_FILE = "training_state.pt"
 
