@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from bitcompose.cli import main
-from bitcompose.cli.compose import GUIDANCE_DATASETS
 from bitcompose.compose import ClassifierGuidance
 from bitcompose.data import small_images
 from bitcompose.data.images import ImageDataset
@@ -44,10 +43,6 @@ def test_pool2_averages_blocks_and_rounds():
         [64, 12],
         [4, 0],
     ]  # 63.75 -> 64, 11.5 -> 12, 0.25 -> 0
-
-
-def test_datasets_agree_with_the_cli():
-    assert GUIDANCE_DATASETS == gdata.DATASETS
 
 
 # ---- the guide -------------------------------------------------------------------------------------------------

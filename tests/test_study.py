@@ -10,8 +10,6 @@ import pytest
 import torch
 
 from bitcompose.cli import main
-from bitcompose.cli.study import GRID_NAMES, STUDY_DATASETS
-from bitcompose.data.small_images import SMALL_DATASETS
 from bitcompose.study.grid import GRIDS, MODELS, StudyCell, grid, model_config
 from bitcompose.study.page import claims, compare, matching_nfe
 
@@ -19,11 +17,6 @@ ROW_KEYS = {
     "model", "encoding", "loss", "self_condition", "prediction", "sampler", "steps", "td", "classifier_fid",
     "classifier_fid_floor", "class_accuracy", "invalid_fraction", "nfe", "seconds", "level_tv", "level_tv_floor",
 }  # fmt: skip
-
-
-def test_cli_names_match_the_library() -> None:
-    assert GRID_NAMES == tuple(GRIDS)
-    assert STUDY_DATASETS == SMALL_DATASETS
 
 
 def test_grids_name_known_models_without_repeats_and_full_covers_every_part() -> None:

@@ -19,10 +19,9 @@ from typing import Any
 from bitcompose.cli.errors import CLIError
 from bitcompose.cli.tables import check_out, run_table
 from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line, output_path
+from bitcompose.core.names import SMALL_IMAGE_DATASETS
 
 SAMPLERS_CHOICES = ("reverse", "ula", "mala", "uhmc", "hmc")
-#: ``bitcompose.guidance.data.DATASETS``, spelled here so that parsing does not import torch (pinned by a test).
-GUIDANCE_DATASETS = ("mnist", "fashion_mnist", "digits")
 
 __all__ = ["register"]
 
@@ -318,7 +317,7 @@ def register(subparsers: Any) -> None:
             "--table runs the whole experiment into --out (markdown, JSON, figures); it resumes when interrupted."
         ),
     )
-    p.add_argument("--dataset", choices=GUIDANCE_DATASETS, default="mnist", help="data set (mnist)")
+    p.add_argument("--dataset", choices=SMALL_IMAGE_DATASETS, default="mnist", help="data set (mnist)")
     p.add_argument("--scale", type=float_arg("--scale", 0.0), default=None, help="guidance scale w >= 0")
     p.add_argument("--sampler", choices=SAMPLERS_CHOICES, default=None, help="reverse|ula|mala|uhmc|hmc")
     p.add_argument("--param", choices=("score", "energy"), default="score", help="parameterisation (score)")

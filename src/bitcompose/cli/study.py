@@ -14,13 +14,9 @@ from typing import Any
 
 from bitcompose.cli.tables import check_out, run_table
 from bitcompose.cli.types import CACHE_HELP, int_arg
+from bitcompose.core.names import SMALL_IMAGE_DATASETS, STUDY_GRIDS
 
 __all__ = ["register"]
-
-#: ``bitcompose.study.grid.GRIDS`` and the data sets, spelled here so that parsing does not import torch (pinned by
-#: a test).
-GRID_NAMES = ("quick", "samplers", "encodings", "ablations", "baselines", "full")
-STUDY_DATASETS = ("mnist", "fashion_mnist", "digits")
 
 
 def _study(args: argparse.Namespace) -> int:
@@ -49,8 +45,8 @@ def register(subparsers: Any) -> None:
             "the figures."
         ),
     )
-    p.add_argument("--dataset", choices=STUDY_DATASETS, default="digits", help="data set (digits)")
-    p.add_argument("--grid", choices=GRID_NAMES, default="quick", help="which part of the study (quick)")
+    p.add_argument("--dataset", choices=SMALL_IMAGE_DATASETS, default="digits", help="data set (digits)")
+    p.add_argument("--grid", choices=STUDY_GRIDS, default="quick", help="which part of the study (quick)")
     p.add_argument("--out", default=None, help="the results folder (default runs/bit_study_DATASET)")
     p.add_argument("--n", type=int_arg("--n", 2), default=500, help="samples per cell (500)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (0)")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from bitcompose.core.names import SMALL_IMAGE_DATASETS
 from bitcompose.data.images import ImageDataset, load_image_dataset
 
 __all__ = ["FASHION_IMAGES", "SMALL_DATASETS", "small_dataset"]
 
-SMALL_DATASETS = ("mnist", "fashion_mnist", "digits")
+SMALL_DATASETS = SMALL_IMAGE_DATASETS
 #: Images of Fashion-MNIST's train set used (the CPU training budgets see far fewer examples than that anyway).
 FASHION_IMAGES = 10_000
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from bitcompose.core.names import STUDY_GRIDS
 from bitcompose.images.cache import small_model_config
 from bitcompose.images.config import DataConfig, TrainConfig
 
@@ -201,7 +202,7 @@ def _unique(cells: list[StudyCell]) -> tuple[StudyCell, ...]:
     return tuple(dict.fromkeys(cells))
 
 
-GRIDS = {
+_DEFINITIONS = {
     "quick": _quick,
     "samplers": _samplers,
     "encodings": _encodings,
@@ -209,6 +210,8 @@ GRIDS = {
     "baselines": _baselines,
     "full": lambda: _samplers() + _encodings() + _ablations() + _baselines(),
 }
+#: Every grid, by its name in :data:`~bitcompose.core.names.STUDY_GRIDS` (the CLI's choices).
+GRIDS = {name: _DEFINITIONS[name] for name in STUDY_GRIDS}
 
 
 def grid(name: str) -> Grid:

@@ -1,0 +1,29 @@
+"""The names the library and the command line share (imports nothing): one spelling of each, so that a parser's
+``choices`` and the code that dispatches on them cannot drift apart."""
+
+from __future__ import annotations
+
+__all__ = [
+    "DIFFUSION_SAMPLERS",
+    "ENERGIES",
+    "MCMC_SAMPLERS",
+    "PARAMS",
+    "PREDICTIONS",
+    "SMALL_IMAGE_DATASETS",
+    "STUDY_GRIDS",
+]
+
+#: Reverse samplers of Bit Diffusion models (``bitcompose.sample``): DDIM, DDPM, DPM-Solver++(2M).
+DIFFUSION_SAMPLERS: tuple[str, ...] = ("ddim", "ddpm", "dpmpp2m")
+#: Samplers of composed models: reverse diffusion, and annealed MCMC with each kernel.
+MCMC_SAMPLERS: tuple[str, ...] = ("reverse", "ula", "mala", "uhmc", "hmc")
+#: What a Bit Diffusion network predicts (``BitDenoiser(prediction=...)``).
+PREDICTIONS: tuple[str, ...] = ("x0", "eps", "logistic", "energy", "masked")
+#: The energy's form of an energy-parameterised denoiser (``BitDenoiser(energy=...)``).
+ENERGIES: tuple[str, ...] = ("diff", "norm")
+#: Parameterisations of the composition experiments' trained models: score (no energy) or energy.
+PARAMS: tuple[str, ...] = ("score", "energy")
+#: The small real image data sets of the experiments (14×14 MNIST / Fashion-MNIST, the 8×8 digits).
+SMALL_IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "digits")
+#: The grids of the Bit Diffusion study.
+STUDY_GRIDS: tuple[str, ...] = ("quick", "samplers", "encodings", "ablations", "baselines", "full")
