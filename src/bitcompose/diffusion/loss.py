@@ -100,7 +100,6 @@ def diffusion_loss(
     if loss_type == "logistic" and denoiser.prediction != "logistic":
         raise ValueError("loss_type='logistic' needs a denoiser with prediction='logistic'")
     batch, device = x0.shape[0], x0.device
-
     if t is None:
         t = torch.rand(batch, generator=generator, device=device)
     if noise is None:
@@ -108,25 +107,13 @@ def diffusion_loss(
     if self_cond_mask is None:
         self_cond_mask = torch.rand(batch, generator=generator, device=device) < self_cond_prob
     if cond_drop_prob > 0 or cond_drop_mask is not None:
-        if not (isinstance(cond, Tensor) and not cond.is_floating_point() and cond.ndim == 1):
-            raise ValueError("label dropout needs integer class labels of shape [B] as cond")
-        if cond_drop_mask is None:
-            cond_drop_mask = torch.rand(batch, generator=generator, device=device) < cond_drop_prob
-        cond = torch.where(cond_drop_mask, torch.full_like(cond, -1), cond)
+        cond = _drop_labels(cond, cond_drop_prob, cond_drop_mask, generator, device)
 
     alpha = append_dims(denoiser.schedule.alpha(t), x0)
     sigma = append_dims(denoiser.schedule.sigma(t), x0)
     x_t = alpha * x0 + sigma * noise
-
-    self_cond: Tensor | None = None
-    if denoiser.self_condition:
-        self_cond = torch.zeros_like(x_t)
-        if bool(self_cond_mask.any()):
-            with torch.no_grad():
-                m = self_cond_mask
-                est = denoiser(x_t[m], t[m], None, _select(cond, m))
-                self_cond[m] = est.clamp(-denoiser.scale, denoiser.scale).to(x_t.dtype)
-    else:
+    self_cond = _first_pass(denoiser, x_t, t, cond, self_cond_mask)
+    if not denoiser.self_condition:
         self_cond_mask = torch.zeros_like(self_cond_mask)
 
     logits: Tensor | None = None
@@ -142,3 +129,28 @@ def diffusion_loss(
     else:
         loss = F.mse_loss(denoiser.output_to_x0(out, x_t, t), x0)
     return LossOutput(loss=loss, t=t, self_cond_mask=self_cond_mask, logits=logits)
+
+
+def _drop_labels(
+    cond: Any, prob: float, mask: Tensor | None, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
+    """Class labels ``[B]`` with those of ``mask`` (default: each with probability ``prob``) replaced by the null
+    class ``−1``."""
+    if not (isinstance(cond, Tensor) and not cond.is_floating_point() and cond.ndim == 1):
+        raise ValueError("label dropout needs integer class labels of shape [B] as cond")
+    if mask is None:
+        mask = torch.rand(cond.shape[0], generator=generator, device=device) < prob
+    return torch.where(mask, torch.full_like(cond, -1), cond)
+
+
+def _first_pass(denoiser: BitDenoiser, x_t: Tensor, t: Tensor, cond: Any, mask: Tensor) -> Tensor | None:
+    """The self-conditioning input ``[B, ...]``: a stop-gradient x0 estimate clipped to ``[−b, b]`` for the
+    examples of ``mask``, zeros for the others (``None`` for a denoiser without self-conditioning)."""
+    if not denoiser.self_condition:
+        return None
+    self_cond = torch.zeros_like(x_t)
+    if bool(mask.any()):
+        with torch.no_grad():
+            est = denoiser(x_t[mask], t[mask], None, _select(cond, mask))
+            self_cond[mask] = est.clamp(-denoiser.scale, denoiser.scale).to(x_t.dtype)
+    return self_cond
