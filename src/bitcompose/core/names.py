@@ -20,7 +20,7 @@ MCMC_SAMPLERS: tuple[str, ...] = ("reverse", "ula", "mala", "uhmc", "hmc")
 #: What a Bit Diffusion network predicts (``BitDenoiser(prediction=...)``).
 PREDICTIONS: tuple[str, ...] = ("x0", "eps", "logistic", "energy", "masked")
 #: The energy's form of an energy-parameterised denoiser (``BitDenoiser(energy=...)``).
-ENERGIES: tuple[str, ...] = ("diff", "norm")
+ENERGIES: tuple[str, ...] = ("x0", "diff", "norm")
 #: Parameterisations of the composition experiments' trained models: score (no energy) or energy.
 PARAMS: tuple[str, ...] = ("score", "energy")
 #: The small real image data sets of the experiments (14×14 MNIST / Fashion-MNIST, the 8×8 digits).

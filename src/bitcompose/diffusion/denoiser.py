@@ -16,14 +16,16 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bitcompose.core.model import Prediction
+from bitcompose.core.names import ENERGIES as NAMED_ENERGIES
+from bitcompose.core.names import PREDICTIONS as NAMED_PREDICTIONS
 from bitcompose.core.schedules import CosineSchedule
 from bitcompose.core.tensors import append_dims
 
 __all__ = ["BitDenoiser", "PREDICTIONS", "ENERGIES"]
 
 PredictionType = Literal["x0", "eps", "logistic", "energy", "masked"]
-PREDICTIONS: tuple[str, ...] = ("x0", "eps", "logistic", "energy", "masked")
-ENERGIES: tuple[str, ...] = ("diff", "norm")
+PREDICTIONS: tuple[str, ...] = NAMED_PREDICTIONS
+ENERGIES: tuple[str, ...] = NAMED_ENERGIES
 
 
 class BitDenoiser(nn.Module):
@@ -41,8 +43,11 @@ class BitDenoiser(nn.Module):
             2023; trained by double backprop), so the model has a level energy ``E_θ/σ_t``. ``"masked"``: not a
             diffusion over analog bits but the absorbing-state categorical baseline; the network returns logits,
             used only through :mod:`bitcompose.diffusion.masked` (there is no x0 estimate).
-        energy: the energy's form for ``prediction="energy"``: ``"diff"``, ``E = ‖f − x_t‖²``, or ``"norm"``,
-            ``E = ½‖f‖²`` (summed over non-batch dims).
+        energy: the energy's form for ``prediction="energy"`` (summed over non-batch dims; ``f`` the network output,
+            ``α, σ`` of the time): ``"x0"``, ``E = ‖x_t − α·f‖²/(2σ)``, whose gradient gives the x0
+            estimate ``f + J_fᵀ(x_t − α·f)`` (``f`` itself where the network is flat in ``x_t``; trained on the x0
+            MSE, see docs/composition.md); ``"diff"``, ``E = ‖f − x_t‖²`` (ε-like: ε̂ = 2(f − x_t) + …), or
+            ``"norm"``, ``E = ½‖f‖²`` (trained on the ε MSE); default ``"diff"``.
         self_condition: whether the network takes the previous x0 estimate as extra input channels.
         schedule: the continuous noise schedule (default: the paper's cosine γ).
         channel_dim: where ``x_t`` and the estimate are concatenated: 1 for images ``[B, C, H, W]``, −1 for
@@ -98,6 +103,14 @@ class BitDenoiser(nn.Module):
         return x_in
 
     @property
+    def loss_target(self) -> str:
+        """What :func:`~bitcompose.diffusion.loss.diffusion_loss` regresses by default: ``"x0"`` (x0, logistic
+        and the x0-form energy) or ``"eps"`` (ε and the ε-form energies ``diff``/``norm``)."""
+        if self.prediction == "eps" or (self.prediction == "energy" and self.energy_kind != "x0"):
+            return "eps"
+        return "x0"
+
+    @property
     def has_energy(self) -> bool:
         """Whether the denoiser is energy-parameterised."""
         return self.prediction == "energy"
@@ -112,8 +125,12 @@ class BitDenoiser(nn.Module):
             x_t.dtype, torch.float32
         )  # the energy in at least fp32 (also under autocast)
         f = f.to(dtype)
+        x = x_t.to(dtype)
+        if self.energy_kind == "x0":
+            alpha, sigma = append_dims(self.schedule.alpha(t), x), append_dims(self.schedule.sigma(t), x)
+            return ((x - alpha.to(dtype) * f).pow(2) / (2 * sigma.to(dtype))).flatten(1).sum(1)
         if self.energy_kind == "diff":
-            return (f - x_t.to(dtype)).pow(2).flatten(1).sum(1)
+            return (f - x).pow(2).flatten(1).sum(1)
         return 0.5 * f.pow(2).flatten(1).sum(1)
 
     def energy_and_eps(

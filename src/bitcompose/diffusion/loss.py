@@ -58,6 +58,7 @@ def diffusion_loss(
     self_cond_prob: float = 0.5,
     cond_drop_prob: float = 0.0,
     loss_type: Literal["mse", "logistic"] | None = None,
+    target: Literal["x0", "eps"] | None = None,
     t: Tensor | None = None,
     noise: Tensor | None = None,
     self_cond_mask: Tensor | None = None,
@@ -82,6 +83,8 @@ def diffusion_loss(
         cond_drop_prob: probability that an example's label is dropped (labels only).
         loss_type: ``"mse"`` on the parameterisation's target (x0 or ε) or ``"logistic"`` (−log σ(f·x0/b), for
             ``prediction="logistic"``); default follows the denoiser's prediction.
+        target: what the MSE regresses: the x0 estimate on x0, or the ε estimate on the noise (their errors
+            differ by the weight α²/σ² per level); default :attr:`BitDenoiser.loss_target`.
         t: optional ``[B]`` times in [0, 1]. noise: optional ``[B, ...]``. self_cond_mask / cond_drop_mask:
             optional ``[B]`` bool.
         with_logits: also return the main pass's softmax-head logits (for an auxiliary cross-entropy).
@@ -124,8 +127,8 @@ def diffusion_loss(
     if loss_type == "logistic":
         # −log σ(f·x0/b), written with softplus for numerical stability.
         loss = F.softplus(-out * x0 / denoiser.scale).mean()
-    elif denoiser.prediction in ("eps", "energy"):
-        loss = F.mse_loss(out, noise)
+    elif (target or denoiser.loss_target) == "eps":
+        loss = F.mse_loss(denoiser.prediction_of(out, x_t, t).eps, noise)
     else:
         loss = F.mse_loss(denoiser.output_to_x0(out, x_t, t), x0)
     return LossOutput(loss=loss, t=t, self_cond_mask=self_cond_mask, logits=logits)
