@@ -85,8 +85,11 @@ class ModelConfig(Config):
         prediction: what the network predicts (``x0``, ``eps``, ``logistic``, or ``energy``: ε = ∇ₓE_θ), or
             ``masked``: the absorbing-state categorical baseline (:mod:`bitcompose.diffusion.masked`; needs
             ``encoding=onehot`` and no self-conditioning; sampled ancestrally, ``sample.sampler=ddpm``).
-        energy: the energy's form for ``prediction=energy``: ``diff`` (‖f − x‖²) or ``norm`` (½‖f‖²).
+        energy: the energy's form for ``prediction=energy``: ``x0`` (‖x − α·f‖²/(2σ), an x0-like estimate),
+            ``diff`` (‖f − x‖², ε-like) or ``norm`` (½‖f‖²).
         self_condition: self-conditioning (the network sees its previous x0 estimate).
+        loss_target: what the training MSE regresses: ``auto`` (the parameterisation's own: x0 for x0, logistic
+            and the x0-form energy, ε for ε and the ε-form energies), ``x0`` or ``eps``.
     """
 
     base_channels: int = 64
@@ -103,6 +106,7 @@ class ModelConfig(Config):
     prediction: str = "x0"
     self_condition: bool = True
     energy: str = "diff"
+    loss_target: str = "auto"
 
     def __post_init__(self) -> None:
         _check(
@@ -122,6 +126,10 @@ class ModelConfig(Config):
             "model.prediction=masked needs model.output_head=linear (the network's outputs are the logits)",
         )
         _check(self.energy in _ENERGIES, f"model.energy must be one of {_ENERGIES}, got {self.energy!r}")
+        _check(
+            self.loss_target in ("auto", "x0", "eps"),
+            f"model.loss_target must be 'auto', 'x0' or 'eps', got {self.loss_target!r}",
+        )
         _check(
             self.output_head in ("linear", "softmax"),
             f"model.output_head must be 'linear' or 'softmax', got {self.output_head!r}",

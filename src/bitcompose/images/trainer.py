@@ -220,6 +220,7 @@ class ImageTask:
             noise=batch["noise"],
             self_cond_mask=batch["self_cond_mask"],
             cond_drop_mask=batch["cond_drop_mask"],
+            target=None if cfg.model.loss_target == "auto" else cfg.model.loss_target,  # type: ignore[arg-type]
         ).loss
 
     def state_dict(self) -> dict[str, Any]:
