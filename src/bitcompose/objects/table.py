@@ -194,20 +194,11 @@ def _page(
     sticks: dict[int, dict[str, float]],
     meta: dict[str, Any],
 ) -> str:
-    cells = "\n".join(_fmt(r) for r in rows)
-    ys = "\n".join(
-        f"| {k} | {v['real_ceiling']:.3f} ({v['real_scenes']} scenes) | {v['chance']:.3f} |"
-        for k, v in sorted(sticks.items())
-    )
-    prompt_lines = "\n".join(
-        f"| {p['prompt']} | {p['operator']} | {p['sampler']} | {p['param']} | "
-        f"{p['accuracy']:.3f} ± {p['accuracy_se']:.3f} | {p['share_a']:.3f} | {p['share_b']:.3f} | "
-        f"{p['and_accuracy']:.3f} | {p['not_accuracy']:.3f} | {p['nfe']} | {p['seconds']:.0f} |"
-        for p in prompts
-    )
-    checks = "\n".join(f"- {c}" for c in summary_checks(rows))
-    ev = meta["evaluator"]
-    mc = meta["mcmc"]
+    sections = (_header(meta), _positions(rows, sticks, meta), _prompt_rows(prompts), _setup(meta))
+    return "".join(sections)
+
+
+def _header(meta: dict[str, Any]) -> str:
     return f"""# Objects at positions and prompt composition on analog-bit images (small-scale)
 
 Command: `{meta["command"]}`
@@ -220,7 +211,19 @@ A small-scale stand-in for the CLEVR experiment of "Reduce, Reuse, Recycle": 16�
 4×4 grid, 2 bits per channel (see `bitcompose.data.objects`), not CLEVR renders; the paper's numbers are not
 comparable and are not quoted.
 
-## Objects at k positions
+"""
+
+
+def _positions(
+    rows: Sequence[dict[str, Any]], sticks: dict[int, dict[str, float]], meta: dict[str, Any]
+) -> str:
+    cells = "\n".join(_fmt(r) for r in rows)
+    ys = "\n".join(
+        f"| {k} | {v['real_ceiling']:.3f} ({v['real_scenes']} scenes) | {v['chance']:.3f} |"
+        for k, v in sorted(sticks.items())
+    )
+    checks = "\n".join(f"- {c}" for c in summary_checks(rows))
+    return f"""## Objects at k positions
 
 Accuracy = share of samples in which the evaluator finds an object in every requested cell, ± its standard error
 (n = {meta["n"]} per cell). NFE counts evaluations of the composite, "U-Net evals" those of the network
@@ -249,7 +252,17 @@ Checks (the issue's must-show comparisons):
 
 Each frame is green when every requested cell (white squares) holds an object according to the evaluator.
 
-## Prompt composition
+"""
+
+
+def _prompt_rows(prompts: Sequence[dict[str, Any]]) -> str:
+    prompt_lines = "\n".join(
+        f"| {p['prompt']} | {p['operator']} | {p['sampler']} | {p['param']} | "
+        f"{p['accuracy']:.3f} ± {p['accuracy_se']:.3f} | {p['share_a']:.3f} | {p['share_b']:.3f} | "
+        f"{p['and_accuracy']:.3f} | {p['not_accuracy']:.3f} | {p['nfe']} | {p['seconds']:.0f} |"
+        for p in prompts
+    )
+    return f"""## Prompt composition
 
 A model conditioned on one object's prompt (colour and shape); "A AND B" = CFG conjunction (w, w), "A AND NOT B" =
 (w, −w). Accuracy: AND = both present, NOT = A present and B absent, A = A present. The row "A" (A's model alone)
@@ -261,7 +274,12 @@ is what the operators must beat: its AND/NOT columns are the rates of the two ou
 
 ![prompt samples](prompts.png)
 
-## Setup
+"""
+
+
+def _setup(meta: dict[str, Any]) -> str:
+    ev, mc = meta["evaluator"], meta["mcmc"]
+    return f"""## Setup
 
 - Models: Bit Diffusion U-Net (base 32 channels, mults (1, 2), 1 residual block, attention at 8×8, self-conditioning,
   cosine γ(t), 100 levels), conditioned on ONE object's cell (16 classes) or prompt (12 classes) with label
