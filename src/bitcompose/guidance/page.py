@@ -116,12 +116,10 @@ def _trained(trained: dict[str, dict[str, Any]]) -> str:
 
 def page(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The markdown page of a finished table."""
-    mc, guide, ev = meta["mcmc"], meta["guide"], meta["evaluator"]
-    floors = sorted({(r["floor_n"], round(r["classifier_fid_floor"], 3)) for r in rows})
-    floor_text = "; ".join(f"{f:.2f} with {m} held-out images" for m, f in floors)
-    by_time = " | ".join(f"{v:.3f}" for v in guide["accuracy_by_time"].values())
-    times = " | ".join(k.removeprefix("t=") for k in guide["accuracy_by_time"])
-    checks = "\n".join(f"- {c}" for c in summary_checks(rows))
+    return "".join((_header(meta), _results(rows, meta), _guide(meta["guide"]), _setup(meta)))
+
+
+def _header(meta: dict[str, Any]) -> str:
     c, h, w = meta["image_shape"]
     return f"""# Classifier-guided Bit Diffusion with annealed MCMC on {meta["dataset"]} (small-scale)
 
@@ -136,7 +134,15 @@ unconditional Bit Diffusion model of `{meta["data_name"]}` ({c}×{h}×{w}, {meta
 noise-conditioned classifier on its analog bits, `q_t(x)·p_φ(y | x_t, t)^w`. The paper's numbers are on
 ImageNet 128×128 and are not comparable; they are not quoted.
 
-## Results
+"""
+
+
+def _results(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
+    floors = sorted({(r["floor_n"], round(r["classifier_fid_floor"], 3)) for r in rows})
+    floor_text = "; ".join(f"{f:.2f} with {m} held-out images" for m, f in floors)
+    checks = "\n".join(f"- {c}" for c in summary_checks(rows))
+    ev = meta["evaluator"]
+    return f"""## Results
 
 Accuracy: the share of samples the evaluation classifier (trained on clean images only, never the guide) puts in
 the requested class, ± its standard error (n = {meta["n"]} per cell, classes balanced). Guide: the same share by
@@ -171,7 +177,13 @@ Checks (the issue's must-show comparisons):
 Rows: the first 20 samples of the cells at w = 0, the smallest w and w = {meta["other_scale"]:g} (requested classes
 0–9, twice; none requested at w = 0).
 
-## The guide
+"""
+
+
+def _guide(guide: dict[str, Any]) -> str:
+    by_time = " | ".join(f"{v:.3f}" for v in guide["accuracy_by_time"].values())
+    times = " | ".join(k.removeprefix("t=") for k in guide["accuracy_by_time"])
+    return f"""## The guide
 
 Noise-conditioned CNN (4 conv blocks with FiLM from a sinusoidal embedding of t, {guide["steps"]} steps of batch
 128, Adam 2e-3 decaying linearly, t ~ U(0, 1) on the paper's cosine γ, trained on the train split,
@@ -183,7 +195,12 @@ Noise-conditioned CNN (4 conv blocks with FiLM from a sinusoidal embedding of t,
 
 ![guide accuracy](guide_accuracy.png)
 
-## Setup
+"""
+
+
+def _setup(meta: dict[str, Any]) -> str:
+    mc, ev = meta["mcmc"], meta["evaluator"]
+    return f"""## Setup
 
 - Data: `{meta["data_name"]}` from `bitcompose.guidance.data` (train split 90 %, held-out 10 %, split seed 0).
 - Models: unconditional Bit Diffusion U-Net (base 32, mults (1, 2), 1 residual block, attention at half size,
