@@ -125,3 +125,14 @@ def test_the_runner_refuses_cells_of_other_settings(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"other settings \(n: 3 → 5\)"):
         run_experiment(_Toy(n=5), tmp_path, command="toy", log=lambda s: None)
     assert json.loads((tmp_path / "experiment.json").read_text()) == {"toy": {"n": 3}}
+
+
+def test_a_table_records_its_models_so_a_changed_recipe_is_not_reused() -> None:
+    from bitcompose.guidance.models import model_key
+    from bitcompose.guidance.table import GuidanceExperiment, GuidancePlan
+
+    plan = GuidancePlan(dataset="digits", energy_samplers=())
+    settings = GuidanceExperiment(plan).settings()
+    assert settings["models"] == {"score": model_key("digits", "score")}
+    assert model_key("digits", "score") != model_key("digits", "score", steps=5)  # another recipe, another key
+    assert model_key("digits", "score") != model_key("digits", "energy")

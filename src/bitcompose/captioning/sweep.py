@@ -20,6 +20,7 @@ from bitcompose.captioning.data import load_splits
 from bitcompose.captioning.evaluate import evaluate_captioner
 from bitcompose.captioning.model import load_captioner
 from bitcompose.captioning.train import LOG_FILE, train_or_load
+from bitcompose.experiments.cache import cache_key
 from bitcompose.experiments.runner import Page, Run, run_experiment
 
 __all__ = [
@@ -120,6 +121,7 @@ class CaptionSweep:
             "sample_seed": self.sample_seed,
             "split": self.split,
             "select_split": self.select_split,
+            "models": {m: cache_key(r.cache_spec()) for m, r in self._runs().items()},
         }
 
     def prepare(self, log: Callable[[str], None]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bitcompose.guidance.data import splits
 from bitcompose.images.cache import cached_model, small_model_config
+from bitcompose.images.cache import model_key as cached_model_key
 from bitcompose.images.config import DataConfig, TrainConfig
 from bitcompose.images.model import LoadedModel
 
@@ -26,6 +27,11 @@ def guidance_config(dataset: str, param: str, steps: int | None = None) -> Train
     steps = DEFAULT_STEPS[param] if steps is None else steps
     data = DataConfig(name=dataset, conditional=False)
     return small_model_config(f"guidance-{dataset}-{param}", data, param, steps, attn_resolution=size // 2)
+
+
+def model_key(dataset: str, param: str, steps: int | None = None) -> str:
+    """The cache key of the model :func:`load_or_train` gives."""
+    return cached_model_key(guidance_config(dataset, param, steps), splits(dataset)[0])
 
 
 def load_or_train(

@@ -17,7 +17,7 @@ from bitcompose.experiments.runner import Page, Run, run_experiment
 from bitcompose.guidance.cells import evaluator, guidance_cell
 from bitcompose.guidance.data import DATASETS, guidance_dataset
 from bitcompose.guidance.guide import load_or_train_guide
-from bitcompose.guidance.models import DEFAULT_STEPS, PARAMS, load_or_train
+from bitcompose.guidance.models import DEFAULT_STEPS, PARAMS, load_or_train, model_key
 from bitcompose.guidance.page import figures, page
 from bitcompose.images.cache import dataset_record, training_record
 from bitcompose.images.composition import SAMPLERS, MCMCSettings
@@ -119,12 +119,14 @@ class GuidanceExperiment:
     name: str = "guidance"
 
     def settings(self) -> dict[str, Any]:
-        """The data set, seed, n and MCMC settings every cell shares."""
+        """The data set, seed, n and MCMC settings every cell shares, and the cache key of each model (a changed
+        recipe is another model: its old cells are not reused)."""
         return {
             "dataset": self.plan.dataset,
             "seed": self.seed,
             "n": self.plan.n,
             "mcmc": vars(self.plan.mcmc),
+            "models": {p: model_key(self.plan.dataset, p) for p in self.plan.params},
         }
 
     def prepare(self, log: Callable[[str], None]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bitcompose.data.images import ImageDataset
-from bitcompose.experiments.cache import cached
+from bitcompose.experiments.cache import cache_key, cached
 from bitcompose.images.config import DataConfig, ModelConfig, OptimConfig, SampleConfig, TrainConfig
 from bitcompose.images.model import LoadedModel, load_model
 from bitcompose.images.trainer import ImageTrainer
@@ -16,6 +16,7 @@ from bitcompose.images.trainer import ImageTrainer
 __all__ = [
     "cached_model",
     "dataset_record",
+    "model_key",
     "small_model_config",
     "train_seconds",
     "training_record",
@@ -50,13 +51,22 @@ def cached_model(
         result = ImageTrainer(config, folder, dataset=dataset, resume=True, progress=progress).train()
         return {"steps": result.step, "train_seconds": result.train_seconds}
 
-    # the sampling settings do not change the weights: left out, so that new sampler options keep the cache
-    spec = {k: v for k, v in config.to_dict().items() if k != "sample"}
-    entry = cached(kind, config.preset, spec, train, data=dataset.fingerprint(), cache=cache)
+    entry = cached(kind, config.preset, _spec(config), train, data=dataset.fingerprint(), cache=cache)
     if ema is None:
         decay = config.optim.ema_decay
         ema = decay is not None and use_ema(config.steps, decay)
     return load_model(entry.path, ema=ema)
+
+
+def _spec(config: TrainConfig) -> dict[str, Any]:
+    # the sampling settings do not change the weights: left out, so that new sampler options keep the cache
+    return {k: v for k, v in config.to_dict().items() if k != "sample"}
+
+
+def model_key(config: TrainConfig, dataset: ImageDataset) -> str:
+    """The cache key of the model :func:`cached_model` trains from ``config`` on ``dataset`` (a results table
+    records it, so that cells of another model are never reused)."""
+    return cache_key(_spec(config), dataset.fingerprint())
 
 
 def use_ema(steps: int, decay: float) -> bool:

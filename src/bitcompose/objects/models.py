@@ -11,6 +11,7 @@ from pathlib import Path
 from bitcompose.data.images import ImageDataset
 from bitcompose.data.objects import ObjectScenes, make_object_scenes
 from bitcompose.images.cache import cached_model, small_model_config, use_ema
+from bitcompose.images.cache import model_key as cached_model_key
 from bitcompose.images.config import DataConfig, TrainConfig
 from bitcompose.images.model import LoadedModel
 
@@ -59,6 +60,11 @@ def objects_config(condition: str, param: str, steps: int | None = None) -> Trai
 def _dataset(condition: str) -> ImageDataset:
     scenes = train_scenes()
     return scenes.position_dataset() if condition == "position" else scenes.prompt_dataset()
+
+
+def model_key(condition: str, param: str, steps: int | None = None) -> str:
+    """The cache key of the model :func:`load_or_train` gives."""
+    return cached_model_key(objects_config(condition, param, steps), _dataset(condition))
 
 
 def load_or_train(

@@ -23,7 +23,7 @@ from bitcompose.images.composition import SAMPLERS
 from bitcompose.objects.cells import MAX_K, objects_cell, yardsticks
 from bitcompose.objects.evaluator import EVALUATOR_STEPS, load_or_train_evaluator
 from bitcompose.objects.figures import marked_samples
-from bitcompose.objects.models import DEFAULT_STEPS, PARAMS, load_or_train
+from bitcompose.objects.models import DEFAULT_STEPS, PARAMS, load_or_train, model_key
 from bitcompose.objects.prompts import prompt_rows
 from bitcompose.objects.sampling import MCMCSettings
 
@@ -314,7 +314,8 @@ class ObjectsExperiment:
     name: str = "objects"
 
     def settings(self) -> dict[str, Any]:
-        """Seed, n, the conjunction's weight and the MCMC settings every cell shares."""
+        """Seed, n, the conjunction's weight and the MCMC settings every cell shares, and the cache key of each
+        model (a changed recipe is another model: its old cells are not reused)."""
         plan = self.plan
         return {
             "seed": self.seed,
@@ -322,15 +323,20 @@ class ObjectsExperiment:
             "prompt_n": plan.prompt_n,
             "weight": self.weight,
             "mcmc": vars(plan.mcmc),
+            "models": {f"{c}-{p}": model_key(c, p) for c, p in self._models()},
         }
+
+    def _models(self) -> list[tuple[str, str]]:
+        """``(condition, param)`` of every model the table needs."""
+        plan = self.plan
+        return [("position", p) for p in plan.params] + ([("prompt", "score")] if plan.prompt_n else [])
 
     def prepare(self, log: Callable[[str], None]) -> dict[str, Any]:
         """Train or load the models and the evaluator."""
         plan = self.plan
         seconds: dict[str, float] = {}
         trained: dict[str, dict[str, Any]] = {}
-        conditions = [("position", p) for p in plan.params] + ([("prompt", "score")] if plan.prompt_n else [])
-        for condition, param in conditions:
+        for condition, param in self._models():
             t0 = time.perf_counter()
             model = load_or_train(condition, param, cache=self.cache, progress=self.progress)
             seconds[f"{condition}-{param}"] = round(time.perf_counter() - t0, 1)

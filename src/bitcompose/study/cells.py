@@ -20,7 +20,9 @@ from torch import Tensor
 from bitcompose.data.images import ImageDataset
 from bitcompose.data.small_images import SMALL_DATASETS, small_dataset
 from bitcompose.images.cache import cached_model, train_seconds
+from bitcompose.images.cache import model_key as cached_model_key
 from bitcompose.images.classifier import load_or_train_classifier
+from bitcompose.images.config import TrainConfig
 from bitcompose.images.evaluate import generate
 from bitcompose.images.model import LoadedModel
 from bitcompose.metrics.fid import feature_statistics, frechet_distance_from_stats
@@ -54,11 +56,19 @@ def load_or_train(
     progress: bool = True,
 ) -> LoadedModel:
     """The trained ``model`` on ``dataset``'s train split: from the cache (``<cache>/study``), or trained there."""
-    train = splits(dataset)[0]
-    config = model_config(
-        model, dataset, train.image_shape[1], TRAIN_STEPS[dataset] if steps is None else steps
-    )
+    config, train = _recipe(model, dataset, steps)
     return cached_model(config, train, kind="study", cache=cache, progress=progress)
+
+
+def model_key(model: StudyModel, dataset: str, steps: int | None = None) -> str:
+    """The cache key of the model :func:`load_or_train` gives."""
+    return cached_model_key(*_recipe(model, dataset, steps))
+
+
+def _recipe(model: StudyModel, dataset: str, steps: int | None) -> tuple[TrainConfig, ImageDataset]:
+    train = splits(dataset)[0]
+    steps = TRAIN_STEPS[dataset] if steps is None else steps
+    return model_config(model, dataset, train.image_shape[1], steps), train
 
 
 def evaluator(dataset: str, cache: str | Path | None = None, progress: bool = True) -> ImageClassifier:

@@ -19,7 +19,15 @@ import torch
 from bitcompose.experiments.runner import Page, Run, run_experiment, write_text
 from bitcompose.images.cache import dataset_record, training_record
 from bitcompose.metrics.image_scores import fid_floor
-from bitcompose.study.cells import TRAIN_STEPS, evaluator, level_scores, load_or_train, study_cell, study_data
+from bitcompose.study.cells import (
+    TRAIN_STEPS,
+    evaluator,
+    level_scores,
+    load_or_train,
+    model_key,
+    study_cell,
+    study_data,
+)
 from bitcompose.study.grid import StudyCell, grid
 from bitcompose.study.page import figures, page
 
@@ -65,8 +73,16 @@ class StudyExperiment:
         return TRAIN_STEPS[self.dataset] if self.train_steps is None else self.train_steps
 
     def settings(self) -> dict[str, Any]:
-        """The data set, n, seed and training steps every cell of every part shares."""
-        return {"dataset": self.dataset, "seed": self.seed, "n": self.n, "train_steps": self.steps}
+        """The data set, n, seed and training steps every cell of every part shares, and the cache key of each
+        model of this grid (a changed recipe is another model: its old cells are not reused)."""
+        models = {m.name: model_key(m, self.dataset, self.steps) for m in grid(self.grid_name).models}
+        return {
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "n": self.n,
+            "train_steps": self.steps,
+            "models": models,
+        }
 
     def prepare(self, log: Callable[[str], None]) -> dict[str, Any]:
         """Train or load the grid's models and the evaluator."""
