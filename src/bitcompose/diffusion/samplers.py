@@ -36,7 +36,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from bitcompose.compose.operators import CFGConjunction
+from bitcompose.core.composite import CFGConjunction
 from bitcompose.core.model import DiffusionModel, check_model
 from bitcompose.core.precision import autocast
 from bitcompose.core.sampling import (
