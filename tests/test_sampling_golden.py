@@ -13,7 +13,19 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from bitcompose import HMC, MALA, ULA, DiscreteSchedule, GaussianModel, Product, sample
+from bitcompose import (
+    HMC,
+    MALA,
+    ULA,
+    DiscreteSchedule,
+    GaussianModel,
+    Product,
+    SamplingOptions,
+    TimeGrid,
+    cfg_model,
+    sample,
+    sample_model,
+)
 from bitcompose.compose.drivers import annealed_mcmc, reverse_diffusion
 from bitcompose.core.sampling import SampleResult
 
@@ -49,7 +61,7 @@ DEN = TinyDenoiser()
 SHAPE = (4, 3)
 LABELS = torch.tensor([0, 1, 0, 1])
 
-DIFFUSION: dict[str, tuple[Callable[[], Tensor], list[float]]] = {
+DIFFUSION: dict[str, tuple[Callable[[], SampleResult], list[float]]] = {
     "ddim_td": (
         lambda: sample(DEN, SHAPE, steps=7, sampler="ddim", td=0.5, generator=_g(1)),
         [-0.729333, 0.11545, 0.153579, -0.744719, 0.134105, 0.124757,
@@ -85,7 +97,7 @@ DIFFUSION: dict[str, tuple[Callable[[], Tensor], list[float]]] = {
 @pytest.mark.parametrize("name", list(DIFFUSION))
 def test_diffusion_samplers_reproduce_their_golden_values(name: str) -> None:
     run, expected = DIFFUSION[name]
-    out = run()
+    out = run().samples
     assert out.shape == SHAPE
     torch.testing.assert_close(out.flatten(), torch.tensor(expected), rtol=0, atol=2e-6)
 
@@ -144,3 +156,24 @@ def test_mcmc_drivers_reproduce_their_golden_values(name: str) -> None:
         torch.testing.assert_close(
             res.acceptance, torch.tensor(acceptance, dtype=torch.float64), equal_nan=True
         )
+
+
+def test_sample_is_sample_model_of_the_guided_model_on_the_uniform_grid_bit_for_bit() -> None:
+    opts = SamplingOptions(sampler="dpmpp2m", momentum=0.3)
+    via_sample = sample(
+        DEN,
+        SHAPE,
+        steps=6,
+        td=0.5,
+        cond=LABELS,
+        guidance=0.8,
+        generator=_g(11),
+        sampler="dpmpp2m",
+        momentum=0.3,
+    )
+    model = cfg_model(DEN, LABELS, 0.8)
+    via_model = sample_model(model, SHAPE, TimeGrid.uniform(6, 0.5), opts, generator=_g(11))
+    assert torch.equal(via_sample.samples, via_model.samples) and via_sample.nfe == via_model.nfe == 6
+    assert via_sample.times == [t for t, _ in TimeGrid.uniform(6, 0.5).steps()]
+    with pytest.raises(ValueError, match="unknown sampling options"):
+        sample(DEN, SHAPE, steps=2, tdd=0.1)

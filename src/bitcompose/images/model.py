@@ -226,8 +226,8 @@ def sample_bits(
             precision=precision, device=device,
         )  # fmt: skip
     return sample(
-        denoiser, shape, steps=steps, sampler=sampler, td=td, cond=cond,  # type: ignore[arg-type]
+        denoiser, shape, steps=steps, sampler=sampler, td=td, cond=cond,
         guidance=guidance, generator=generator, progress=progress,
-        ddpm_variance=ddpm_variance, precision=precision, device=device,  # type: ignore[arg-type]
+        ddpm_variance=ddpm_variance, precision=precision,
         momentum=momentum, self_guidance=self_guidance,
-    )  # fmt: skip
+    ).samples  # fmt: skip
