@@ -13,6 +13,7 @@ Example (the figures in docs/results/sampling.md)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from typing import Any
@@ -41,9 +42,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for label, sampler, extra in VARIANTS:
         for steps in args.steps:
-            gen = generate(
-                model, args.n, sampler=sampler, steps=steps, seed=args.seed, progress=False, **extra
-            )  # type: ignore[arg-type]
+            sampling = dataclasses.replace(model.config.sample, sampler=sampler, steps=steps, **extra)
+            gen = generate(model, args.n, sampling, seed=args.seed, progress=False)
             scores = score_samples(gen, dataset, classifier, seed=args.seed)
             rows.append(
                 {

@@ -13,6 +13,7 @@ Example (the figures in docs/performance.md)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from typing import Any
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     images = {}
     for precision in ("fp32", "bf16"):
-        gen = generate(model, args.n, precision=precision, seed=args.seed, progress=False)
+        sampling = dataclasses.replace(model.config.sample, precision=precision)
+        gen = generate(model, args.n, sampling, seed=args.seed, progress=False)
         scores = score_samples(gen, dataset, classifier, seed=args.seed)
         images[precision] = gen.images
         out[precision] = {

@@ -19,6 +19,7 @@ from bitcompose import (
     CFGConjunction,
     Negation,
     Product,
+    TimeGrid,
     UNet,
     annealed_mcmc,
     as_model,
@@ -119,7 +120,7 @@ def test_composed_image_denoisers_sample_with_every_kernel(kernel: object) -> No
         if kernel == "reverse":
             res = reverse_diffusion(model, shape, generator=g)
         elif kernel == "ddim":
-            res = sample_model(model, shape, steps=levels, generator=g)
+            res = sample_model(model, shape, TimeGrid.uniform(levels), generator=g)
         else:
             res = annealed_mcmc(model, shape, kernel=kernel, steps_per_level=2, final_step=True, generator=g)  # type: ignore[arg-type]
             if isinstance(kernel, MALA | HMC):
@@ -151,9 +152,11 @@ def test_guidance_in_sample_is_the_cfg_composite() -> None:
     shape = (3, codec.num_bits, 8, 8)
     via_sample = sample(
         den, shape, steps=5, cond=labels, guidance=0.7, generator=torch.Generator().manual_seed(3)
-    )
+    ).samples
     cfg = CFGConjunction(as_model(den, cond=None), [as_model(den, cond=labels)], weight=1.7)
-    via_model = sample_model(cfg, shape, steps=5, generator=torch.Generator().manual_seed(3)).samples
+    via_model = sample_model(
+        cfg, shape, TimeGrid.uniform(5), generator=torch.Generator().manual_seed(3)
+    ).samples
     torch.testing.assert_close(via_sample, via_model, rtol=0, atol=1e-6)
 
 

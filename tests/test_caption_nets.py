@@ -139,7 +139,9 @@ def test_tiny_diffusion_captioner_overfits_exactly() -> None:
         loss.backward()
         opt.step()
     net.eval()
-    bits = sample(den, (4, L, cfg.num_bits), steps=10, td=1.0, cond=images, generator=gen, progress=False)
+    bits = sample(
+        den, (4, L, cfg.num_bits), steps=10, td=1.0, cond=images, generator=gen, progress=False
+    ).samples
     assert torch.equal(cfg.codec.decode_sequence(bits), tokens)
 
 

@@ -56,7 +56,7 @@ def test_dpmpp2m_mean_and_variance_at_ten_steps_closer_than_ddim() -> None:
 
 
 def test_dpmpp2m_samples_match_the_data_with_enough_steps() -> None:
-    x = sample(GaussianDenoiser(MU, SD), (20000, 1), steps=100, sampler="dpmpp2m")
+    x = sample(GaussianDenoiser(MU, SD), (20000, 1), steps=100, sampler="dpmpp2m").samples
     assert abs(float(x.mean()) - MU) < 4 * SD / 20000**0.5
     assert float(x.var()) == pytest.approx(SD**2, rel=0.06)
 
@@ -69,7 +69,7 @@ def test_constant_estimate_makes_dpmpp2m_equal_ddim(td: float) -> None:
     for sampler in ("ddim", "dpmpp2m"):
         den = ConstantDenoiser(value)
         x = torch.randn((4, 3), generator=torch.Generator().manual_seed(1))
-        outs[sampler] = (sample(den, (4, 3), steps=7, sampler=sampler, td=td, x_init=x), den.calls)  # type: ignore[arg-type]
+        outs[sampler] = (sample(den, (4, 3), steps=7, sampler=sampler, td=td, x_init=x).samples, den.calls)  # type: ignore[arg-type]
     assert torch.equal(outs["ddim"][0], outs["dpmpp2m"][0])
     for (xa, ta, sa, _), (xb, tb, sb, _) in zip(outs["ddim"][1], outs["dpmpp2m"][1], strict=True):
         assert torch.equal(xa, xb) and torch.equal(ta, tb)
@@ -134,7 +134,7 @@ def test_dpmpp2m_under_a_large_td_is_as_good_as_ddim_on_gaussian_data(steps: int
     for sampler in ("ddim", "dpmpp2m"):
         gen = torch.Generator().manual_seed(0)
         den = GaussianDenoiser(mu, sd, scale=1e9)
-        x = sample(den, (n, 1), steps=steps, sampler=sampler, td=7.0, generator=gen)  # type: ignore[arg-type]
+        x = sample(den, (n, 1), steps=steps, sampler=sampler, td=7.0, generator=gen).samples  # type: ignore[arg-type]
         out[sampler] = (float(x.mean()), float(x.std()))
     (m_ddim, s_ddim), (m, s) = out["ddim"], out["dpmpp2m"]
     assert abs(m_ddim - mu) < 0.05  # td = 7 shrinks every sample onto ≈ the mean: DDIM's std ≈ 0

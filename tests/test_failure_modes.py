@@ -15,7 +15,15 @@ import torch
 from torch import Tensor
 
 from _train_tiny import TINY_SETS, cli_sets, tiny_config, tiny_dataset
-from bitcompose import GaussianModel, Product, annealed_mcmc, as_model, reverse_diffusion, sample_model
+from bitcompose import (
+    GaussianModel,
+    Product,
+    TimeGrid,
+    annealed_mcmc,
+    as_model,
+    reverse_diffusion,
+    sample_model,
+)
 from bitcompose.cli import main
 from bitcompose.core.model import DiffusionModel, Prediction, TimeLike
 from bitcompose.core.schedules import DiscreteSchedule
@@ -220,7 +228,7 @@ def test_nan_from_a_model_is_never_returned_silently() -> None:
     def nan_x0(x: Tensor, t: Tensor, self_cond: Tensor | None = None, cond: object = None) -> Tensor:
         return torch.where((torch.arange(x.shape[0]) % 2 == 0)[:, None], torch.nan, 0.5 * x)
 
-    res = sample_model(as_model(nan_x0, scale=1.0), (6, 2), steps=4, generator=g)
+    res = sample_model(as_model(nan_x0, scale=1.0), (6, 2), TimeGrid.uniform(4), generator=g)
     assert torch.isfinite(res.samples).all() and res.rejected_nonfinite == 3 * 4
 
 

@@ -41,7 +41,7 @@ def test_train_step_and_sample_end_to_end() -> None:
         guidance=1.0,
         generator=torch.Generator().manual_seed(2),
         progress=False,
-    )
+    ).samples
     assert x.shape == (3, codec.num_bits, 8, 8) and bool((x.abs() <= 1).all())
     ints = codec.decode_images(x)
     assert ints.shape == (3, 1, 8, 8) and int(ints.max()) < 17 and int(ints.min()) >= 0

@@ -144,8 +144,9 @@ def test_generate_refuses_continuous_sampler_options_for_a_masked_model(tmp_path
     from bitcompose.images.model import load_model
 
     model = load_model(tmp_path, ema=False)  # type: ignore[arg-type]
-    out = generate(model, 12, steps=3, progress=False)
+    three = dataclasses.replace(model.config.sample, steps=3)
+    out = generate(model, 12, three, progress=False)
     assert out.images.shape == (12, 1, 8, 8) and out.invalid_fraction == 0.0
     for bad in ({"td": 1.0}, {"sampler": "ddim"}, {"momentum": 0.5}):
         with pytest.raises(ValueError, match="ancestrally"):
-            generate(model, 4, steps=3, progress=False, **bad)  # type: ignore[arg-type]
+            generate(model, 4, dataclasses.replace(three, **bad), progress=False)  # type: ignore[arg-type]

@@ -57,7 +57,7 @@ def test_gaussian_data_mean_and_variance(sampler: str, variance: str, steps: int
         ddpm_variance=variance,  # type: ignore[arg-type]
         generator=gen,
         progress=False,
-    )
+    ).samples
     se = SD / N**0.5
     assert abs(float(x.mean()) - MU) < 4 * se
     assert float(x.var()) == pytest.approx(SD**2, rel=0.06)
@@ -66,7 +66,7 @@ def test_gaussian_data_mean_and_variance(sampler: str, variance: str, steps: int
 def test_ddim_is_biased_with_few_steps_but_converges() -> None:
     """A check that the Gaussian test can fail: 5 DDIM steps give a visibly wrong variance."""
     gen = torch.Generator().manual_seed(0)
-    x = sample(GaussianDenoiser(MU, SD), (N, 1), steps=5, generator=gen, progress=False)
+    x = sample(GaussianDenoiser(MU, SD), (N, 1), steps=5, generator=gen, progress=False).samples
     assert abs(float(x.var()) - SD**2) > 0.1 * SD**2
 
 
@@ -94,7 +94,7 @@ def test_td_reaching_zero_returns_the_x0_estimate() -> None:
         generator=torch.Generator().manual_seed(1),
         progress=False,
         callback=seen.append,
-    )
+    ).samples
     assert all(info.t_next == 0.0 for info in seen)
     for info in seen:
         torch.testing.assert_close(info.x, value.expand(3, 2), atol=1e-3, rtol=0)
@@ -107,8 +107,8 @@ def test_td_changes_ddim_result() -> None:
     """Regression (lucidrains/bit-diffusion#10): the time difference must have an effect in DDIM."""
     gen_a, gen_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     den = GaussianDenoiser(0.2, 0.5)
-    a = sample(den, (64, 4), steps=10, td=0.0, generator=gen_a, progress=False)
-    b = sample(den, (64, 4), steps=10, td=1.0, generator=gen_b, progress=False)
+    a = sample(den, (64, 4), steps=10, td=0.0, generator=gen_a, progress=False).samples
+    b = sample(den, (64, 4), steps=10, td=1.0, generator=gen_b, progress=False).samples
     assert (a - b).abs().max() > 1e-3
 
 
@@ -119,7 +119,7 @@ def test_returns_clipped_estimate_not_xt() -> None:
     den = ConstantDenoiser(2.0 * target)  # out of range: must be clipped to [-1, 1]
     out = sample(
         den, (4, 3), steps=3, sampler="ddpm", generator=torch.Generator().manual_seed(0), progress=False
-    )
+    ).samples
     torch.testing.assert_close(out, target.expand(4, 3))
     assert bool((codec.decode(out) == 5).all())
 
@@ -155,7 +155,7 @@ def test_classifier_free_guidance_combination() -> None:
         guidance=2.0,
         progress=False,
         generator=torch.Generator(),
-    )
+    ).samples
     # (1 + w) * cond - w * null = 3 * label
     torch.testing.assert_close(out, 3.0 * labels.float().reshape(-1, 1).expand(2, 3))
     with pytest.raises(ValueError, match="needs cond"):
@@ -166,13 +166,13 @@ def test_generator_makes_runs_reproducible() -> None:
     den = GaussianDenoiser(0.0, 1.0)
     a = sample(
         den, (8, 2), steps=4, sampler="ddpm", generator=torch.Generator().manual_seed(5), progress=False
-    )
+    ).samples
     b = sample(
         den, (8, 2), steps=4, sampler="ddpm", generator=torch.Generator().manual_seed(5), progress=False
-    )
+    ).samples
     c = sample(
         den, (8, 2), steps=4, sampler="ddpm", generator=torch.Generator().manual_seed(6), progress=False
-    )
+    ).samples
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, c)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from bitcompose import CosineSchedule, as_model, sample, sample_model
+from bitcompose import CosineSchedule, SamplingOptions, TimeGrid, as_model, sample, sample_model
 
 
 class SelfCondReader(nn.Module):
@@ -31,7 +31,7 @@ def _x() -> Tensor:
 def test_momentum_zero_is_the_default_sampler_bit_for_bit() -> None:
     for sampler in ("ddim", "ddpm", "dpmpp2m"):
         runs = [
-            sample(SelfCondReader(), (3, 2), steps=6, sampler=sampler, x_init=_x(), generator=torch.Generator().manual_seed(1), **kw)  # type: ignore[arg-type]
+            sample(SelfCondReader(), (3, 2), steps=6, sampler=sampler, x_init=_x(), generator=torch.Generator().manual_seed(1), **kw).samples
             for kw in ({}, {"momentum": 0.0})
         ]  # fmt: skip
         assert torch.equal(runs[0], runs[1])
@@ -50,7 +50,7 @@ def test_momentum_feeds_an_ema_of_the_clipped_estimates() -> None:
 
 def test_self_guidance_combines_a_blind_and_a_conditioned_pass() -> None:
     den, w = SelfCondReader(c=0.3), 4.0
-    res = sample_model(as_model(den), _x(), steps=4, self_guidance=w)
+    res = sample_model(as_model(den), _x(), TimeGrid.uniform(4), SamplingOptions(self_guidance=w))
     assert res.nfe == 8  # two passes per step
     zeros = [s for s in den.seen if not s.any()]
     assert len(zeros) >= 4  # one blind pass per step (and the first conditioned pass sees zeros too)

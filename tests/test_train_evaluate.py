@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -22,18 +23,19 @@ def test_balanced_labels_every_prefix_is_balanced() -> None:
 def test_generate_is_deterministic_and_checks_labels(tmp_path: Path) -> None:
     ImageTrainer(tiny_config(steps=1), tmp_path / "r", dataset=tiny_dataset(), progress=False).train()
     model = load_model(tmp_path / "r")
-    a = generate(model, 7, steps=2, seed=3, batch_size=4, progress=False)
-    b = generate(model, 7, steps=2, seed=3, batch_size=4, progress=False)
-    c = generate(model, 7, steps=2, seed=4, batch_size=4, progress=False)
+    two = dataclasses.replace(model.config.sample, steps=2)
+    a = generate(model, 7, two, seed=3, batch_size=4, progress=False)
+    b = generate(model, 7, two, seed=3, batch_size=4, progress=False)
+    c = generate(model, 7, two, seed=4, batch_size=4, progress=False)
     assert a.images.shape == (7, 1, 4, 4) and a.images.dtype == torch.long
     assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
     assert a.labels is not None and a.labels.tolist() == [0, 1, 2, 0, 1, 2, 0]
     assert a.settings["steps"] == 2 and a.settings["sampler"] == "ddim" and a.settings["ema"] is True
     assert 0.0 <= a.invalid_fraction <= 1.0
     with pytest.raises(ValueError, match="lie in 0..2"):
-        generate(model, 2, labels=torch.tensor([0, 3]), steps=1, progress=False)
+        generate(model, 2, dataclasses.replace(two, steps=1), labels=torch.tensor([0, 3]), progress=False)
     with pytest.raises(ValueError, match=">= 1"):
-        generate(model, 0, steps=1, progress=False)
+        generate(model, 0, dataclasses.replace(two, steps=1), progress=False)
 
 
 def test_grid_layout_and_levels(tmp_path: Path) -> None:

@@ -28,12 +28,15 @@ from bitcompose.core import (
     Prediction,
     SampleResult,
     StepInfo,
+    TimeGrid,
 )
 from bitcompose.diffusion import (
     BitDenoiser,
     DenoiserModel,
     LossOutput,
+    SamplingOptions,
     as_model,
+    cfg_model,
     diffusion_loss,
     sample,
     sample_model,
@@ -57,6 +60,7 @@ __all__ = [
     "Prediction",
     "SampleResult",
     "StepInfo",
+    "TimeGrid",
     # Bit Diffusion
     "BitDenoiser",
     "DenoiserModel",
@@ -64,6 +68,8 @@ __all__ = [
     "UNet",
     "UNetConfig",
     "as_model",
+    "cfg_model",
+    "SamplingOptions",
     "unet_config",
     "diffusion_loss",
     "sample",

@@ -19,10 +19,11 @@ from torch import Tensor, nn
 
 from bitcompose.captioning.config import CaptionRunConfig
 from bitcompose.captioning.tokenizer import load_tokenizer
+from bitcompose.core.grid import TimeGrid
 from bitcompose.core.sampling import StepInfo, resolve_generator
 from bitcompose.diffusion import BitDenoiser
 from bitcompose.diffusion.as_model import as_model
-from bitcompose.diffusion.samplers import sample_model
+from bitcompose.diffusion.samplers import SamplingOptions, sample_model
 from bitcompose.nets.ar_decoder import CaptionARNet
 from bitcompose.nets.caption import CaptionDiffusionNet, CaptionNetConfig
 from bitcompose.training.checkpoint import find_checkpoint, load_checkpoint, load_state_strict
@@ -126,9 +127,8 @@ class Captioner:
         result = sample_model(
             as_model(den, cond=memory),
             x_init,
-            steps=steps,
-            td=td,
-            sampler=sampler,  # type: ignore[arg-type]
+            TimeGrid.uniform(steps, td),
+            SamplingOptions(sampler=sampler),
             generator=generator,
             callback=seen.append if decode == "argmax" else None,
         )

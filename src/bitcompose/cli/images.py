@@ -143,6 +143,18 @@ def _labels(args: argparse.Namespace, model: Any, n: int) -> Any:
     return torch.full((n,), args.label, dtype=torch.long)
 
 
+#: The sampler settings ``bitcompose sample`` and ``evaluate`` take from the command line (``None``: the run's).
+SAMPLING_ARGS = ("steps", "sampler", "td", "guidance", "precision", "momentum", "self_guidance")
+
+
+def _sampling(args: argparse.Namespace, model: Any) -> Any:
+    """The run's ``config.sample`` with the settings given on the command line."""
+    import dataclasses
+
+    given = {name: getattr(args, name) for name in SAMPLING_ARGS if getattr(args, name) is not None}
+    return dataclasses.replace(model.config.sample, **given)
+
+
 def class_rows(images: Any, labels: Any, num_values: int) -> tuple[Any, int]:
     """Images ``[n, C, H, W]`` arranged one row per class (short rows filled with mid-grey tiles)."""
     import torch
@@ -170,14 +182,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     gen = generate(
         model,
         args.n,
+        _sampling(args, model),
         labels=labels,
-        steps=args.steps,
-        sampler=args.sampler,
-        td=args.td,
-        guidance=args.guidance,
-        precision=args.precision,
-        momentum=args.momentum,
-        self_guidance=args.self_guidance,
         seed=args.seed,
         batch_size=args.batch_size,
         progress=not args.no_progress,
@@ -231,14 +237,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         gen = generate(
             model,
             n,
+            _sampling(args, model),
             labels=labels,
-            steps=args.steps,
-            sampler=args.sampler,
-            td=args.td,
-            guidance=args.guidance,
-            precision=args.precision,
-            momentum=args.momentum,
-            self_guidance=args.self_guidance,
             seed=args.seed,
             batch_size=args.batch_size,
             progress=not args.no_progress,

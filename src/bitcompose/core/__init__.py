@@ -2,6 +2,7 @@
 I/O and small tensor helpers."""
 
 from bitcompose.core.bits import ENCODINGS, BitCodec
+from bitcompose.core.grid import TimeGrid
 from bitcompose.core.model import DiffusionModel, EnergyUnavailableError, Prediction, TimeLike, as_times
 from bitcompose.core.sampling import SampleResult, StepInfo
 from bitcompose.core.schedules import CosineSchedule, DiscreteSchedule, Level, LevelGrid, Schedule
@@ -19,6 +20,7 @@ __all__ = [
     "SampleResult",
     "Schedule",
     "StepInfo",
+    "TimeGrid",
     "TimeLike",
     "as_times",
 ]

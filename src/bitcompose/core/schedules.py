@@ -10,19 +10,20 @@ forward process ``x_t = √γ(t)·x0 + √(1 − γ(t))·ε``, and derives ``alp
   ``ᾱ_i = Π_{j≤i}(1 − β_j)``) sits at time ``t_i = (i + 1)/T``, and a time between levels is rounded to the
   nearest level (EDM's ``round_sigma``), so a model trained on T levels can be queried at any ``t``.
 
-A :class:`LevelGrid` is the sequence of levels an annealed sampler walks (``schedule.grid(L)``): per level its
-time, ``γ`` and the per-step ``β_i = 1 − γ_i/γ_{i−1}`` (``γ_{−1} = 1``, the data) of the ancestral step.
+``schedule.grid(L)`` is the :class:`~bitcompose.core.grid.LevelGrid` an annealed sampler walks (per level its
+time, ``γ`` and the per-step ``β_i = 1 − γ_i/γ_{i−1}``, ``γ_{−1} = 1`` the data, of the ancestral step); the time
+grids themselves are defined in :mod:`bitcompose.core.grid`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
+
+from bitcompose.core.grid import Level, LevelGrid
 
 __all__ = ["Schedule", "CosineSchedule", "DiscreteSchedule", "Level", "LevelGrid"]
 
@@ -189,78 +190,3 @@ class DiscreteSchedule(_Derived):
 
     def __repr__(self) -> str:
         return f"DiscreteSchedule(num_steps={self.num_steps})"
-
-
-@dataclass(frozen=True)
-class Level:
-    """One level of a :class:`LevelGrid`.
-
-    Attributes:
-        index: position on the grid (0 = least noisy).
-        t: its time in [0, 1].
-        gamma: signal variance γ (ᾱ) at ``t``.
-        beta: per-step β of the ancestral step from this level to the one below (to the data for index 0).
-    """
-
-    index: int
-    t: float
-    gamma: float
-    beta: float
-
-    @property
-    def alpha(self) -> float:
-        """√γ."""
-        return math.sqrt(self.gamma)
-
-    @property
-    def sigma(self) -> float:
-        """√(1 − γ)."""
-        return math.sqrt(max(1.0 - self.gamma, 0.0))
-
-
-class LevelGrid:
-    """The levels of an annealing path, least noisy first.
-
-    Args:
-        times: float ``[L]`` increasing times in (0, 1].
-        gammas: ``[L]`` γ at those times (decreasing).
-        betas: ``[L]`` per-step β of each level (``β_0 = 1 − γ_0``, ``β_i = 1 − γ_i/γ_{i−1}``).
-    """
-
-    def __init__(self, times: Tensor, gammas: Tensor, betas: Tensor) -> None:
-        self.times = torch.as_tensor(times, dtype=torch.float64)
-        self.gammas = torch.as_tensor(gammas, dtype=torch.float64)
-        self.betas = torch.as_tensor(betas, dtype=torch.float64)
-        n = self.times.numel()
-        if n < 1 or self.times.shape != (n,) or self.gammas.shape != (n,) or self.betas.shape != (n,):
-            raise ValueError("a LevelGrid needs times, gammas and betas of one shape [L] with L >= 1")
-        if not bool(((self.betas > 0) & (self.betas < 1)).all()):
-            raise ValueError("LevelGrid betas must lie in (0, 1)")
-
-    @classmethod
-    def from_gammas(cls, times: Tensor, gammas: Tensor) -> LevelGrid:
-        """A grid from its times and γ's, with ``β_i = 1 − γ_i/γ_{i−1}`` (``γ_{−1} = 1``)."""
-        g = torch.as_tensor(gammas, dtype=torch.float64)
-        prev = torch.cat([g.new_ones(1), g[:-1]])
-        betas = (1.0 - g / prev).clamp(1e-12, 1.0 - 1e-12)
-        return cls(times, g, betas)
-
-    def __len__(self) -> int:
-        return int(self.times.numel())
-
-    def __getitem__(self, index: int) -> Level:
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"level {index} out of range for a grid of {n} levels")
-        i = index % n
-        return Level(i, float(self.times[i]), float(self.gammas[i]), float(self.betas[i]))
-
-    def __iter__(self) -> Iterator[Level]:
-        return (self[i] for i in range(len(self)))
-
-    def descending(self) -> Iterator[Level]:
-        """The levels from the noisiest (index L−1) down to index 0."""
-        return (self[i] for i in range(len(self) - 1, -1, -1))
-
-    def __repr__(self) -> str:
-        return f"LevelGrid(L={len(self)}, t={float(self.times[0]):.4g}..{float(self.times[-1]):.4g})"

@@ -4,22 +4,25 @@ A denoiser is a :class:`~bitcompose.diffusion.denoiser.BitDenoiser` or a plain c
 ``fn(x_t, t, self_cond=None, cond=None) -> x̂0`` on the paper's γ(t) (``t`` a float tensor ``[B]`` in [0, 1]).
 :class:`DenoiserModel` binds its conditioning and exposes it through the model protocol of
 :mod:`bitcompose.core.model`, so it can be multiplied, negated, guided and sampled by every sampler.
+:func:`cfg_model` binds a condition with classifier-free guidance (what :func:`~bitcompose.sample` samples).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from bitcompose.core.composite import CFGConjunction
 from bitcompose.core.model import DiffusionModel, EnergyUnavailableError, Prediction, TimeLike, as_times
 from bitcompose.core.schedules import CosineSchedule, Schedule
 from bitcompose.core.tensors import append_dims
 from bitcompose.diffusion.denoiser import BitDenoiser
 
-__all__ = ["DenoiserModel", "as_model", "DenoiserFn"]
+__all__ = ["DenoiserModel", "as_model", "cfg_model", "DenoiserFn"]
 
 DenoiserFn = Callable[..., Tensor]
 
@@ -152,3 +155,32 @@ def as_model(
         schedule=schedule,
         self_condition=self_condition,
     )
+
+
+def cfg_model(
+    denoiser: BitDenoiser | DenoiserFn | DiffusionModel, cond: Any = None, guidance: float = 0.0
+) -> DiffusionModel:
+    """A denoiser bound to ``cond`` with classifier-free guidance ``g``: ``x̂0 = (1 + g)·x̂0(cond) − g·x̂0(null)``,
+    the :class:`~bitcompose.CFGConjunction` of the null model (``cond=None``) and the conditional one with
+    ``w = 1 + g``; the bound model itself for ``g = 0``. The clip range is the denoiser's ``scale`` (1.0 if it has
+    none). A model is returned as it is (it carries its own conditioning: ``cond`` and ``guidance`` are refused).
+
+    Args:
+        denoiser: the x0 predictor (a :class:`~bitcompose.diffusion.denoiser.BitDenoiser` or a callable), or a
+            model.
+        cond: conditioning passed to the denoiser (class labels ``[B]``, images, ...).
+        guidance: the guidance weight ``g >= 0`` (needs ``cond``).
+    """
+    if not guidance >= 0 or not math.isfinite(guidance):
+        raise ValueError(f"guidance must be finite and >= 0, got {guidance}")
+    if guidance > 0 and cond is None:
+        raise ValueError("classifier-free guidance needs cond (the labels to guide towards)")
+    if isinstance(denoiser, DiffusionModel):
+        if cond is not None or guidance > 0:
+            raise ValueError("a model carries its own conditioning; compose guidance with CFGConjunction")
+        return denoiser
+    b = float(getattr(denoiser, "scale", 1.0))
+    model = as_model(denoiser, cond=cond, scale=b)
+    if guidance > 0:
+        return CFGConjunction(as_model(denoiser, cond=None, scale=b), [model], weight=1.0 + guidance)
+    return model

@@ -1,9 +1,10 @@
 """Bit Diffusion's samplers: DDIM, DDPM and DPM-Solver++(2M) with asymmetric time intervals and self-conditioning.
 
-The loop follows the official ``Scheduler.generate`` (pix2seq):
+The loop follows the official ``Scheduler.generate`` (pix2seq), on a :class:`~bitcompose.core.grid.TimeGrid`:
 
-* step ``k = 0 … T−1``: ``t_now = 1 − k/T``, ``t_next = max(1 − (k + 1 + td)/T, 0)``; the model is queried at
-  ``t_now`` and the sampler jumps to ``t_next`` (``td`` is measured in sampling steps);
+* its steps ``(t_now, t_next)`` from the noisiest level down: on ``TimeGrid.uniform(T, td)`` step ``k = 0 … T−1``
+  goes from ``t_now = 1 − k/T`` to ``t_next = max(1 − (k + 1 + td)/T, 0)``; the model is queried at ``t_now`` and
+  the sampler jumps to ``t_next`` (``td`` is measured in sampling steps);
 * the x0 estimate is clipped to ``[−b, b]`` (the model's ``x0_clip``) and ε is re-derived from the clipped estimate;
 * self-conditioning feeds the previous step's clipped estimate (zeros at the first step);
 * the result is the last clipped x0 estimate, not ``x_t`` (thresholding it at 0 gives the bits).
@@ -24,19 +25,20 @@ the past clipped estimates, ``x̃ ← m·x̃ + (1 − m)·x̂0`` (``momentum = 0
 guidance, ``x̂0 = (1 + w)·f(x_t, x̃) − w·f(x_t, 0)`` (two network evaluations per step; the paper gives no formula,
 this is our reading of "similar to classifier-free guidance").
 
-:func:`sample_model` runs on any model of the protocol (a denoiser via :func:`~bitcompose.as_model`, or a
-composite); :func:`sample` is the denoiser-level entry point with class labels and classifier-free guidance.
+:func:`sample_model` (model, start, time grid, :class:`~bitcompose.diffusion.options.SamplingOptions`) runs on any
+model of the protocol (a denoiser via :func:`~bitcompose.as_model`, or a composite); :func:`sample` is the thin
+denoiser-level convenience over it (steps and td, class labels and classifier-free guidance).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from bitcompose.compose.operators import CFGConjunction
+from bitcompose.core.grid import TimeGrid
 from bitcompose.core.model import DiffusionModel, check_model
 from bitcompose.core.precision import autocast
 from bitcompose.core.sampling import (
@@ -47,28 +49,22 @@ from bitcompose.core.sampling import (
     progress_bar,
     resolve_generator,
 )
-from bitcompose.core.schedules import Schedule
-from bitcompose.diffusion.as_model import DenoiserFn, as_model
+from bitcompose.diffusion.as_model import DenoiserFn, cfg_model
 from bitcompose.diffusion.denoiser import BitDenoiser
+from bitcompose.diffusion.options import DDPM_VARIANCES, SAMPLERS, SamplingOptions
 
-__all__ = ["sample", "sample_model", "time_pairs", "SAMPLERS", "DDPM_VARIANCES"]
-
-SAMPLERS: tuple[str, ...] = ("ddim", "ddpm", "dpmpp2m")
-DDPM_VARIANCES: tuple[str, ...] = ("large", "small")
+__all__ = ["sample", "sample_model", "time_pairs", "SAMPLERS", "DDPM_VARIANCES", "SamplingOptions"]
 
 
 def time_pairs(steps: int, td: float = 0.0) -> list[tuple[float, float]]:
-    """The ``(t_now, t_next)`` pairs of a sampling run with asymmetric time intervals.
+    """The ``(t_now, t_next)`` pairs of a sampling run with asymmetric time intervals:
+    ``TimeGrid.uniform(steps, td).steps()``.
 
     Args:
         steps: number of sampling steps T (>= 1).
         td: time difference in units of steps (>= 0); ``t_next = max(1 − (k + 1 + td)/T, 0)``.
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not td >= 0 or not math.isfinite(td):
-        raise ValueError(f"td must be finite and >= 0 (in units of steps), got {td}")
-    return [(1.0 - k / steps, max(1.0 - (k + 1 + td) / steps, 0.0)) for k in range(steps)]
+    return TimeGrid.uniform(steps, td).steps()
 
 
 def _gamma(model: DiffusionModel, t: float) -> float:
@@ -106,19 +102,13 @@ def multistep_x0(x0: Tensor, prev: tuple[Tensor, float] | None, g_now: float, g_
 
 
 def _transition(
-    x: Tensor,
-    x0: Tensor,
-    g_now: float,
-    g_next: float,
-    sampler: str,
-    ddpm_variance: str,
-    generator: torch.Generator,
+    x: Tensor, x0: Tensor, g_now: float, g_next: float, options: SamplingOptions, generator: torch.Generator
 ) -> Tensor:
     """One DDIM or DDPM step from ``γ_now`` to ``γ_next`` given the clipped estimate ``x0`` (coefficients in
     float64: near t = 0 and t = 1 they are differences of numbers close to 1). ``dpmpp2m`` passes its
     extrapolated x0 and takes the DDIM step."""
     s_now = math.sqrt(1.0 - g_now)
-    if sampler in ("ddim", "dpmpp2m"):
+    if options.sampler in ("ddim", "dpmpp2m"):
         # x_next = √γ_next·x0 + √(1−γ_next)·ε̂, with ε̂ = (x − √γ_now·x0)/√(1−γ_now).
         c_eps = math.sqrt(1.0 - g_next) / s_now
         return c_eps * x + (math.sqrt(g_next) - c_eps * math.sqrt(g_now)) * x0
@@ -127,121 +117,108 @@ def _transition(
     c = (1.0 - alpha) / (1.0 - g_now)
     mean = ((1.0 - c) * x + c * math.sqrt(g_now) * x0) / math.sqrt(alpha)
     var = 1.0 - alpha
-    if ddpm_variance == "small":
+    if options.ddpm_variance == "small":
         var *= (1.0 - g_next) / (1.0 - g_now)
     noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
     return mean + math.sqrt(var) * noise
+
+
+def _start(
+    x_or_shape: Tensor | tuple[int, ...] | torch.Size,
+    generator: torch.Generator,
+    device: torch.device | str | None,
+) -> Tensor:
+    """The starting noise: a given tensor in float32 (on ``device`` if given), or ``N(0, I)`` of a shape."""
+    if isinstance(x_or_shape, Tensor):
+        return x_or_shape.to(device=device or x_or_shape.device, dtype=torch.float32)
+    return torch.randn(tuple(x_or_shape), generator=generator, device=device)
+
+
+def _estimate(
+    model: DiffusionModel, x: Tensor, t_now: float, sc: Tensor | None, options: SamplingOptions
+) -> tuple[Tensor, int]:
+    """The model's (unclipped) x0 estimate ``[B, *dims]`` at ``x`` and ``t_now`` given the self-conditioning
+    ``sc`` (``None``: not fed), combined with a blind pass under self-guidance; and the evaluations it took."""
+    t = torch.full((x.shape[0],), t_now, device=x.device)
+    evals = 1
+    with autocast(options.precision, x.device):
+        pred = model.predict(x, t, sc).x0
+        if options.self_guidance > 0:
+            blind = model.predict(x, t, torch.zeros_like(x)).x0
+            pred = (1.0 + options.self_guidance) * pred - options.self_guidance * blind
+            evals = 2
+    return pred.to(x.dtype), evals
 
 
 @torch.no_grad()
 def sample_model(
     model: DiffusionModel,
     x_or_shape: Tensor | tuple[int, ...] | torch.Size,
+    grid: TimeGrid | None = None,
+    options: SamplingOptions | None = None,
     *,
-    steps: int = 100,
-    sampler: Literal["ddim", "ddpm", "dpmpp2m"] = "ddim",
-    td: float = 0.0,
-    self_condition: bool = True,
-    ddpm_variance: Literal["large", "small"] = "large",
     generator: torch.Generator | None = None,
     progress: bool = False,
     callback: Callback | None = None,
     device: torch.device | str | None = None,
-    precision: str = "fp32",
-    momentum: float = 0.0,
-    self_guidance: float = 0.0,
 ) -> SampleResult:
-    """DDIM, DDPM or DPM-Solver++(2M) with asymmetric time intervals on any model (see the module docstring).
+    """DDIM, DDPM or DPM-Solver++(2M) on any model, along a time grid (see the module docstring).
 
     Args:
-        model: a model or composite (``as_model(denoiser)``, ``Product(...)``, ...).
+        model: a model or composite (``as_model(denoiser)``, ``cfg_model(...)``, ``Product(...)``, ...).
         x_or_shape: the starting noise ``[B, *dims]``, or the shape to draw it from ``N(0, I)``.
-        steps: number of sampling steps T.
-        sampler: ``"ddim"`` (η = 0, deterministic), ``"ddpm"`` (ancestral) or ``"dpmpp2m"`` (second-order
-            multistep, deterministic; for few steps).
-        td: asymmetric time difference, in steps (paper: 0 – 0.5 for images, ≈ 7 for captions).
-        self_condition: feed the previous clipped estimate back (only to self-conditioned models).
-        ddpm_variance: ``"large"`` (σ² = 1 − α, the paper's default) or ``"small"`` (the posterior variance).
+        grid: the steps, e.g. ``TimeGrid.uniform(steps, td)`` (``None``: the model's own levels, ``model.grid()``).
+        options: sampler, DDPM variance, self-conditioning, precision, Appendix G's momentum and self-guidance
+            (default :class:`~bitcompose.diffusion.options.SamplingOptions`).
         generator: source of all randomness (``None``: a fresh one seeded from the OS).
         progress: show a tqdm bar.
         callback: called with a :class:`~bitcompose.core.sampling.StepInfo` after each step.
         device: where to draw the starting noise (default CPU; ignored when a tensor is given).
-        precision: ``fp32``, ``bf16`` or ``auto`` (:mod:`bitcompose.core.precision`): autocast of the model
-            evaluations only; the state, the coefficients and the x0 estimates stay fp32.
-        momentum: Appendix G's momentum estimate ``m ∈ [0, 1)`` (self-conditioned models only).
-        self_guidance: Appendix G's self-guidance weight ``w ≥ 0`` (self-conditioned models only; the paper: 3–5).
 
     Returns:
         :class:`~bitcompose.core.sampling.SampleResult` whose ``samples`` are the final clipped x0 estimate.
     """
     model = check_model(model, "sample_model")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
-    if ddpm_variance not in DDPM_VARIANCES:
-        raise ValueError(f"ddpm_variance must be 'large' or 'small', got {ddpm_variance!r}")
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-    if not (self_guidance >= 0.0 and math.isfinite(self_guidance)):
-        raise ValueError(f"self_guidance must be finite and >= 0, got {self_guidance}")
-    pairs = time_pairs(steps, td)
+    options = SamplingOptions() if options is None else options
+    steps = (model.grid() if grid is None else grid).steps()
     generator = resolve_generator(generator, device)
-    if isinstance(x_or_shape, Tensor):
-        x = x_or_shape.to(device=device or x_or_shape.device, dtype=torch.float32)
-    else:
-        x = torch.randn(tuple(x_or_shape), generator=generator, device=device)
-    use_sc = self_condition and model.self_conditioned
-    if (momentum > 0 or self_guidance > 0) and not use_sc:
+    x = _start(x_or_shape, generator, device)
+    use_sc = options.self_condition and model.self_conditioned
+    if (options.momentum > 0 or options.self_guidance > 0) and not use_sc:
         raise ValueError("momentum and self_guidance act on self-conditioning: use a self-conditioned model")
-    b = model.x0_clip
+    b, m = model.x0_clip, options.momentum
     x0 = torch.zeros_like(x)
     sc = x0  # what the network is conditioned on: the last clipped estimate, or its EMA under momentum
     nfe, rejected, times = 0, 0, []
     prev: tuple[Tensor, float] | None = None  # dpmpp2m: the previous clipped estimate and its γ
-    for k, (t_now, t_next) in enumerate(progress_bar(pairs, progress=progress, desc=f"{sampler} sampling")):
-        t = torch.full((x.shape[0],), t_now, device=x.device)
-        with autocast(precision, x.device):
-            pred = model.predict(x, t, sc if use_sc else None).x0
-            if self_guidance > 0:
-                blind = model.predict(x, t, torch.zeros_like(x)).x0
-                pred = (1.0 + self_guidance) * pred - self_guidance * blind
-                nfe += 1
-        pred = pred.to(x.dtype)
+    walk = progress_bar(steps, progress=progress, desc=f"{options.sampler} sampling")
+    for k, (t_now, t_next) in enumerate(walk):
+        pred, evals = _estimate(model, x, t_now, sc if use_sc else None, options)
         x0_new = pred if b is None else pred.clamp(-b, b)
         g_now, g_next = _gamma(model, t_now), _gamma(model, t_next)
         # dpmpp2m: first order onto t = 0 (see the module docstring: λ(0) is finite, the extrapolation is not)
-        second_order = sampler == "dpmpp2m" and t_next > 0.0
+        second_order = options.sampler == "dpmpp2m" and t_next > 0.0
         step_x0 = multistep_x0(x0_new, prev, g_now, g_next) if second_order else x0_new
-        x_new = _transition(x, step_x0, g_now, g_next, sampler, ddpm_variance, generator)
+        x_new = _transition(x, step_x0, g_now, g_next, options, generator)
         x, bad = keep_finite(x_new, x, t_now)  # a sample whose estimate is not finite stays where it was
         x0 = keep_finite(x0_new, x0, t_now)[0]
-        sc = x0 if momentum == 0 else momentum * sc + (1.0 - momentum) * x0
+        sc = x0 if m == 0 else m * sc + (1.0 - m) * x0
         prev = (x0, g_now)
         rejected += bad
-        nfe += 1
+        nfe += evals
         times.append(t_now)
         if callback is not None:
             callback(StepInfo(k, t_now, t_next, x, x0, nfe))
     return SampleResult(samples=x0, nfe=nfe, rejected_nonfinite=rejected, times=times)
 
 
-def _sampling_model(
-    denoiser: BitDenoiser | DenoiserFn | DiffusionModel,
-    cond: Any,
-    guidance: float,
-    scale: float | None,
-    schedule: Schedule | None,
-) -> DiffusionModel:
-    """The model :func:`sample` runs: the denoiser bound to ``cond``, guided as ``CFGConjunction(w = 1 + g)``."""
-    if isinstance(denoiser, DiffusionModel):
-        if cond is not None or guidance > 0:
-            raise ValueError("a model carries its own conditioning; compose guidance with CFGConjunction")
-        return denoiser
-    b = float(scale if scale is not None else getattr(denoiser, "scale", 1.0))
-    model = as_model(denoiser, cond=cond, scale=b, schedule=schedule)
-    if guidance > 0:
-        null = as_model(denoiser, cond=None, scale=b, schedule=schedule)
-        return CFGConjunction(null, [model], weight=1.0 + guidance)
-    return model
+def _options(given: dict[str, Any]) -> SamplingOptions:
+    """:class:`SamplingOptions` from keyword arguments, an unknown name refused in one line."""
+    known = set(SamplingOptions.__dataclass_fields__)
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ValueError(f"unknown sampling options {unknown}; expected among {sorted(known)}")
+    return SamplingOptions(**given)
 
 
 def sample(
@@ -249,79 +226,48 @@ def sample(
     shape: tuple[int, ...] | torch.Size,
     *,
     steps: int = 100,
-    sampler: Literal["ddim", "ddpm", "dpmpp2m"] = "ddim",
     td: float = 0.0,
-    self_condition: bool = True,
     cond: Any = None,
     guidance: float = 0.0,
     generator: torch.Generator | None = None,
-    progress: bool = False,
-    ddpm_variance: Literal["large", "small"] = "large",
-    scale: float | None = None,
-    schedule: Schedule | None = None,
     x_init: Tensor | None = None,
-    device: torch.device | str | None = None,
+    progress: bool = False,
     callback: Callback | None = None,
-    precision: str = "fp32",
-    momentum: float = 0.0,
-    self_guidance: float = 0.0,
-) -> Tensor:
-    """Generate analog bits with DDIM, DDPM or DPM-Solver++(2M), self-conditioning and asymmetric time intervals.
+    **options: Any,
+) -> SampleResult:
+    """Generate analog bits with DDIM, DDPM or DPM-Solver++(2M), self-conditioning and asymmetric time intervals:
+    :func:`sample_model` of ``cfg_model(denoiser, cond, guidance)`` on ``TimeGrid.uniform(steps, td)``.
 
     Args:
         denoiser: the x0 predictor (e.g. a :class:`~bitcompose.diffusion.denoiser.BitDenoiser`), or a model.
         shape: ``[B, ...]`` shape of the samples (analog bits).
         steps: number of sampling steps T.
-        sampler: ``"ddim"`` (η = 0, deterministic), ``"ddpm"`` (ancestral) or ``"dpmpp2m"`` (second-order
-            multistep, deterministic; for few steps).
         td: asymmetric time difference, in steps (paper: 0 – 0.5 for images, ≈ 7 for captions).
-        self_condition: feed the previous clipped estimate back; ignored when the denoiser declares
-            ``self_condition = False``.
         cond: conditioning passed to the denoiser (class labels ``[B]``, images, ...).
         guidance: classifier-free guidance weight g: ``x̂0 = (1 + g)·x̂0(cond) − g·x̂0(null)``, where the null
-            prediction is the denoiser's with ``cond=None`` (the :class:`~bitcompose.CFGConjunction` of the two
-            with ``w = 1 + g``).
+            prediction is the denoiser's with ``cond=None`` (:func:`~bitcompose.diffusion.as_model.cfg_model`).
         generator: source of all randomness (``None``: a fresh one seeded from the OS).
-        progress: show a tqdm bar.
-        ddpm_variance: ``"large"`` (σ² = 1 − α, the paper's default) or ``"small"`` (the posterior variance).
-        scale: clip range b; default ``denoiser.scale`` (1.0 if absent).
-        schedule: default ``denoiser.schedule`` (the paper's cosine if absent).
         x_init: optional starting noise ``[B, ...]`` instead of drawing it.
-        device: where to sample; default the denoiser's parameters' device (CPU if none).
+        progress: show a tqdm bar.
         callback: called with a :class:`~bitcompose.core.sampling.StepInfo` after each step.
-        precision: ``fp32`` (default), ``bf16`` or ``auto``: autocast of the network evaluations.
-        momentum: Appendix G's momentum estimate ``m ∈ [0, 1)`` (0: the default sampler).
-        self_guidance: Appendix G's self-guidance weight ``w ≥ 0`` (0: off; each step then costs two passes).
+        **options: fields of :class:`~bitcompose.diffusion.options.SamplingOptions`: ``sampler`` (``"ddim"``,
+            ``"ddpm"``, ``"dpmpp2m"``), ``ddpm_variance``, ``self_condition``, ``precision``, ``momentum``,
+            ``self_guidance``.
 
     Returns:
-        ``[B, ...]`` the final clipped x0 estimate; decode it with the codec (threshold at 0).
+        :class:`~bitcompose.core.sampling.SampleResult` whose ``samples`` ``[B, ...]`` are the final clipped x0
+        estimate; decode them with the codec (threshold at 0). Sampling runs on the device of the denoiser's
+        parameters (CPU if it has none); the clip range is its ``scale`` (1.0 if absent).
     """
-    if not guidance >= 0 or not math.isfinite(guidance):
-        raise ValueError(f"guidance must be finite and >= 0, got {guidance}")
-    if guidance > 0 and cond is None:
-        raise ValueError("classifier-free guidance needs cond (the labels to guide towards)")
-    model = _sampling_model(denoiser, cond, guidance, scale, schedule)
-    if device is None:
-        params = list(denoiser.parameters()) if isinstance(denoiser, torch.nn.Module) else []
-        device = params[0].device if params else torch.device("cpu")
+    model = cfg_model(denoiser, cond, guidance)
+    params = list(denoiser.parameters()) if isinstance(denoiser, torch.nn.Module) else []
+    device = params[0].device if params else torch.device("cpu")
     start: Tensor | tuple[int, ...] | torch.Size = shape
     if x_init is not None:
         if tuple(x_init.shape) != tuple(shape):
             raise ValueError(f"x_init has shape {tuple(x_init.shape)}, expected {tuple(shape)}")
         start = x_init.to(device)
+    grid, opts = TimeGrid.uniform(steps, td), _options(options)
     return sample_model(
-        model,
-        start,
-        steps=steps,
-        sampler=sampler,
-        td=td,
-        self_condition=self_condition,
-        ddpm_variance=ddpm_variance,
-        generator=generator,
-        progress=progress,
-        callback=callback,
-        device=device,
-        precision=precision,
-        momentum=momentum,
-        self_guidance=self_guidance,
-    ).samples
+        model, start, grid, opts, generator=generator, progress=progress, callback=callback, device=device
+    )

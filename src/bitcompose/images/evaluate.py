@@ -13,13 +13,15 @@ fraction of invalid codes met in decoding.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from bitcompose.data.images import ImageDataset
+from bitcompose.images.config import SampleConfig
 from bitcompose.images.model import LoadedModel, image_precision, sample_bits
 from bitcompose.metrics.image_scores import class_accuracy, classifier_fid, classifier_kid, fid_floor
 from bitcompose.nets.classifier import ImageClassifier
@@ -33,15 +35,40 @@ class Generated:
     """Generated integer images.
 
     Attributes:
-        images: int64 ``[N, C, H, W]``. labels: int64 ``[N]`` or None. invalid_fraction: fraction of symbols whose
-        code was invalid (decoded as K−1). seconds: sampling wall time. settings: the sampler settings used.
+        images: int64 ``[N, C, H, W]``.
+        labels: int64 ``[N]`` or None.
+        invalid_fraction: fraction of symbols whose code was invalid (decoded as K−1).
+        seconds: sampling wall time.
+        sampling: the sampler settings used (precision resolved to ``fp32`` or ``bf16``).
+        seed: the seed of the sampling noise.
+        ema: whether the model's EMA weights sampled.
     """
 
     images: Tensor
     labels: Tensor | None
     invalid_fraction: float
     seconds: float
-    settings: dict[str, Any]
+    sampling: SampleConfig
+    seed: int
+    ema: bool
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The sampler settings as reported in JSON (``steps, sampler, td, guidance, ddpm_variance, momentum,
+        self_guidance, precision, seed, ema``)."""
+        s = self.sampling
+        return {
+            "steps": s.steps,
+            "sampler": s.sampler,
+            "td": s.td,
+            "guidance": s.guidance,
+            "ddpm_variance": s.ddpm_variance,
+            "momentum": s.momentum,
+            "self_guidance": s.self_guidance,
+            "precision": s.precision,
+            "seed": self.seed,
+            "ema": self.ema,
+        }
 
 
 def device_of(model: LoadedModel) -> torch.device:
@@ -57,96 +84,53 @@ def balanced_labels(n: int, num_classes: int) -> Tensor:
     return torch.arange(n) % num_classes
 
 
-@torch.no_grad()
-def generate(
-    model: LoadedModel,
-    n: int,
-    *,
-    labels: Tensor | None = None,
-    steps: int | None = None,
-    sampler: str | None = None,
-    td: float | None = None,
-    guidance: float | None = None,
-    precision: str | None = None,
-    momentum: float | None = None,
-    self_guidance: float | None = None,
-    seed: int = 0,
-    batch_size: int = 500,
-    progress: bool = True,
-    dist_info: DistInfo | None = None,
-) -> Generated:
-    """Sample ``n`` images (settings default to the run's ``config.sample``).
-
-    Args:
-        model: a loaded model.
-        n: number of images.
-        labels: ``[n]`` class labels for a conditional model (default :func:`balanced_labels`); must be None
-            for an unconditional model.
-        steps, sampler, td, guidance, precision, momentum, self_guidance: sampler settings.
-        seed: seed of the sampling noise.
-        batch_size: images per sampling batch.
-        progress: show a bar over batches.
-        dist_info: distributed placement (rank 0 receives all images; other ranks get an empty result).
-    """
-    info = dist_info or DistInfo(device=next(model.denoiser.parameters()).device)
-    spec, s = model.spec, model.config.sample
-    settings: dict[str, Any] = {
-        "steps": s.steps if steps is None else steps,
-        "sampler": s.sampler if sampler is None else sampler,
-        "td": s.td if td is None else td,
-        "guidance": s.guidance if guidance is None else guidance,
-        "ddpm_variance": s.ddpm_variance,
-        "momentum": s.momentum if momentum is None else momentum,
-        "self_guidance": s.self_guidance if self_guidance is None else self_guidance,
-        "precision": image_precision(
-            s.precision if precision is None else precision, device_of(model), spec.image_size
-        ),
-        "seed": seed,
-        "ema": model.ema,
-    }
+def _checked_labels(
+    model: LoadedModel, n: int, labels: Tensor | None, sampling: SampleConfig
+) -> Tensor | None:
+    """The labels to sample (default :func:`balanced_labels`), refused in one line where they cannot be."""
+    spec = model.spec
     if n < 1:
         raise ValueError(f"the number of samples must be >= 1, got {n}")
     if spec.num_classes == 0:
         if labels is not None:
             raise ValueError("this model is unconditional: class labels cannot be given")
-        if settings["guidance"] > 0:
+        if sampling.guidance > 0:
             raise ValueError("guidance needs a class-conditional model")
-    else:
-        labels = balanced_labels(n, spec.num_classes) if labels is None else labels
-        if labels.shape != (n,) or labels.dtype != torch.long:
-            raise ValueError(f"labels must be int64 of shape [{n}]")
-        if int(labels.min()) < 0 or int(labels.max()) >= spec.num_classes:
-            raise ValueError(f"labels must lie in 0..{spec.num_classes - 1}")
-    nb = model.codec.num_bits
-    device = next(model.denoiser.parameters()).device
-    start = time.perf_counter()
+        return None
+    labels = balanced_labels(n, spec.num_classes) if labels is None else labels
+    if labels.shape != (n,) or labels.dtype != torch.long:
+        raise ValueError(f"labels must be int64 of shape [{n}]")
+    if int(labels.min()) < 0 or int(labels.max()) >= spec.num_classes:
+        raise ValueError(f"labels must lie in 0..{spec.num_classes - 1}")
+    return labels
+
+
+def _sample_batches(
+    model: LoadedModel,
+    n: int,
+    labels: Tensor | None,
+    sampling: SampleConfig,
+    seed: int,
+    batch_size: int,
+    progress: bool,
+    info: DistInfo,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """This rank's batches ``k ≡ rank (mod W)``, batch ``k`` drawn from ``Generator(mix_seed(seed, k))``:
+    ``(images long [m, C, H, W], their positions long [m], invalid-code count [])``."""
+    spec, nb = model.spec, model.codec.num_bits
+    device = device_of(model)
     chunks, positions, invalid = [], [], torch.zeros((), dtype=torch.long)
     batches = list(range(0, n, batch_size))
     mine = [k for k in range(len(batches)) if k % info.world_size == info.rank]
-    from tqdm.auto import tqdm
-
     total = sum(min(batches[k] + batch_size, n) - batches[k] for k in mine)
     bar = tqdm(total=total, desc="sampling", unit="img", disable=not (progress and info.is_main))
     for k in mine:
         lo, hi = batches[k], min(batches[k] + batch_size, n)
         gen = torch.Generator(device).manual_seed(mix_seed(seed, k))
         cond = None if labels is None else labels[lo:hi].to(device)
+        shape = (hi - lo, spec.channels * nb, spec.image_size, spec.image_size)
         bits = sample_bits(
-            model.denoiser,
-            model.config.model,
-            spec.num_values,
-            (hi - lo, spec.channels * nb, spec.image_size, spec.image_size),
-            steps=settings["steps"],
-            sampler=settings["sampler"],
-            td=settings["td"],
-            cond=cond,
-            guidance=settings["guidance"],
-            generator=gen,
-            ddpm_variance=settings["ddpm_variance"],
-            precision=settings["precision"],
-            device=device,
-            momentum=settings["momentum"],
-            self_guidance=settings["self_guidance"],
+            model.denoiser, model.config.model, spec.num_values, shape, sampling, cond=cond, generator=gen
         )
         images, bad = model.codec.decode_images(bits, return_invalid=True)
         chunks.append(images.cpu())
@@ -154,21 +138,57 @@ def generate(
         invalid += bad.sum().cpu()
         bar.update(hi - lo)
     bar.close()
-    shape = (0, spec.channels, spec.image_size, spec.image_size)
-    local = torch.cat(chunks) if chunks else torch.zeros(shape, dtype=torch.long)
+    empty = torch.zeros((0, spec.channels, spec.image_size, spec.image_size), dtype=torch.long)
+    local = torch.cat(chunks) if chunks else empty
     pos = torch.cat(positions) if positions else torch.zeros(0, dtype=torch.long)
+    return local, pos, invalid
+
+
+@torch.no_grad()
+def generate(
+    model: LoadedModel,
+    n: int,
+    sampling: SampleConfig | None = None,
+    *,
+    labels: Tensor | None = None,
+    seed: int = 0,
+    batch_size: int = 500,
+    progress: bool = True,
+    dist_info: DistInfo | None = None,
+) -> Generated:
+    """Sample ``n`` images.
+
+    Args:
+        model: a loaded model.
+        n: number of images.
+        sampling: the sampler settings (default the run's ``config.sample``; change fields with
+            ``dataclasses.replace(model.config.sample, steps=..., ...)``); ``precision="auto"`` is resolved
+            for the model's device and image size (:func:`~bitcompose.images.model.image_precision`).
+        labels: ``[n]`` class labels for a conditional model (default :func:`balanced_labels`); must be None
+            for an unconditional model.
+        seed: seed of the sampling noise.
+        batch_size: images per sampling batch.
+        progress: show a bar over batches.
+        dist_info: distributed placement (rank 0 receives all images; other ranks get an empty result).
+    """
+    info = dist_info or DistInfo(device=device_of(model))
+    s = model.config.sample if sampling is None else sampling
+    s = replace(s, precision=image_precision(s.precision, device_of(model), model.spec.image_size))
+    labels = _checked_labels(model, n, labels, s)
+    start = time.perf_counter()
+    local, pos, invalid = _sample_batches(model, n, labels, s, seed, batch_size, progress, info)
     if info.distributed:
         backend_device = info.device
         all_images = gather_to_main(local.to(backend_device), info)
         all_pos = gather_to_main(pos.to(backend_device), info)
         total_invalid = gather_to_main(invalid.reshape(1).to(backend_device), info)
         if not info.is_main:
-            return Generated(local[:0], None, 0.0, time.perf_counter() - start, settings)
+            return Generated(local[:0], None, 0.0, time.perf_counter() - start, s, seed, model.ema)
         assert all_images is not None and all_pos is not None and total_invalid is not None
         order = torch.argsort(all_pos.cpu())
         local, invalid = all_images.cpu()[order], total_invalid.sum().cpu()
     fraction = float(invalid) / float(local.numel()) if local.numel() else 0.0
-    return Generated(local, labels, fraction, time.perf_counter() - start, settings)
+    return Generated(local, labels, fraction, time.perf_counter() - start, s, seed, model.ema)
 
 
 def score_samples(

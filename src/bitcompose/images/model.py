@@ -16,11 +16,14 @@ import torch
 
 from bitcompose.core.bits import BitCodec
 from bitcompose.core.config import Config
+from bitcompose.core.grid import TimeGrid
 from bitcompose.core.precision import resolve_precision
 from bitcompose.diffusion import BitDenoiser
+from bitcompose.diffusion.as_model import cfg_model
 from bitcompose.diffusion.masked import masked_sample
-from bitcompose.diffusion.samplers import sample
-from bitcompose.images.config import ModelConfig, TrainConfig
+from bitcompose.diffusion.options import SamplingOptions
+from bitcompose.diffusion.samplers import sample_model
+from bitcompose.images.config import ModelConfig, SampleConfig, TrainConfig
 from bitcompose.nets.unet import UNet, UNetConfig
 from bitcompose.training.checkpoint import find_checkpoint, load_checkpoint, load_state_strict
 
@@ -34,6 +37,8 @@ __all__ = [
     "checkpoint_config",
     "parse_checkpoint_config",
     "load_model",
+    "sample_bits",
+    "sampling_options",
     "image_precision",
     "MIN_BF16_IMAGE_SIZE",
 ]
@@ -193,41 +198,58 @@ def load_model(path: str | Path, *, ema: bool = True, device: str | torch.device
     return LoadedModel(denoiser, codec, config, spec, step, folder, use_ema)
 
 
+def sampling_options(sampling: SampleConfig) -> SamplingOptions:
+    """The diffusion samplers' :class:`~bitcompose.diffusion.options.SamplingOptions` of a run's sampler settings
+    (its ``steps`` and ``td`` make the time grid, its ``guidance`` the guided model)."""
+    return SamplingOptions(
+        sampler=sampling.sampler,
+        ddpm_variance=sampling.ddpm_variance,
+        precision=sampling.precision,
+        momentum=sampling.momentum,
+        self_guidance=sampling.self_guidance,
+    )
+
+
 def sample_bits(
     denoiser: BitDenoiser,
     model: ModelConfig,
     num_values: int,
     shape: tuple[int, ...],
+    sampling: SampleConfig,
     *,
-    steps: int,
-    sampler: str,
-    td: float,
-    cond: Any,
-    guidance: float,
+    cond: Any = None,
     generator: torch.Generator,
-    ddpm_variance: str,
-    precision: str,
-    device: torch.device,
-    momentum: float,
-    self_guidance: float,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Analog bits ``shape`` = ``[B, C·num_bits, H, W]`` from an image model: :func:`~bitcompose.sample` (DDIM, DDPM,
-    DPM-Solver++(2M)), or for ``model.prediction == "masked"`` the absorbing-state model's ancestral sampler, which
-    takes ``sampler="ddpm"`` and none of td, guidance, momentum or self-guidance (``ValueError`` otherwise)."""
+    """Analog bits ``shape`` = ``[B, C·num_bits, H, W]`` from an image model with the sampler settings ``sampling``:
+    DDIM, DDPM or DPM-Solver++(2M) (:func:`~bitcompose.diffusion.samplers.sample_model` of the CFG-guided model on
+    ``TimeGrid.uniform(steps, td)``), or for ``model.prediction == "masked"`` the absorbing-state model's
+    ancestral sampler, which takes ``sampler="ddpm"`` and none of td, guidance, momentum or self-guidance
+    (``ValueError`` otherwise). Sampling runs on the device of the denoiser's weights.
+
+    Args:
+        denoiser: the image model's denoiser.
+        model: its model config.
+        num_values: pixel values K.
+        shape: ``[B, C·num_bits, H, W]``.
+        sampling: the sampler settings (steps, sampler, td, guidance, DDPM variance, precision, Appendix G).
+        cond: class labels ``[B]`` (or None).
+        generator: the source of all noise.
+        progress: a progress bar over the steps.
+    """
+    s, device = sampling, next(denoiser.parameters()).device
     if model.prediction == "masked":
-        if sampler != "ddpm" or td or guidance or momentum or self_guidance:
+        if s.sampler != "ddpm" or s.td or s.guidance or s.momentum or s.self_guidance:
             raise ValueError(
                 "a masked (absorbing-state) model is sampled ancestrally: sampler=ddpm, without td, guidance, "
                 "momentum or self-guidance"
             )
         return masked_sample(
-            denoiser, shape, num_values=num_values, steps=steps, cond=cond, generator=generator,
-            precision=precision, device=device,
+            denoiser, shape, num_values=num_values, steps=s.steps, cond=cond, generator=generator,
+            precision=s.precision, device=device,
         )  # fmt: skip
-    return sample(
-        denoiser, shape, steps=steps, sampler=sampler, td=td, cond=cond,  # type: ignore[arg-type]
-        guidance=guidance, generator=generator, progress=progress,
-        ddpm_variance=ddpm_variance, precision=precision, device=device,  # type: ignore[arg-type]
-        momentum=momentum, self_guidance=self_guidance,
-    )  # fmt: skip
+    guided = cfg_model(denoiser, cond, s.guidance)
+    grid = TimeGrid.uniform(s.steps, s.td)
+    return sample_model(
+        guided, shape, grid, sampling_options(s), generator=generator, progress=progress, device=device
+    ).samples

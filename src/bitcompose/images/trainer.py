@@ -16,6 +16,7 @@ Files in the run folder: ``config.json`` (the run config), ``metrics.jsonl``, ``
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -108,23 +109,15 @@ def sample_grid(
     else:
         labels, n, nrow = None, unconditional, 8
     shape = (n, spec.channels * codec.num_bits, spec.image_size, spec.image_size)
-    s = config.sample
+    sampling = config.sample if labels is not None else dataclasses.replace(config.sample, guidance=0.0)
     bits = sample_bits(
         denoiser,  # type: ignore[arg-type]
         config.model,
         spec.num_values,
         shape,
-        steps=s.steps,
-        sampler=s.sampler,
-        td=s.td,
+        sampling,
         cond=labels,
-        guidance=s.guidance if labels is not None else 0.0,
         generator=generator,
-        ddpm_variance=s.ddpm_variance,
-        precision=s.precision,
-        device=device,
-        momentum=s.momentum,
-        self_guidance=s.self_guidance,
         progress=progress,
     )
     return codec.decode_images(bits).cpu(), None if labels is None else labels.cpu(), nrow

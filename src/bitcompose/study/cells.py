@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,17 +149,15 @@ def study_cell(
     loaded = load_or_train(model, dataset, steps=train_steps, cache=cache, progress=progress)
     judge = evaluator(dataset, cache, progress)
     train, held_out = splits(dataset)
-    out = generate(
-        loaded,
-        n,
+    sampling = replace(
+        loaded.config.sample,
         steps=cell.steps,
         sampler=cell.sampler,
         td=cell.td,
         momentum=cell.momentum,
         self_guidance=cell.self_guidance,
-        seed=seed,
-        progress=progress,
     )
+    out = generate(loaded, n, sampling, seed=seed, progress=progress)
     assert out.labels is not None  # every study model is class-conditional
     acc = float((judge.predict(out.images) == out.labels).double().mean())
     floor_n = min(n, len(held_out))  # FID is biased by sample size: samples and floor use as many images
