@@ -134,5 +134,7 @@ def test_a_table_records_its_models_so_a_changed_recipe_is_not_reused() -> None:
     plan = GuidancePlan(dataset="digits", energy_samplers=())
     settings = GuidanceExperiment(plan).settings()
     assert settings["models"] == {"score": model_key("digits", "score")}
-    assert model_key("digits", "score") != model_key("digits", "score", steps=5)  # another recipe, another key
+    assert model_key("digits", "score") != model_key(
+        "digits", "score", steps=5
+    )  # another recipe, another key
     assert model_key("digits", "score") != model_key("digits", "energy")
