@@ -138,3 +138,21 @@ def test_a_table_records_its_models_so_a_changed_recipe_is_not_reused() -> None:
         "digits", "score", steps=5
     )  # another recipe, another key
     assert model_key("digits", "score") != model_key("digits", "energy")
+
+
+@dataclass
+class _Part(_Toy):
+    models: dict[str, str] = field(default_factory=dict)
+
+    def settings(self) -> dict[str, Any]:
+        return {"n": self.n, "models": self.models}
+
+
+def test_parts_with_other_models_share_a_folder_but_a_changed_model_is_refused(tmp_path: Path) -> None:
+    quiet = {"command": "toy", "log": lambda s: None}
+    run_experiment(_Part(models={"a": "k1"}), tmp_path, **quiet)  # type: ignore[arg-type]
+    run_experiment(_Part(models={"b": "k2"}), tmp_path, **quiet)  # type: ignore[arg-type]
+    stored = json.loads((tmp_path / "experiment.json").read_text())["toy"]
+    assert stored == {"n": 3, "models": {"a": "k1", "b": "k2"}}
+    with pytest.raises(ValueError, match="model a: k1 → k9"):
+        run_experiment(_Part(models={"a": "k9"}), tmp_path, **quiet)  # type: ignore[arg-type]

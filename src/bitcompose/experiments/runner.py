@@ -166,23 +166,36 @@ def _canonical(value: Any) -> Any:
 
 
 def check_settings(out: Path, name: str, settings: dict[str, Any]) -> None:
-    """Refuse ``out`` when it holds cells of ``name`` computed with other settings; record them otherwise."""
+    """Refuse ``out`` when it holds cells of ``name`` computed with other settings; record them otherwise.
+
+    ``settings["models"]``, when given, maps each model a run uses to its cache key: a model seen before must have
+    the same key, a new one is added (parts of an experiment that use other models share a folder)."""
     path = out / SETTINGS
     wanted = _canonical(settings)
     stored = json.loads(path.read_text()) if path.is_file() else {}
     old = stored.get(name)
-    if old is not None and old != wanted:
-        changed = ", ".join(
-            f"{k}: {old.get(k)!r} → {wanted.get(k)!r}"
-            for k in sorted({*old, *wanted})
-            if old.get(k) != wanted.get(k)
-        )
-        raise ValueError(
-            f"{out} holds {name} cells computed with other settings ({changed}); choose another output folder, "
-            f"or delete {out / 'cells'} to recompute them"
-        )
     if old is None:
         write_text(path, json.dumps({**stored, name: wanted}, indent=2) + "\n")
+        return
+    old_models, new_models = old.get("models", {}), wanted.get("models", {})
+    changed = [
+        f"{k}: {old.get(k)!r} → {wanted.get(k)!r}"
+        for k in sorted({*old, *wanted} - {"models"})
+        if old.get(k) != wanted.get(k)
+    ]
+    changed += [
+        f"model {m}: {old_models[m]} → {key}"
+        for m, key in new_models.items()
+        if old_models.get(m, key) != key
+    ]
+    if changed:
+        raise ValueError(
+            f"{out} holds {name} cells computed with other settings ({', '.join(changed)}); choose another output "
+            f"folder, or delete {out / 'cells'} to recompute them"
+        )
+    if set(new_models) - set(old_models):
+        merged = {**old, "models": {**old_models, **new_models}}
+        write_text(path, json.dumps({**stored, name: merged}, indent=2) + "\n")
 
 
 def _one_thread() -> None:

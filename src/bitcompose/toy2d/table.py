@@ -129,7 +129,7 @@ class Toy2dExperiment:
         """Every option of the cells but the cache's location, and the cache entries of the trained models (a
         changed recipe is another model: its old cells are not reused)."""
         options = {k: v for k, v in vars(self.options).items() if k not in ("cache", "use_cache")}
-        return {**options, "models": [c.key() for c in self._configs()]}
+        return {**options, "models": {c.name(): c.key() for c in self._configs()}}
 
     def _configs(self) -> list[TrainConfig]:
         o, configs = self.options, []
