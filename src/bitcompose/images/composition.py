@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bitcompose.compose import Negation, Product, annealed_mcmc, reverse_diffusion
+from bitcompose.compose import MCMCOptions, Negation, Product, annealed_mcmc, reverse_diffusion
 from bitcompose.compose.kernels import noise_scaled_kernel
 from bitcompose.core.model import DiffusionModel
 from bitcompose.diffusion.as_model import as_model
@@ -111,20 +111,19 @@ def sample_composite(
     if sampler == "reverse":
         res = reverse_diffusion(model, shape, generator=generator, progress=progress)
     else:
-        kernel = noise_scaled_kernel(sampler, model.grid(), step)
+        grid = model.grid()
         smc = resample_ess is not None
-        res = annealed_mcmc(
-            model,
-            shape,
-            kernel=kernel,
+        options = MCMCOptions(
+            noise_scaled_kernel(sampler, grid, step),
             steps_per_level=steps_per_level,
             driver="anneal" if smc else "reverse",
-            mcmc_min_level=0 if smc else mcmc_min_level,
+            min_level=0.0 if smc else mcmc_min_level / len(grid),
             resample_ess=resample_ess,
-            resample_groups=resample_groups if smc else None,
             final_step=smc,
-            generator=generator,
-            progress=progress,
+        )
+        groups = resample_groups if smc else None
+        res = annealed_mcmc(
+            model, shape, grid, options, resample_groups=groups, generator=generator, progress=progress
         )
     acc = None
     if res.acceptance is not None and bool(torch.isfinite(res.acceptance).any()):
