@@ -17,6 +17,7 @@ from bitcompose import (
     BitCodec,
     BitDenoiser,
     CFGConjunction,
+    MCMCOptions,
     Negation,
     Product,
     TimeGrid,
@@ -87,7 +88,9 @@ def test_annealed_hmc_recovers_the_product_of_two_gaussian_denoisers_reverse_dif
     assert abs(rev_mean - true_mean) > 20 * math.sqrt(true_var / n)  # ... which is biased
     assert abs(rev_var / true_var - 1) > 0.2
     assert rev.nfe == 100 and rev.acceptance is None
-    hmc = annealed_mcmc(prod, (n, 2), kernel=HMC(step_size=0.03), generator=g, dtype=torch.float64)
+    hmc = annealed_mcmc(
+        prod, (n, 2), None, MCMCOptions(kernel=HMC(step_size=0.03)), generator=g, dtype=torch.float64
+    )
     lvl_mean, lvl_var = _level_product(prod.grid()[0].gamma)
     assert (hmc.samples.mean(0) - lvl_mean).abs().max() < 5 * math.sqrt(lvl_var / n)
     assert (hmc.samples.var(0) / lvl_var - 1).abs().max() < 5 * math.sqrt(2 / n)
@@ -122,7 +125,13 @@ def test_composed_image_denoisers_sample_with_every_kernel(kernel: object) -> No
         elif kernel == "ddim":
             res = sample_model(model, shape, TimeGrid.uniform(levels), generator=g)
         else:
-            res = annealed_mcmc(model, shape, kernel=kernel, steps_per_level=2, final_step=True, generator=g)  # type: ignore[arg-type]
+            res = annealed_mcmc(
+                model,
+                shape,
+                None,
+                MCMCOptions(kernel=kernel, steps_per_level=2, final_step=True),
+                generator=g,
+            )  # type: ignore[arg-type]
             if isinstance(kernel, MALA | HMC):
                 assert res.acceptance is not None
                 acc = res.acceptance[~torch.isnan(res.acceptance)]
@@ -138,9 +147,12 @@ def test_reverse_driver_on_images_runs_mcmc_on_the_noisy_levels_only() -> None:
     den, codec = _tiny_unet_denoiser()
     model = Product(*(as_model(den, cond=c, num_levels=6) for c in (0, 2)))
     res = annealed_mcmc(
-        model, (2, codec.num_bits, 8, 8), kernel=HMC(step_size=0.01), steps_per_level=1, driver="reverse",
-        mcmc_min_level=3, generator=torch.Generator().manual_seed(1),
-    )  # fmt: skip
+        model,
+        (2, codec.num_bits, 8, 8),
+        None,
+        MCMCOptions(kernel=HMC(step_size=0.01), steps_per_level=1, driver="reverse", min_level=0.5),
+        generator=torch.Generator().manual_seed(1),
+    )
     assert res.acceptance is not None
     assert torch.isnan(res.acceptance[:3]).all() and torch.isfinite(res.acceptance[3:]).all()
     assert res.samples.abs().max() <= 1.0
@@ -169,7 +181,11 @@ def test_self_conditioning_is_sampler_state_in_the_mcmc_drivers() -> None:
 
     model = as_model(fn, num_levels=3, scale=1.0)  # a plain callable is self-conditioned by default
     res = annealed_mcmc(
-        model, (4, 2), kernel=ULA(step_size=1e-3), steps_per_level=2, generator=torch.Generator()
+        model,
+        (4, 2),
+        None,
+        MCMCOptions(kernel=ULA(step_size=1e-3), steps_per_level=2),
+        generator=torch.Generator(),
     )
     # per level: one evaluation that refreshes the estimate, then 2 kernel steps that all see that estimate
     assert res.nfe == 3 * (1 + 2) and len(seen) == 9

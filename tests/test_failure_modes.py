@@ -17,6 +17,7 @@ from torch import Tensor
 from _train_tiny import TINY_SETS, cli_sets, tiny_config, tiny_dataset
 from bitcompose import (
     GaussianModel,
+    MCMCOptions,
     Product,
     TimeGrid,
     annealed_mcmc,
@@ -215,12 +216,16 @@ def test_nan_from_a_model_is_never_returned_silently() -> None:
     g = torch.Generator().manual_seed(0)
     rev = reverse_diffusion(_HalfNaN(), (50, 2), generator=g)
     assert torch.isfinite(rev.samples).all() and rev.rejected_nonfinite == 5 * 10  # 5 bad samples × 10 levels
-    ann = annealed_mcmc(_HalfNaN(), (50, 2), kernel="hmc", driver="reverse", steps_per_level=1, generator=g)
+    ann = annealed_mcmc(
+        _HalfNaN(), (50, 2), None, MCMCOptions(kernel="hmc", steps_per_level=1, driver="reverse"), generator=g
+    )
     assert torch.isfinite(ann.samples).all() and ann.rejected_nonfinite > 0
     with pytest.raises(ValueError, match="non-finite values for every sample"):
         reverse_diffusion(_HalfNaN(everywhere=True), (8, 2), generator=g)
     with pytest.raises(ValueError, match="every MCMC proposal .* was non-finite"):
-        annealed_mcmc(_HalfNaN(everywhere=True), (8, 2), kernel="ula", steps_per_level=1, generator=g)
+        annealed_mcmc(
+            _HalfNaN(everywhere=True), (8, 2), None, MCMCOptions(kernel="ula", steps_per_level=1), generator=g
+        )
     with pytest.raises(ValueError, match="finite"):
         Product(GaussianModel([0.0], schedule=DiscreteSchedule.cosine(10), std=1.0),
                 GaussianModel([1.0], schedule=DiscreteSchedule.cosine(10), std=1.0), weights=[1.0, float("nan")])  # fmt: skip

@@ -10,6 +10,7 @@ import torch
 
 from bitcompose.cli import main
 from bitcompose.compose import ClassifierGuidance
+from bitcompose.compose.composite_sampling import MCMCSettings, sample_composite
 from bitcompose.data import small_images
 from bitcompose.data.images import ImageDataset
 from bitcompose.diffusion.as_model import as_model
@@ -19,7 +20,6 @@ from bitcompose.guidance.cells import guidance_cell, guided_samples
 from bitcompose.guidance.guide import accuracy_by_time, guide_codec, load_or_train_guide, noised
 from bitcompose.guidance.page import summary_checks
 from bitcompose.guidance.table import GuidancePlan, run_guidance_table
-from bitcompose.images.composition import MCMCSettings, sample_composite
 from bitcompose.nets.noisy_classifier import NoisyClassifier, NoisyClassifierConfig, build_noisy_classifier
 
 # ---- data ------------------------------------------------------------------------------------------------------
@@ -121,13 +121,13 @@ def test_the_sampler_hands_the_guide_every_level_time(tiny, guide):
 @pytest.mark.parametrize("sampler", ["reverse", "hmc"])
 def test_guidance_at_w0_equals_unguided_sampling(tiny, guide, sampler, param):
     loaded = tiny[param]
-    mcmc = MCMCSettings(mcmc_min_level=90)
+    mcmc = MCMCSettings(min_level=0.9)
     labels = torch.tensor([1, 2, 3])
     gen = torch.Generator().manual_seed(5)
     guided, _ = guided_samples(loaded, guide, labels, 0.0, sampler, mcmc, gen, levels=20)
     plain, _ = sample_composite(
-        as_model(loaded.denoiser, num_levels=20), tuple(guided.shape), sampler, steps_per_level=1, step=mcmc.step,
-        mcmc_min_level=18, generator=torch.Generator().manual_seed(5),
+        as_model(loaded.denoiser, num_levels=20), tuple(guided.shape), sampler,
+        MCMCSettings(steps_per_level=1, step=mcmc.step, min_level=18 / 20), generator=torch.Generator().manual_seed(5),
     )  # fmt: skip
     assert torch.allclose(guided, plain, atol=1e-5)
     assert torch.equal(loaded.codec.decode_images(guided), loaded.codec.decode_images(plain))
@@ -154,7 +154,7 @@ REPORT_KEYS = {"dataset", "sampler", "param", "scale", "n", "accuracy", "accurac
 def test_a_tiny_guided_cell_returns_valid_codes(cache, guide, sampler, param):
     res = guidance_cell(
         "digits", 4.0, sampler, param=param, n=6, train_steps=3, guide_steps=150, cache=cache, progress=False,
-        mcmc=MCMCSettings(mcmc_min_level=50), levels=20,
+        mcmc=MCMCSettings(min_level=0.5), levels=20,
     )  # fmt: skip
     r = res.report
     assert REPORT_KEYS <= set(r) and json.loads(json.dumps(r)) == r
@@ -176,13 +176,13 @@ def test_smc_runs_on_the_energy_model(cache, guide, tiny):
 
 
 def test_smc_resamples_only_among_the_samples_asking_for_the_same_class(tiny, guide, monkeypatch):
-    import bitcompose.images.composition as composition
+    import bitcompose.compose.composite_sampling as composition
 
     seen = {}
     run = composition.annealed_mcmc
 
     def spy(*args, **kwargs):
-        seen.update(kwargs)
+        seen.update(kwargs, options=args[3])
         return run(*args, **kwargs)
 
     monkeypatch.setattr(composition, "annealed_mcmc", spy)
@@ -191,15 +191,15 @@ def test_smc_resamples_only_among_the_samples_asking_for_the_same_class(tiny, gu
     guided_samples(
         tiny["energy"], guide, labels, 2.0, "hmc", mcmc, torch.Generator().manual_seed(0), levels=5
     )
-    assert seen["resample_ess"] == 0.5 and torch.equal(seen["resample_groups"], labels)
+    assert seen["options"].resample_ess == 0.5 and torch.equal(seen["resample_groups"], labels)
 
 
 def test_smc_of_a_composite_whose_conditions_are_unknown_is_refused(tiny):
     model = as_model(tiny["energy"].denoiser, num_levels=5)
     with pytest.raises(ValueError, match="resample_groups"):
         sample_composite(
-            model, (2, 5, 8, 8), "hmc", steps_per_level=1, step=0.2, mcmc_min_level=0,
-            generator=torch.Generator(), resample_ess=0.5,
+            model, (2, 5, 8, 8), "hmc", MCMCSettings(steps_per_level=1, step=0.2, min_level=0.0, resample_ess=0.5),
+            generator=torch.Generator(),
         )  # fmt: skip
 
 
@@ -221,7 +221,7 @@ def test_the_table_runs_resumes_and_writes_its_page(tmp_path, cache, tiny, guide
     monkeypatch.setattr("bitcompose.guidance.guide.GUIDE_STEPS", 150)
     plan = GuidancePlan(
         dataset="digits", scales=(2.0,), samplers=("reverse", "ula"), other_samplers=(), other_scale=2.0,
-        energy_samplers=("reverse",), matched_levels=30, levels=20, n=4, mcmc=MCMCSettings(mcmc_min_level=50),
+        energy_samplers=("reverse",), matched_levels=30, levels=20, n=4, mcmc=MCMCSettings(min_level=0.5),
     )  # fmt: skip
     assert [c.name for c in plan.cells()] == [
         "w0-reverse-score-20lv", "w2-reverse-score-20lv", "w2-ula-score-20lv", "w2-reverse-score-30lv",

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from bitcompose.compose import GaussianModel, Product
-from bitcompose.compose.drivers import annealed_mcmc, reverse_diffusion
+from bitcompose.compose.drivers import MCMCOptions, annealed_mcmc, reverse_diffusion
 from bitcompose.compose.kernels import (
     HMC,
     MALA,
@@ -86,7 +86,9 @@ def test_annealed_hmc_recovers_gaussian_product_while_reverse_diffusion_is_biase
     assert (rev_mean - true_mean).abs().max() > 20 * float((true_cov.diagonal() / n).sqrt().max())
     assert ((rev.var(0) / true_cov.diagonal() - 1).abs() > 0.2).all()
     # annealed HMC (variant A) samples level 0 of the path: the product of the level-0 Gaussians
-    hmc = annealed_mcmc(prod, (n, 2), kernel=HMC(step_size=0.03), generator=g, dtype=torch.float64)
+    hmc = annealed_mcmc(
+        prod, (n, 2), None, MCMCOptions(kernel=HMC(step_size=0.03)), generator=g, dtype=torch.float64
+    )
     lvl0_mean, lvl0_cov = _product_moments(0)
     _check_moments(hmc.samples, lvl0_mean, lvl0_cov, n_se=5)
     _check_moments(hmc.samples, true_mean, true_cov, n_se=5, extra=0.004)
@@ -97,12 +99,18 @@ def test_annealed_hmc_recovers_gaussian_product_while_reverse_diffusion_is_biase
 def test_annealed_mala_and_reverse_driver_recover_gaussian_product() -> None:
     prod = Product(*_models())
     g = torch.Generator().manual_seed(1)
-    mala = annealed_mcmc(prod, (3000, 2), kernel=MALA(step_size=2e-3), generator=g, dtype=torch.float64)
+    mala = annealed_mcmc(
+        prod, (3000, 2), None, MCMCOptions(kernel=MALA(step_size=2e-3)), generator=g, dtype=torch.float64
+    )
     _check_moments(mala.samples, *_product_moments(0), n_se=5)
     rev_hmc = annealed_mcmc(
-        prod, (3000, 2), kernel=HMC(step_size=0.03), driver="reverse", steps_per_level=5, generator=g,
+        prod,
+        (3000, 2),
+        None,
+        MCMCOptions(kernel=HMC(step_size=0.03), steps_per_level=5, driver="reverse"),
+        generator=g,
         dtype=torch.float64,
-    )  # fmt: skip
+    )
     _check_moments(rev_hmc.samples, *_product_moments(None), n_se=5, extra=0.004)
 
 
@@ -212,7 +220,11 @@ def test_nonfinite_proposals_are_rejected_and_counted(kernel: MALA | HMC | UHMC)
     model = _NaNRegion()
     x = torch.full((500, 2), 0.3, dtype=torch.float64)
     res = annealed_mcmc(
-        model, x, kernel=kernel, steps_per_level=3, generator=torch.Generator().manual_seed(0)
+        model,
+        x,
+        None,
+        MCMCOptions(kernel=kernel, steps_per_level=3),
+        generator=torch.Generator().manual_seed(0),
     )  # type: ignore[arg-type]
     assert torch.isfinite(res.samples).all()
     assert (res.samples[:, 0] <= 0.5).all()
@@ -251,7 +263,11 @@ def test_annealed_is_reproducible_and_counts_nfe() -> None:
 
     def run(seed: int, kernel: MALA | HMC | ULA) -> tuple[Tensor, int, Tensor]:
         r = annealed_mcmc(
-            prod, (64, 2), kernel=kernel, steps_per_level=2, generator=torch.Generator().manual_seed(seed)
+            prod,
+            (64, 2),
+            None,
+            MCMCOptions(kernel=kernel, steps_per_level=2),
+            generator=torch.Generator().manual_seed(seed),
         )
         return r.samples, r.nfe, r.acceptance
 
@@ -294,9 +310,12 @@ def test_reverse_driver_runs_mcmc_at_level_t_minus_1_above_cutoff() -> None:
     sched = DiscreteSchedule.cosine(6)
     rec = _Recorder(GaussianModel([0.0, 0.0], schedule=sched, std=0.5))
     res = annealed_mcmc(
-        rec, (8, 2), kernel=MALA(), steps_per_level=1, driver="reverse", mcmc_min_level=3,
+        rec,
+        (8, 2),
+        None,
+        MCMCOptions(kernel=MALA(), steps_per_level=1, driver="reverse", min_level=0.5),
         generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
+    )
     # MCMC at 5 (start); reverse step 5 -> 4, MCMC at 4; 4 -> 3, MCMC at 3; then plain reverse steps 3, 2, 1, 0
     expected = [("both", 5), ("both", 5), ("score", 5), ("both", 4), ("both", 4), ("score", 4)]
     expected += [("both", 3), ("both", 3), ("score", 3), ("score", 2), ("score", 1), ("score", 0)]
@@ -312,7 +331,7 @@ def test_step_size_specs_and_validation() -> None:
     with pytest.raises(ValueError, match="> 0"):
         resolve_step_size(-1.0, L0)
     with pytest.raises(ValueError, match="driver"):
-        annealed_mcmc(Product(*_models()), (4, 2), kernel=ULA(), driver="bogus")
+        annealed_mcmc(Product(*_models()), (4, 2), None, MCMCOptions(kernel=ULA(), driver="bogus"))
     with pytest.raises(ValueError, match="damping"):
         UHMC(damping=1.5).step(_models()[0], torch.zeros(3, 2, dtype=torch.float64), L0, KernelState(),
                                generator=torch.Generator())  # fmt: skip
@@ -325,10 +344,20 @@ def test_kernel_by_name_and_step_size_override() -> None:
     with pytest.raises(ValueError, match="bad options"):
         make_kernel("ula", n_leapfrog=3)
     prod = Product(*_models())
-    by_name = annealed_mcmc(prod, (16, 2), kernel="mala", step_size=StepSize(0.01, 1.0), steps_per_level=1,
-                            generator=torch.Generator().manual_seed(0))  # fmt: skip
-    by_obj = annealed_mcmc(prod, (16, 2), kernel=MALA(step_size=StepSize(0.01, 1.0)), steps_per_level=1,
-                           generator=torch.Generator().manual_seed(0))  # fmt: skip
+    by_name = annealed_mcmc(
+        prod,
+        (16, 2),
+        None,
+        MCMCOptions(kernel="mala", steps_per_level=1, step_size=StepSize(0.01, 1.0)),
+        generator=torch.Generator().manual_seed(0),
+    )
+    by_obj = annealed_mcmc(
+        prod,
+        (16, 2),
+        None,
+        MCMCOptions(kernel=MALA(step_size=StepSize(0.01, 1.0)), steps_per_level=1),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.equal(by_name.samples, by_obj.samples)
 
 
@@ -353,8 +382,14 @@ def test_annealed_sampling_of_learned_energy_composites_runs_end_to_end() -> Non
         (Negation(a, EpsModel(_TinyEnergyNet(2), sched)), HMC(step_size=0.05)),  # score-only: trapezoid MH
         (Mixture(a, b), MALA(step_size=1e-3)),
     ]:
-        res = annealed_mcmc(model, (32, 2), kernel=kernel, steps_per_level=2, generator=torch.Generator().manual_seed(0),
-                            callback=lambda info: levels.append(int(sched.level(info.t))))  # fmt: skip
+        res = annealed_mcmc(
+            model,
+            (32, 2),
+            None,
+            MCMCOptions(kernel=kernel, steps_per_level=2),
+            generator=torch.Generator().manual_seed(0),
+            callback=lambda info: levels.append(int(sched.level(info.t))),
+        )
         assert torch.isfinite(res.samples).all() and res.samples.shape == (32, 2)
         assert ((res.acceptance >= 0) & (res.acceptance <= 1)).all()
     assert levels == list(range(9, -1, -1)) * 3

@@ -11,6 +11,7 @@ import torch
 
 from bitcompose.cli import main
 from bitcompose.cli.compose import SAMPLERS_CHOICES
+from bitcompose.compose.composite_sampling import SAMPLERS
 from bitcompose.core.sampling import SampleResult
 from bitcompose.data.objects import (
     CELL,
@@ -22,7 +23,6 @@ from bitcompose.data.objects import (
     prompt_name,
     render_objects,
 )
-from bitcompose.images.composition import SAMPLERS
 from bitcompose.objects.cells import accuracy, requested_cells
 from bitcompose.objects.models import load_or_train
 from bitcompose.objects.prompts import prompt_rows
@@ -100,7 +100,7 @@ def tiny(tmp_path_factory):
 def test_composed_sampler_returns_valid_codes(tiny, sampler, param):
     loaded = tiny[param]
     cells = requested_cells(2, 2, torch.Generator().manual_seed(0))
-    mcmc = MCMCSettings(steps_per_level=1, mcmc_min_level=95)
+    mcmc = MCMCSettings(steps_per_level=1, min_level=0.95)
     images, info = sample_conjunction(
         loaded, cells, 4.0, sampler, mcmc, torch.Generator().manual_seed(0), False
     )
@@ -110,7 +110,7 @@ def test_composed_sampler_returns_valid_codes(tiny, sampler, param):
     if sampler == "reverse":
         assert info["nfe"] == 100 and info["mcmc"] is None
     else:
-        assert info["nfe"] > 100 and info["mcmc"]["mcmc_min_level"] == 95
+        assert info["nfe"] > 100 and info["mcmc"]["min_level"] == 0.95
         assert sampler in ("ula", "uhmc") or 0.0 <= info["acceptance"] <= 1.0
 
 
@@ -149,19 +149,20 @@ def test_condition_groups_bind_each_target_to_one_group():
 
 
 def test_smc_of_a_conjunction_resamples_within_its_targets(tiny, monkeypatch):
-    import bitcompose.images.composition as composition
+    import bitcompose.compose.composite_sampling as composition
 
     seen = {}
 
-    def spy(model, shape, **kwargs):  # what the sampler is asked; 100 levels of SMC would be slow here
-        seen.update(kwargs)
+    def spy(model, shape, grid, options, **kwargs):  # what the sampler is asked; 100 levels of SMC: slow here
+        seen.update(kwargs, options=options)
         return SampleResult(samples=torch.zeros(shape), nfe=1)
 
     monkeypatch.setattr(composition, "annealed_mcmc", spy)
     cells = torch.tensor([[0, 5], [9, 15], [5, 0]])
     mcmc = MCMCSettings(steps_per_level=1, resample_ess=0.5)
     sample_conjunction(tiny["energy"], cells, 4.0, "hmc", mcmc, torch.Generator().manual_seed(0), False)
-    assert seen["resample_ess"] == 0.5 and torch.equal(seen["resample_groups"], condition_groups(cells, 4.0))
+    assert seen["options"].resample_ess == 0.5
+    assert torch.equal(seen["resample_groups"], condition_groups(cells, 4.0))
 
 
 def test_smc_needs_energies(tiny):

@@ -26,7 +26,7 @@ from bitcompose import (
     sample,
     sample_model,
 )
-from bitcompose.compose.drivers import annealed_mcmc, reverse_diffusion
+from bitcompose.compose.drivers import MCMCOptions, annealed_mcmc, reverse_diffusion
 from bitcompose.core.sampling import SampleResult
 
 
@@ -112,16 +112,13 @@ NAN = math.nan
 # name -> (run, samples, nfe, resampled, acceptance per level or None)
 MCMC: dict[str, tuple[Callable[[], SampleResult], list[float], int, int, list[float] | None]] = {
     "hmc_anneal": (
-        lambda: annealed_mcmc(PROD, (5, 2), kernel=HMC(step_size=0.3), steps_per_level=2, generator=_g(7)),
+        lambda: annealed_mcmc(PROD, (5, 2), None, MCMCOptions(kernel=HMC(step_size=0.3), steps_per_level=2), generator=_g(7)),
         [0.322163, -0.026802, 0.454202, 0.189842, -0.046324, -0.024588, 0.454513, 0.172426, 0.429083, 0.535977],
         140, 0,
         [1.0, 0.8, 1.0, 1.0, 1.0, 1.0, 0.9, 0.9, 0.9, 1.0, 0.9, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
     ),
     "mala_reverse_upper_levels": (
-        lambda: annealed_mcmc(
-            PROD, (5, 2), kernel=MALA(step_size=0.05), steps_per_level=1, driver="reverse", mcmc_min_level=8,
-            generator=_g(8),
-        ),
+        lambda: annealed_mcmc(PROD, (5, 2), None, MCMCOptions(kernel=MALA(step_size=0.05), steps_per_level=1, driver="reverse", min_level=0.4), generator=_g(8)),
         [0.683384, -0.019108, 0.276121, 0.328738, 0.415672, 0.275358, 0.502774, 0.263378, 0.239999, 0.175953],
         44, 0,
         [NAN] * 8 + [0.6, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0],
@@ -132,10 +129,7 @@ MCMC: dict[str, tuple[Callable[[], SampleResult], list[float], int, int, list[fl
         20, 0, None,
     ),
     "ula_grouped_smc_final_step": (
-        lambda: annealed_mcmc(
-            PROD, (6, 2), kernel=ULA(step_size=0.01), steps_per_level=1, resample_ess=0.9,
-            resample_groups=torch.tensor([0, 0, 0, 1, 1, 1]), final_step=True, generator=_g(10),
-        ),
+        lambda: annealed_mcmc(PROD, (6, 2), None, MCMCOptions(kernel=ULA(step_size=0.01), steps_per_level=1, resample_ess=0.9, final_step=True), resample_groups=torch.tensor([0, 0, 0, 1, 1, 1]), generator=_g(10)),
         [0.28837, 0.04918, 0.536757, 0.211721, 0.523769, 0.092435,
          -0.195536, -0.369512, -0.080008, -0.051845, -0.369347, -0.07239],
         59, 7, [NAN] * 20,

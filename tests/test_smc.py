@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bitcompose.compose import EpsModel, GaussianModel, Mixture, Product
-from bitcompose.compose.drivers import annealed_mcmc
+from bitcompose.compose.drivers import MCMCOptions, annealed_mcmc
 from bitcompose.compose.kernels import HMC
 from bitcompose.compose.smc import effective_sample_size, resample_within_groups, systematic_resample
 from bitcompose.core.model import DiffusionModel, Prediction, TimeLike, as_times
@@ -61,9 +61,8 @@ def test_resampling_restores_the_mode_share_that_annealing_loses(steps: int) -> 
         res = annealed_mcmc(
             model,
             (2000, 2),
-            kernel=kernel,
-            steps_per_level=steps,
-            resample_ess=ess,
+            None,
+            MCMCOptions(kernel=kernel, steps_per_level=steps, resample_ess=ess),
             generator=torch.Generator().manual_seed(0),
         )
         shares[ess] = float((res.samples[:, 0] < 0).double().mean())
@@ -76,12 +75,12 @@ def test_resampling_restores_the_mode_share_that_annealing_loses(steps: int) -> 
 def test_resampling_needs_energies_and_the_anneal_driver() -> None:
     model = _two_modes_times_wide_gaussian()
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
-        annealed_mcmc(model, (4, 2), kernel="ula", resample_ess=1.5)
+        annealed_mcmc(model, (4, 2), None, MCMCOptions(kernel="ula", resample_ess=1.5))
     with pytest.raises(ValueError, match="driver='anneal'"):
-        annealed_mcmc(model, (4, 2), kernel="ula", resample_ess=0.5, driver="reverse")
+        annealed_mcmc(model, (4, 2), None, MCMCOptions(kernel="ula", driver="reverse", resample_ess=0.5))
     score_only = EpsModel(torch.nn.Identity(), SCHEDULE)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="score-only"):
-        annealed_mcmc(score_only, (4, 2), kernel="ula", resample_ess=0.5)
+        annealed_mcmc(score_only, (4, 2), None, MCMCOptions(kernel="ula", resample_ess=0.5))
 
 
 # ---- resampling within groups (slots bound to different conditions) -------------------------------------------
@@ -119,9 +118,8 @@ def _wrong_mode_share(groups: torch.Tensor | None, ess: float | None) -> tuple[f
     res = annealed_mcmc(
         _PerSlotGaussian(means, 0.1),
         (400, 16),
-        kernel=HMC(step_size=0.01, n_leapfrog=2),
-        steps_per_level=1,
-        resample_ess=ess,
+        None,
+        MCMCOptions(kernel=HMC(step_size=0.01, n_leapfrog=2), steps_per_level=1, resample_ess=ess),
         resample_groups=groups,
         generator=torch.Generator().manual_seed(0),
     )
@@ -171,12 +169,11 @@ def test_one_group_is_the_ungrouped_sampler_bit_for_bit() -> None:
         annealed_mcmc(
             model,
             (300, 2),
-            kernel=kernel,
-            steps_per_level=1,
-            resample_ess=0.5,
+            None,
+            MCMCOptions(kernel=kernel, steps_per_level=1, resample_ess=0.5),
             resample_groups=groups,
             generator=torch.Generator().manual_seed(3),
-        )  # fmt: skip
+        )
         for groups in (None, torch.full((300,), 4))
     ]
     assert runs[0].resampled > 0 and runs[0].resampled == runs[1].resampled
@@ -186,14 +183,32 @@ def test_one_group_is_the_ungrouped_sampler_bit_for_bit() -> None:
 def test_resample_groups_are_checked() -> None:
     model = _two_modes_times_wide_gaussian()
     with pytest.raises(ValueError, match="needs resample_ess"):
-        annealed_mcmc(model, (4, 2), kernel="ula", resample_groups=torch.zeros(4, dtype=torch.long))
+        annealed_mcmc(
+            model, (4, 2), None, MCMCOptions(kernel="ula"), resample_groups=torch.zeros(4, dtype=torch.long)
+        )
     with pytest.raises(ValueError, match="integer dtype"):
-        annealed_mcmc(model, (4, 2), kernel="ula", resample_ess=0.5, resample_groups=torch.zeros(4))
+        annealed_mcmc(
+            model, (4, 2), None, MCMCOptions(kernel="ula", resample_ess=0.5), resample_groups=torch.zeros(4)
+        )
     with pytest.raises(ValueError, match="integer dtype"):
-        annealed_mcmc(model, (4, 2), kernel="ula", resample_ess=0.5, resample_groups=torch.zeros(4).bool())
+        annealed_mcmc(
+            model,
+            (4, 2),
+            None,
+            MCMCOptions(kernel="ula", resample_ess=0.5),
+            resample_groups=torch.zeros(4).bool(),
+        )
     with pytest.raises(ValueError, match=r"shape \[4\]"):
-        annealed_mcmc(model, (4, 2), kernel="ula", resample_ess=0.5, resample_groups=torch.zeros(5).long())
+        annealed_mcmc(
+            model,
+            (4, 2),
+            None,
+            MCMCOptions(kernel="ula", resample_ess=0.5),
+            resample_groups=torch.zeros(5).long(),
+        )
     with pytest.raises(ValueError, match="integer tensor"):
-        annealed_mcmc(model, (4, 2), kernel="ula", resample_ess=0.5, resample_groups=[0, 0, 1, 1])  # type: ignore[arg-type]
+        annealed_mcmc(
+            model, (4, 2), None, MCMCOptions(kernel="ula", resample_ess=0.5), resample_groups=[0, 0, 1, 1]
+        )  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         resample_within_groups(torch.zeros(4), torch.zeros(4).long(), torch.Generator(), ess_fraction=0.0)

@@ -27,7 +27,7 @@ __all__ = ["register"]
 
 
 def _samplers(text: str) -> tuple[str, ...]:
-    from bitcompose.images.composition import SAMPLERS
+    from bitcompose.compose.composite_sampling import SAMPLERS
 
     names = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [s for s in names if s not in SAMPLERS]
@@ -39,6 +39,7 @@ def _samplers(text: str) -> tuple[str, ...]:
 
 
 def _classes(args: argparse.Namespace) -> int:
+    from bitcompose.compose.composite_sampling import MCMCSettings
     from bitcompose.data.images import load_image_dataset
     from bitcompose.figures.plots import labelled_rows
     from bitcompose.images.classifier import load_or_train_classifier
@@ -53,6 +54,7 @@ def _classes(args: argparse.Namespace) -> int:
     cfg = loaded.config.data
     dataset = load_image_dataset(cfg.name, root=cfg.root, path=cfg.path, levels=cfg.levels)
     classifier = load_or_train_classifier(dataset, progress=not args.no_progress)
+    mcmc = MCMCSettings(steps_per_level=args.steps_per_level, step=args.step, min_level=args.mcmc_min_level)
     rows = compose_classes(
         loaded,
         args.a,
@@ -60,9 +62,7 @@ def _classes(args: argparse.Namespace) -> int:
         samplers=args.samplers,
         n=args.n,
         alpha=args.alpha,
-        steps_per_level=args.steps_per_level,
-        step=args.step,
-        mcmc_min_level=args.mcmc_min_level,
+        mcmc=mcmc,
         seed=args.seed,
         classifier=classifier,
     )
@@ -77,7 +77,7 @@ def _classes(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "steps_per_level": args.steps_per_level,
         "step": args.step,
-        "mcmc_min_level": args.mcmc_min_level,
+        "min_level": args.mcmc_min_level,
         "png": str(out),
         "rows": {r.name: r.metrics for r in rows},
     }
@@ -87,12 +87,12 @@ def _classes(args: argparse.Namespace) -> int:
 
 
 def _mcmc(args: argparse.Namespace) -> Any:
-    from bitcompose.images.composition import MCMCSettings
+    from bitcompose.compose.composite_sampling import MCMCSettings
 
     return MCMCSettings(
         steps_per_level=args.steps_per_level,
         step=args.step,
-        mcmc_min_level=args.mcmc_min_level,
+        min_level=args.mcmc_min_level,
         resample_ess=args.resample_ess,
     )
 
@@ -193,7 +193,7 @@ def _guidance(args: argparse.Namespace) -> int:
 
 
 def _add_mcmc_options(p: argparse.ArgumentParser, *, weight: bool = True) -> None:
-    from bitcompose.images.composition import MCMCSettings  # noqa: PLC0415 (torch only when the command runs)
+    from bitcompose.compose.composite_sampling import MCMCSettings  # noqa: PLC0415 (torch only when the command runs)
 
     p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="sampling seed (default 0)")
     if weight:
@@ -214,9 +214,9 @@ def _add_mcmc_options(p: argparse.ArgumentParser, *, weight: bool = True) -> Non
     )
     p.add_argument(
         "--mcmc-min-level",
-        type=int_arg("--mcmc-min-level", 0),
-        default=50,
-        help="MCMC at levels >= this (50)",
+        type=float_arg("--mcmc-min-level", 0.0, 1.0),
+        default=MCMCSettings.min_level,
+        help=f"MCMC on the levels >= this fraction of the grid ({MCMCSettings.min_level}: the noisier half)",
     )
     p.add_argument(
         "--resample-ess",
@@ -259,9 +259,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--mcmc-min-level",
-        type=int_arg("--mcmc-min-level", 0),
-        default=50,
-        help="MCMC at levels >= this (50)",
+        type=float_arg("--mcmc-min-level", 0.0, 1.0),
+        default=0.5,
+        help="MCMC on the levels >= this fraction of the grid (0.5: the noisier half)",
     )
     p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="sampling seed")
     p.add_argument("--out", required=True, help="the grid .png (the .json is written beside it)")

@@ -17,6 +17,7 @@ from bitcompose.compose.kernels import (
     make_kernel,
 )
 from bitcompose.compose.operators import CFGConjunction, ClassifierGuidance, Mixture, Negation, Product
+from bitcompose.compose.options import MCMCOptions
 from bitcompose.compose.smc import effective_sample_size, resample_within_groups, systematic_resample
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "KernelInfo",
     "KernelState",
     "MALA",
+    "MCMCOptions",
     "Mixture",
     "Negation",
     "Product",

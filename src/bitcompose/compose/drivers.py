@@ -1,7 +1,9 @@
 """Samplers of (composed) models on their annealing grid: reverse diffusion and annealed MCMC.
 
-Both walk the model's :class:`~bitcompose.core.schedules.LevelGrid` (``model.grid()`` unless a grid is given)
-from the noisiest level down, with the sampling vocabulary of :mod:`bitcompose.core.sampling`.
+Both walk the levels of a time grid (:mod:`bitcompose.core.grid`: ``model.grid()`` unless another is given; a
+plain :class:`~bitcompose.core.grid.TimeGrid` becomes levels of the model's schedule) from the noisiest level
+down, with the sampling vocabulary of :mod:`bitcompose.core.sampling`; :func:`annealed_mcmc` takes its settings
+as one :class:`~bitcompose.compose.options.MCMCOptions`.
 
 * :func:`reverse_diffusion`: ancestral DDPM steps with the model's (composed) score, ``σ² = β`` (Ho et al.
   2020): ``x_{i−1} = (x_i + β_i·s(x_i, t_i))/√(1 − β_i) + √β_i·z``, noise-free from level 0 to the data. For a
@@ -10,7 +12,8 @@ from the noisiest level down, with the sampling vocabulary of :mod:`bitcompose.c
   path and an MCMC kernel (:mod:`bitcompose.compose.kernels`) leaves each level invariant.
   ``driver="anneal"``: start from ``N(0, I)`` and run ``steps_per_level`` kernel steps at every level.
   ``driver="reverse"``: optionally ``K`` steps at the top level, then for every level an ancestral step down
-  followed by ``K`` kernel steps at the level it landed on, for levels ``≥ mcmc_min_level``.
+  followed by ``K`` kernel steps at the level it landed on, for levels ``≥ ⌊min_level·L⌋`` (``min_level`` a
+  fraction of the grid).
   ``resample_ess`` adds sequential-Monte-Carlo resampling between levels (:mod:`bitcompose.compose.smc`);
   ``resample_groups`` confines it to the slots of each group, for batches whose slots have different targets
   (a condition bound to each slot: a particle must not move into a slot that asks for another target).
@@ -25,18 +28,21 @@ the kernel runs at a level, so the kernel's target is one well-defined density.
 from __future__ import annotations
 
 import math
-from dataclasses import is_dataclass, replace
+from collections.abc import Iterable
+from dataclasses import replace
 
 import torch
 from torch import Tensor
 
-from bitcompose.compose.kernels import Kernel, KernelState, StepSizeLike, make_kernel
+from bitcompose.compose.kernels import Kernel, KernelState
+from bitcompose.compose.options import DRIVERS, MCMCOptions
 from bitcompose.compose.smc import (
     check_groups,
     effective_sample_size,
     resample_within_groups,
     systematic_resample,
 )
+from bitcompose.core.grid import Level, LevelGrid, TimeGrid
 from bitcompose.core.model import DiffusionModel, Prediction, TimeLike, check_model
 from bitcompose.core.sampling import (
     Callback,
@@ -46,12 +52,9 @@ from bitcompose.core.sampling import (
     progress_bar,
     resolve_generator,
 )
-from bitcompose.core.schedules import Level, LevelGrid
 from bitcompose.core.tensors import randn_like_from
 
-__all__ = ["ddpm_step", "reverse_diffusion", "annealed_mcmc", "initial_noise", "DRIVERS"]
-
-DRIVERS = ("anneal", "reverse")
+__all__ = ["ddpm_step", "reverse_diffusion", "annealed_mcmc", "initial_noise", "DRIVERS", "MCMCOptions"]
 
 
 class _WithSelfCond(DiffusionModel):
@@ -138,15 +141,16 @@ def initial_noise(
     return z.to(device) if device is not None else z
 
 
-def _grid(model: DiffusionModel, grid: LevelGrid | None) -> LevelGrid:
-    return model.grid() if grid is None else grid
+def _levels(model: DiffusionModel, grid: TimeGrid | None) -> LevelGrid:
+    """The levels a driver walks: ``model.grid()``, a given level grid, or a time grid on the model's schedule."""
+    return model.grid() if grid is None else grid.levels(model.schedule)
 
 
 def reverse_diffusion(
     model: DiffusionModel,
     x_or_shape: Tensor | tuple[int, ...] | list[int] | torch.Size,
+    grid: TimeGrid | None = None,
     *,
-    grid: LevelGrid | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
     callback: Callback | None = None,
@@ -158,7 +162,7 @@ def reverse_diffusion(
     Args:
         model: a model or composite.
         x_or_shape: the start ``[B, *dims]`` at the top level, or a shape to draw it from ``N(0, I)``.
-        grid: the levels (default ``model.grid()``).
+        grid: the levels (default ``model.grid()``; a plain time grid is put on the model's schedule).
         generator: source of all noise (``None``: a fresh one seeded from the OS).
         progress: show a tqdm bar.
         callback: called with a :class:`~bitcompose.core.sampling.StepInfo` after every step.
@@ -169,7 +173,7 @@ def reverse_diffusion(
         sample whose step is not finite stays where it was (counted in ``rejected_nonfinite``).
     """
     model = check_model(model, "reverse_diffusion")
-    levels = _grid(model, grid)
+    levels = _levels(model, grid)
     generator = resolve_generator(generator, device)
     x = initial_noise(x_or_shape, generator=generator, dtype=dtype, device=device)
     x0: Tensor | None = None
@@ -187,62 +191,17 @@ def reverse_diffusion(
                 x0 = keep_finite(x0_new, torch.zeros_like(x0_new) if x0 is None else x0, level.t)[0]
             times.append(level.t)
             if callback is not None:
-                t_next = levels[level.index - 1].t if level.index > 0 else 0.0
-                callback(StepInfo(k, level.t, t_next, x, x0, k + 1))
+                callback(StepInfo(k, level.t, float(levels.next_times[level.index]), x, x0, k + 1))
     return SampleResult(samples=x, nfe=len(levels), rejected_nonfinite=rejected, times=times)
-
-
-def _kernel(kernel: Kernel | str, step_size: StepSizeLike | None) -> Kernel:
-    if isinstance(kernel, str):
-        kernel = make_kernel(kernel)
-    if step_size is not None:
-        if not is_dataclass(kernel) or not hasattr(kernel, "step_size"):
-            raise ValueError(f"step_size= needs a kernel with a step_size field, got {type(kernel).__name__}")
-        kernel = replace(kernel, step_size=step_size)  # type: ignore[type-var]
-    return kernel
-
-
-def _check_annealed(
-    model: DiffusionModel,
-    driver: str,
-    steps_per_level: int,
-    mcmc_min_level: int,
-    resample_ess: float | None,
-    n_levels: int,
-) -> None:
-    """The options of :func:`annealed_mcmc`, each checked with a one-line message."""
-    if driver not in DRIVERS:
-        raise ValueError(f"driver must be one of {DRIVERS}, got {driver!r}")
-    if not isinstance(steps_per_level, int) or steps_per_level < 0:
-        raise ValueError(f"steps_per_level must be an integer >= 0, got {steps_per_level!r}")
-    if not 0 <= mcmc_min_level <= n_levels:
-        raise ValueError(f"mcmc_min_level must lie in [0, {n_levels}], got {mcmc_min_level}")
-    if resample_ess is None:
-        return
-    if not 0 < resample_ess <= 1:
-        raise ValueError(f"resample_ess must lie in (0, 1], got {resample_ess}")
-    if driver != "anneal":
-        raise ValueError("resample_ess needs driver='anneal'")
-    if not model.has_energy:
-        raise ValueError(
-            "resample_ess needs a model with energies (importance weights); this one is score-only"
-        )
 
 
 def annealed_mcmc(
     model: DiffusionModel,
     x_or_shape: Tensor | tuple[int, ...] | list[int] | torch.Size,
+    grid: TimeGrid | None,
+    options: MCMCOptions,
     *,
-    kernel: Kernel | str,
-    steps_per_level: int = 10,
-    step_size: StepSizeLike | None = None,
-    driver: str = "anneal",
-    mcmc_min_level: int = 0,
-    carry_momentum: bool = True,
-    resample_ess: float | None = None,
     resample_groups: Tensor | None = None,
-    final_step: bool = False,
-    grid: LevelGrid | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
     callback: Callback | None = None,
@@ -254,24 +213,14 @@ def annealed_mcmc(
     Args:
         model: model or composite; Metropolis kernels with ``energy_diff="exact"`` need ``has_energy``.
         x_or_shape: the start ``[B, *dims]`` (used as given), or a shape to draw ``N(0, I)`` from.
-        kernel: a kernel object (``ULA``, ``MALA``, ``UHMC``, ``HMC``) or its name (default options).
-        steps_per_level: ``K`` kernel steps per level.
-        step_size: if given, replaces the kernel's ``step_size`` (float, ``StepSize`` or callable).
-        driver: ``"anneal"`` or ``"reverse"``.
-        mcmc_min_level: lowest level index at which MCMC runs (``"reverse"`` only; the levels below get only
-            ancestral steps).
-        carry_momentum: keep the U-HMC/HMC momentum across levels instead of redrawing it per level.
-        resample_ess: ``None`` or a fraction in ``(0, 1]``: resample the particles by their annealed-importance
-            weights whenever the effective sample size is below ``resample_ess·B`` (``driver="anneal"`` only;
-            needs ``model.has_energy``). Without ``resample_groups`` the whole batch is one population: every
-            slot must have the same target.
+        grid: the levels (``None``: ``model.grid()``; a plain time grid is put on the model's schedule).
+        options: kernel, steps per level, driver, ``min_level`` (a fraction of the grid), SMC and the final step
+            (:class:`~bitcompose.compose.options.MCMCOptions`).
         resample_groups: ``None`` or an integer tensor ``[B]``: the target (condition) of each slot. The ESS
             check (``resample_ess·n_g`` for a group of ``n_g``) and the resampling then happen within each group,
             by the group's normalised weights: a particle is only ever replaced by one of its own group
-            (:func:`~bitcompose.compose.smc.resample_within_groups`). Needs ``resample_ess``.
-        final_step: ``driver="anneal"``: end with the noise-free ancestral step from level 0 to the data (the
-            x0 estimate; 1 extra evaluation). The ``"reverse"`` driver always ends on the data.
-        grid: the levels (default ``model.grid()``).
+            (:func:`~bitcompose.compose.smc.resample_within_groups`). Needs ``options.resample_ess``; without
+            groups the whole batch is one population, so every slot must have the same target.
         generator: source of all randomness (``None``: a fresh one seeded from the OS).
         progress: tqdm bar over levels.
         callback: called after each level with a :class:`~bitcompose.core.sampling.StepInfo`.
@@ -282,39 +231,27 @@ def annealed_mcmc(
         Metropolis and for levels without MCMC).
     """
     model = check_model(model, "annealed_mcmc")
-    levels = _grid(model, grid)
-    _check_annealed(model, driver, steps_per_level, mcmc_min_level, resample_ess, len(levels))
-    if resample_groups is not None and resample_ess is None:
+    levels = _levels(model, grid)
+    if options.resample_ess is not None and not model.has_energy:
+        raise ValueError(
+            "resample_ess needs a model with energies (importance weights); this one is score-only"
+        )
+    if resample_groups is not None and options.resample_ess is None:
         raise ValueError("resample_groups needs resample_ess (it groups the SMC resampling)")
-    n_levels = len(levels)
-    kern = _kernel(kernel, step_size)
+    kern = options.resolved_kernel()
     generator = resolve_generator(generator, device)
     x = initial_noise(x_or_shape, generator=generator, dtype=dtype, device=device)
-    run = _AnnealedRun(model, kern, steps_per_level, carry_momentum, generator, callback, n_levels, x)
+    run = _AnnealedRun(model, kern, options, generator, callback, len(levels), x)
     if resample_groups is not None:
         run.groups = check_groups(resample_groups, x.shape[0]).to(x.device)
     with torch.no_grad():
         walk = progress_bar(
-            levels.descending(), progress=progress, desc=f"annealed {type(kern).__name__}", total=n_levels
+            levels.descending(), progress=progress, desc=f"annealed {type(kern).__name__}", total=len(levels)
         )
-        if driver == "anneal":
-            for level in walk:
-                if resample_ess is not None and level.index < n_levels - 1:
-                    run.reweight(levels[level.index + 1], level, resample_ess)
-                run.refresh_self_cond(level)
-                run.level(level, levels)
-            if resample_ess is not None and bool((run.log_w != 0).any()):
-                run.resample(None)
-            if final_step:
-                run.ancestral(levels[0])
+        if options.driver == "anneal":
+            _anneal(run, levels, walk, options)
         else:
-            top = levels[n_levels - 1]
-            if top.index >= mcmc_min_level:
-                run.level(top, levels)
-            for level in walk:
-                run.ancestral(level)
-                if level.index >= 1 and level.index - 1 >= mcmc_min_level:
-                    run.level(levels[level.index - 1], levels)
+            _reverse_then_mcmc(run, levels, walk, levels.level_index(options.min_level))
     return SampleResult(
         samples=run.x,
         nfe=run.nfe,
@@ -325,6 +262,33 @@ def annealed_mcmc(
     )
 
 
+def _anneal(run: _AnnealedRun, levels: LevelGrid, walk: Iterable[Level], options: MCMCOptions) -> None:
+    """``driver="anneal"``: kernel steps at every level from the noisiest down (SMC reweighting between levels),
+    then the last resampling and the optional final step to the data."""
+    ess = options.resample_ess
+    for level in walk:
+        if ess is not None and level.index < len(levels) - 1:
+            run.reweight(levels[level.index + 1], level, ess)
+        run.refresh_self_cond(level)
+        run.level(level, levels)
+    if ess is not None and bool((run.log_w != 0).any()):
+        run.resample(None)
+    if options.final_step:
+        run.ancestral(levels[0])
+
+
+def _reverse_then_mcmc(run: _AnnealedRun, levels: LevelGrid, walk: Iterable[Level], lowest: int) -> None:
+    """``driver="reverse"``: kernel steps at the top level, then per level an ancestral step down followed by
+    kernel steps at the level it landed on, for the levels with index ``>= lowest``."""
+    top = levels[len(levels) - 1]
+    if top.index >= lowest:
+        run.level(top, levels)
+    for level in walk:
+        run.ancestral(level)
+        if level.index >= 1 and level.index - 1 >= lowest:
+            run.level(levels[level.index - 1], levels)
+
+
 class _AnnealedRun:
     """The state of one annealed-MCMC run: particles, kernel state, self-conditioning, weights and counters."""
 
@@ -332,15 +296,14 @@ class _AnnealedRun:
         self,
         model: DiffusionModel,
         kernel: Kernel,
-        steps_per_level: int,
-        carry_momentum: bool,
+        options: MCMCOptions,
         generator: torch.Generator,
         callback: Callback | None,
         n_levels: int,
         x: Tensor,
     ) -> None:
-        self.model, self.kernel, self.k = model, kernel, steps_per_level
-        self.carry_momentum, self.generator, self.callback = carry_momentum, generator, callback
+        self.model, self.kernel, self.k = model, kernel, options.steps_per_level
+        self.carry_momentum, self.generator, self.callback = options.carry_momentum, generator, callback
         self.x = x
         self.state = KernelState()
         self.self_cond: Tensor | None = None
@@ -396,7 +359,7 @@ class _AnnealedRun:
             self.acceptance[level.index] = acc_sum / acc_n
         self.times.append(level.t)
         if self.callback is not None:
-            t_next = levels[level.index - 1].t if level.index > 0 else 0.0
+            t_next = float(levels.next_times[level.index])
             acc = float(self.acceptance[level.index])
             self.callback(StepInfo(self.steps, level.t, t_next, self.x, self.self_cond, self.nfe, acc))
         self.steps += 1

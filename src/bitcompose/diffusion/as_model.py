@@ -145,7 +145,8 @@ def as_model(
 
     Example:
         >>> three, seven = as_model(den, cond=3), as_model(den, cond=7)
-        >>> res = annealed_mcmc(Product(three, seven), (16, 5, 8, 8), kernel=HMC(step_size=0.01))
+        >>> both = Product(three, seven)
+        >>> res = annealed_mcmc(both, (16, 5, 8, 8), both.grid(), MCMCOptions(kernel=HMC(step_size=0.01)))
     """
     return DenoiserModel(
         denoiser,

@@ -19,12 +19,12 @@ import torch
 from torch import Tensor
 
 from bitcompose.compose import ClassifierGuidance
+from bitcompose.compose.composite_sampling import MCMCSettings, check_request, sample_composite
 from bitcompose.diffusion.as_model import as_model
 from bitcompose.guidance.data import DATASETS, guidance_dataset, splits
 from bitcompose.guidance.guide import load_or_train_guide
 from bitcompose.guidance.models import PARAMS, load_or_train
 from bitcompose.images.classifier import load_or_train_classifier
-from bitcompose.images.composition import MCMCSettings, check_request, sample_composite
 from bitcompose.images.evaluate import balanced_labels
 from bitcompose.images.model import LoadedModel
 from bitcompose.metrics.image_scores import classifier_fid_with_se, fid_floor
@@ -101,11 +101,8 @@ def guided_samples(
         model,
         shape,
         sampler,
-        steps_per_level=mcmc.steps_per_level,
-        step=mcmc.step,
-        mcmc_min_level=mcmc.mcmc_min_level * levels // 100,
+        mcmc,  # min_level is a fraction of the grid: the same levels on a grid of any size
         generator=generator,
-        resample_ess=mcmc.resample_ess,
         resample_groups=labels,  # each slot asks for its own class: SMC resamples among the same class only
         progress=progress,
     )
@@ -135,8 +132,8 @@ def guidance_cell(
         param: ``score`` (x0-predicting U-Net; trapezoid Metropolis corrections) or ``energy`` (exact ones).
         n: samples.
         seed: the sampler's noise (the requested classes are the same for every seed).
-        mcmc: the MCMC settings (default :class:`~bitcompose.images.composition.MCMCSettings`;
-            ``mcmc_min_level`` is in hundredths of the grid).
+        mcmc: the MCMC settings (default :class:`~bitcompose.compose.composite_sampling.MCMCSettings`;
+            ``min_level`` is a fraction of the grid).
         levels: levels of the annealing grid (100; more for a reverse baseline at the NFE of MCMC).
         train_steps: training steps of the diffusion model (default: the preset's).
         guide_steps: training steps of the guide (default :data:`~bitcompose.guidance.guide.GUIDE_STEPS`).

@@ -208,7 +208,7 @@ def _setup(meta: dict[str, Any]) -> str:
   the EMA to forget its start); steps {meta["train_steps"]}. Score = x0-prediction; energy = ‖f(x, t) − x‖² with
   double backprop. Trained: {_trained(meta["trained"])} (wall time from each run's `metrics.jsonl`).
 - Samplers: `reverse` = ancestral reverse diffusion with the guided score on the grid of `levels` levels. MCMC =
-  the same reverse steps plus {mc["steps_per_level"]} kernel steps at every level ≥ {mc["mcmc_min_level"]} % of
+  the same reverse steps plus {mc["steps_per_level"]} kernel steps at every level ≥ {mc["min_level"] * 100:g} % of
   the grid (the noisier half), step {mc["step"]}·σ_t (leapfrog ε for U-HMC/HMC with 3 leapfrog steps and
   damping 0.5; Langevin η = (step·σ_t)² for ULA/MALA). Metropolis corrections: exact energies (energy model:
   `E − w·log p_φ`) or the trapezoid estimate (score model). `smc-hmc`: annealed HMC from noise with SMC

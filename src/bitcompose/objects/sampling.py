@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from bitcompose.compose import CFGConjunction
+from bitcompose.compose.composite_sampling import MCMCSettings, check_request, sample_composite
 from bitcompose.diffusion.as_model import as_model
-from bitcompose.images.composition import MCMCSettings, check_request, sample_composite
 from bitcompose.images.model import LoadedModel
 
 __all__ = ["check_request", "MCMCSettings", "condition_groups", "conjunction", "sample_conjunction"]
@@ -58,11 +58,8 @@ def sample_conjunction(
         conjunction(loaded, conds, weights),
         shape,
         sampler,
-        steps_per_level=mcmc.steps_per_level,
-        step=mcmc.step,
-        mcmc_min_level=mcmc.mcmc_min_level,
+        mcmc,
         generator=generator,
-        resample_ess=mcmc.resample_ess,
         resample_groups=condition_groups(conds, weights),
         progress=progress,
     )

@@ -16,10 +16,10 @@ from typing import Any, NamedTuple
 
 import torch
 
+from bitcompose.compose.composite_sampling import SAMPLERS
 from bitcompose.experiments.runner import Page, Run, run_experiment
 from bitcompose.figures.plots import labelled_rows, line_plot
 from bitcompose.images.cache import training_record
-from bitcompose.images.composition import SAMPLERS
 from bitcompose.objects.cells import MAX_K, objects_cell, yardsticks
 from bitcompose.objects.evaluator import EVALUATOR_STEPS, load_or_train_evaluator
 from bitcompose.objects.figures import marked_samples
@@ -93,7 +93,7 @@ class TablePlan:
             smc = MCMCSettings(
                 steps_per_level=self.mcmc.steps_per_level,
                 step=self.mcmc.step,
-                mcmc_min_level=0,
+                min_level=0.0,
                 resample_ess=0.5,
             )
             out.append(ObjectsCell(self.other_k, "hmc", "energy", smc))
@@ -289,7 +289,7 @@ def _setup(meta: dict[str, Any]) -> str:
   trained on is not recorded there, see docs/composition.md): {_trained(meta["trained"])}.
 - Composition: consistent CFG conjunction, w = {meta["weight"]} per condition.
 - Samplers: `reverse` = 100 ancestral steps with the composed score. MCMC = the same reverse steps plus
-  {mc["steps_per_level"]} kernel steps at every level ≥ {mc["mcmc_min_level"]} of 100 (the paper's CLEVR code: MCMC on the
+  {mc["steps_per_level"]} kernel steps at every level ≥ {mc["min_level"] * 100:g} of 100 (the paper's CLEVR code: MCMC on the
   noisier half), step {mc["step"]}·σ_t (leapfrog ε for U-HMC/HMC with 3 leapfrog steps and damping 0.5;
   Langevin η = (step·σ_t)² for ULA/MALA). Metropolis corrections: exact energies for energy models, the
   trapezoid estimate for score models. `smc-hmc`: annealed HMC from noise at every level with SMC resampling

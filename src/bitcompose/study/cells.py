@@ -22,7 +22,7 @@ from bitcompose.data.small_images import SMALL_DATASETS, small_dataset
 from bitcompose.images.cache import cached_model, train_seconds
 from bitcompose.images.cache import model_key as cached_model_key
 from bitcompose.images.classifier import load_or_train_classifier
-from bitcompose.images.config import TrainConfig
+from bitcompose.images.config import SampleConfig, TrainConfig
 from bitcompose.images.evaluate import generate
 from bitcompose.images.model import LoadedModel
 from bitcompose.metrics.fid import feature_statistics, frechet_distance_from_stats
@@ -118,6 +118,18 @@ class CellResult:
     labels: Tensor
 
 
+def cell_sampling(loaded: LoadedModel, cell: StudyCell) -> SampleConfig:
+    """The model's sampler settings with the cell's sampler, steps, td, momentum and self-guidance."""
+    return replace(
+        loaded.config.sample,
+        steps=cell.steps,
+        sampler=cell.sampler,
+        td=cell.td,
+        momentum=cell.momentum,
+        self_guidance=cell.self_guidance,
+    )
+
+
 def study_cell(
     cell: StudyCell,
     dataset: str,
@@ -149,15 +161,7 @@ def study_cell(
     loaded = load_or_train(model, dataset, steps=train_steps, cache=cache, progress=progress)
     judge = evaluator(dataset, cache, progress)
     train, held_out = splits(dataset)
-    sampling = replace(
-        loaded.config.sample,
-        steps=cell.steps,
-        sampler=cell.sampler,
-        td=cell.td,
-        momentum=cell.momentum,
-        self_guidance=cell.self_guidance,
-    )
-    out = generate(loaded, n, sampling, seed=seed, progress=progress)
+    out = generate(loaded, n, cell_sampling(loaded, cell), seed=seed, progress=progress)
     assert out.labels is not None  # every study model is class-conditional
     acc = float((judge.predict(out.images) == out.labels).double().mean())
     floor_n = min(n, len(held_out))  # FID is biased by sample size: samples and floor use as many images

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bitcompose.compose.drivers import annealed_mcmc, ddpm_step, reverse_diffusion
+from bitcompose.compose.drivers import MCMCOptions, annealed_mcmc, ddpm_step, reverse_diffusion
 from bitcompose.compose.kernels import HMC, MALA, UHMC, ULA, Kernel
 from bitcompose.core.model import DiffusionModel
 from bitcompose.core.sampling import SampleResult
@@ -256,10 +256,10 @@ def _sample(
     gen = torch.Generator().manual_seed(o.seed)
     if sampler == "reverse":
         return reverse_diffusion(composed, (o.n, 2), generator=gen, progress=progress), None
-    result = annealed_mcmc(
-        composed, (o.n, 2), kernel=make_kernel(sampler), steps_per_level=o.steps_per_level,
-        resample_ess=o.resample_ess, generator=gen, progress=progress,
-    )  # fmt: skip
+    options = MCMCOptions(
+        make_kernel(sampler), steps_per_level=o.steps_per_level, resample_ess=o.resample_ess
+    )
+    result = annealed_mcmc(composed, (o.n, 2), composed.grid(), options, generator=gen, progress=progress)
     level0 = result.samples
     if o.final_step:
         with torch.no_grad():
