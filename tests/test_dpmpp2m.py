@@ -140,10 +140,3 @@ def test_dpmpp2m_under_a_large_td_is_as_good_as_ddim_on_gaussian_data(steps: int
     assert abs(m_ddim - mu) < 0.05  # td = 7 shrinks every sample onto ≈ the mean: DDIM's std ≈ 0
     assert abs(m - mu) < abs(m_ddim - mu) + 0.01
     assert abs(s - sd) < abs(s_ddim - sd) + 0.01
-
-
-def test_the_command_line_offers_every_sampler() -> None:
-    from bitcompose.cli.images import SAMPLER_CHOICES
-    from bitcompose.diffusion.samplers import SAMPLERS
-
-    assert SAMPLER_CHOICES == SAMPLERS

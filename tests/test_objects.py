@@ -10,8 +10,6 @@ import pytest
 import torch
 
 from bitcompose.cli import main
-from bitcompose.cli.compose import SAMPLERS_CHOICES
-from bitcompose.compose.composite_sampling import SAMPLERS
 from bitcompose.core.sampling import SampleResult
 from bitcompose.data.objects import (
     CELL,
@@ -211,10 +209,6 @@ class _FakeEvaluator(torch.nn.Module):
 
 
 # ---- table logic and CLI ---------------------------------------------------------------------------------------
-
-
-def test_sampler_names_agree():
-    assert SAMPLERS_CHOICES == SAMPLERS
 
 
 def test_table_plan_cells():

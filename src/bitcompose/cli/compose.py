@@ -19,9 +19,9 @@ from typing import Any
 from bitcompose.cli.errors import CLIError
 from bitcompose.cli.tables import check_out, run_table
 from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line, output_path
-from bitcompose.core.names import SMALL_IMAGE_DATASETS
+from bitcompose.core.names import MCMC_SAMPLERS, SMALL_IMAGE_DATASETS
 
-SAMPLERS_CHOICES = ("reverse", "ula", "mala", "uhmc", "hmc")
+SAMPLERS_CHOICES = MCMC_SAMPLERS
 
 __all__ = ["register"]
 

@@ -20,9 +20,10 @@ from typing import Any
 
 from bitcompose.cli.errors import CLIError
 from bitcompose.cli.types import float_arg, int_arg, json_line, output_path
+from bitcompose.core.names import DIFFUSION_SAMPLERS
 
 #: ``bitcompose.diffusion.samplers.SAMPLERS``, spelled here so that parsing arguments does not import torch.
-SAMPLER_CHOICES = ("ddim", "ddpm", "dpmpp2m")
+SAMPLER_CHOICES = DIFFUSION_SAMPLERS
 
 __all__ = ["register"]
 

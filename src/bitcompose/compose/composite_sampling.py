@@ -24,10 +24,11 @@ from bitcompose.compose.kernels import noise_scaled_kernel
 from bitcompose.compose.options import MCMCOptions
 from bitcompose.core.grid import LevelGrid
 from bitcompose.core.model import DiffusionModel
+from bitcompose.core.names import MCMC_SAMPLERS
 
 __all__ = ["MCMCSettings", "SAMPLERS", "check_request", "sample_composite"]
 
-SAMPLERS = ("reverse", "ula", "mala", "uhmc", "hmc")
+SAMPLERS = MCMC_SAMPLERS
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from bitcompose.core.names import DIFFUSION_SAMPLERS
 from bitcompose.core.precision import PRECISIONS
 
 __all__ = ["DDPM_VARIANCES", "SAMPLERS", "SamplingOptions"]
 
-SAMPLERS: tuple[str, ...] = ("ddim", "ddpm", "dpmpp2m")
+SAMPLERS: tuple[str, ...] = DIFFUSION_SAMPLERS
 DDPM_VARIANCES: tuple[str, ...] = ("large", "small")
 
 

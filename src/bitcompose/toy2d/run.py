@@ -30,6 +30,7 @@ from torch import Tensor
 from bitcompose.compose.drivers import MCMCOptions, annealed_mcmc, ddpm_step, reverse_diffusion
 from bitcompose.compose.kernels import HMC, MALA, UHMC, ULA, Kernel
 from bitcompose.core.model import DiffusionModel
+from bitcompose.core.names import MCMC_SAMPLERS
 from bitcompose.core.sampling import SampleResult
 from bitcompose.core.schedules import DiscreteSchedule
 from bitcompose.toy2d.exact import ExactToyModel
@@ -52,7 +53,7 @@ __all__ = [
     "component_configs",
 ]
 
-SAMPLERS = ("reverse", "ula", "mala", "uhmc", "hmc")
+SAMPLERS = MCMC_SAMPLERS
 #: Parameterisations of a cell: the trained ones (``PARAMS``) plus ``exact`` (closed-form component densities).
 CELL_PARAMS = (*PARAMS, "exact")
 PAPER_TRAIN_STEPS = 15_000
