@@ -199,16 +199,16 @@ class _HalfNaN(DiffusionModel):
             else torch.arange(x.shape[0]) % 10 == 0
         )
 
-    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+    def predict(self, x: Tensor, t: TimeLike) -> Prediction:
         p = self.m.predict(x, t)
         return Prediction(
             "score", torch.where(self._mask(x)[:, None], torch.nan, p.value), x, p.alpha, p.sigma
         )
 
-    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike) -> Tensor:
         return self.predict(x, t).value
 
-    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         return torch.where(self._mask(x), torch.nan, self.m.energy(x, t))
 
 

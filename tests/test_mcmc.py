@@ -154,7 +154,7 @@ class _Quadratic(DiffusionModel):
     def __init__(self, m: GaussianModel) -> None:
         self.m, self.schedule, self.has_energy = m, m.schedule, False
 
-    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+    def predict(self, x: Tensor, t: TimeLike) -> Prediction:
         return self.m.predict(x, t)
 
 
@@ -208,10 +208,10 @@ class _NaNRegion(DiffusionModel):
     def _mask(self, x: Tensor) -> Tensor:
         return x[:, 0] > 0.5
 
-    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         return torch.where(self._mask(x), torch.nan, self.m.energy(x, t))
 
-    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike) -> Tensor:
         return torch.where(self._mask(x)[:, None], torch.nan, self.m.score(x, t))
 
 
@@ -292,16 +292,15 @@ class _Recorder(DiffusionModel):
     def _level(self, t: TimeLike) -> int:
         return int(self.m.schedule.level(torch.as_tensor(t)))
 
-    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike) -> Tensor:
         self.calls.append(("score", self._level(t)))
         return self.m.score(x, t)
 
-    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         return self.m.energy(x, t)
 
     def energy_and_score(
-        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         self.calls.append(("both", self._level(t)))
         return self.m.energy_and_score(x, t)
 
@@ -422,10 +421,10 @@ def test_metropolis_kernels_leave_the_target_invariant(kernel: MALA | HMC, score
 class _InfEnergyRegion(_NaNRegion):
     """Zero density (energy +inf) for x[:, 0] > 0.5, with a finite score everywhere."""
 
-    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         return torch.where(self._mask(x), torch.inf, self.m.energy(x, t))
 
-    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike) -> Tensor:
         return self.m.score(x, t)
 
 

@@ -100,12 +100,12 @@ class _PerSlotGaussian(DiffusionModel):
         v = g * self.std**2 + (1 - g)
         return x.double() - g.sqrt()[:, None] * self.means, v[:, None], g
 
-    def predict(self, x: torch.Tensor, t: TimeLike, self_cond: torch.Tensor | None = None) -> Prediction:
+    def predict(self, x: torch.Tensor, t: TimeLike) -> Prediction:
         diff, v, g = self._parts(x, t)
         alpha, sigma = append_dims(g.sqrt(), x).to(x), append_dims((1 - g).sqrt(), x).to(x)
         return Prediction("score", (-diff / v).to(x), x, alpha, sigma)
 
-    def energy(self, x: torch.Tensor, t: TimeLike, self_cond: torch.Tensor | None = None) -> torch.Tensor:
+    def energy(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
         diff, v, _ = self._parts(x, t)
         return (0.5 * (diff * diff / v).sum(1) + 0.5 * x.shape[1] * torch.log(2 * math.pi * v[:, 0])).to(x)
 

@@ -58,7 +58,7 @@ class EpsModel(DiffusionModel, nn.Module):
         self.net = net
         self.schedule = schedule
 
-    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+    def predict(self, x: Tensor, t: TimeLike) -> Prediction:
         """ε̂(x, t) as a :class:`Prediction`."""
         idx, alpha, sigma = _level_sigma(self.schedule, x, t)
         return Prediction("eps", self.net(x, idx), x, append_dims(alpha, x), append_dims(sigma, x))
@@ -117,26 +117,25 @@ class EnergyModel(DiffusionModel, nn.Module):
         xin = x.detach().requires_grad_(True)
         return self._raw_energy_and_eps(xin, levels, create_graph=torch.is_grad_enabled())[1]
 
-    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+    def predict(self, x: Tensor, t: TimeLike) -> Prediction:
         """ε̂ = ∇ₓE_θ(x, t) as a :class:`Prediction`."""
         idx, alpha, sigma = _level_sigma(self.schedule, x, t)
         eps = self._raw_energy_and_eps(x, idx, create_graph=False)[1]
         return Prediction("eps", eps, x, append_dims(alpha, x), append_dims(sigma, x))
 
-    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         """``E_θ(x, t)/σ_t`` (= −log q_t(x) + const), ``[B]``; differentiable w.r.t. ``x`` if it requires grad."""
         idx, _, sigma = _level_sigma(self.schedule, x, t)
         return self.raw_energy(x, idx) / sigma
 
     def energy_and_score(
-        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(E_θ/σ_t [B], −∇ₓE_θ/σ_t [B, *dims])`` from one forward and one backward pass."""
         idx, _, sigma = _level_sigma(self.schedule, x, t)
         e, eps = self._raw_energy_and_eps(x, idx, create_graph=False)
         return e / sigma, -eps / append_dims(sigma, x)
 
-    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike) -> Tensor:
         """−∇ₓE_θ/σ_t, ``[B, *dims]``."""
         return self.energy_and_score(x, t)[1]
 

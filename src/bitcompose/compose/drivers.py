@@ -20,7 +20,7 @@ as one :class:`~bitcompose.compose.options.MCMCOptions`.
 
 Models with a data range (``x0_clip``, e.g. analog bits in ``[−b, b]``) take their ancestral steps with the
 clipped x0 estimate (ε re-derived from it, as Bit Diffusion's samplers do), so the last step returns the clipped
-estimate. Self-conditioned models get the previous clipped x0 estimate as ``self_cond``: from each ancestral
+estimate. Self-conditioned models read the previous clipped x0 estimate (``model.with_self_cond``): from each ancestral
 step, and (``driver="anneal"``) from one extra evaluation at the start of every level; it is held fixed while
 the kernel runs at a level, so the kernel's target is one well-defined density.
 """
@@ -43,7 +43,7 @@ from bitcompose.compose.smc import (
     systematic_resample,
 )
 from bitcompose.core.grid import Level, LevelGrid, TimeGrid
-from bitcompose.core.model import DiffusionModel, Prediction, TimeLike, check_model
+from bitcompose.core.model import DiffusionModel, Prediction, check_model
 from bitcompose.core.sampling import (
     Callback,
     SampleResult,
@@ -57,33 +57,6 @@ from bitcompose.core.tensors import randn_like_from
 __all__ = ["ddpm_step", "reverse_diffusion", "annealed_mcmc", "initial_noise", "DRIVERS", "MCMCOptions"]
 
 
-class _WithSelfCond(DiffusionModel):
-    """``model`` with its ``self_cond`` input held fixed (the sampler state during one level)."""
-
-    def __init__(self, model: DiffusionModel, self_cond: Tensor | None) -> None:
-        self.model = model
-        self.self_cond = self_cond
-        self.schedule = model.schedule
-        self.num_levels = model.num_levels
-        self.has_energy = model.has_energy
-        self.x0_clip = model.x0_clip
-        self.self_conditioned = model.self_conditioned
-
-    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
-        return self.model.predict(x, t, self.self_cond)
-
-    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
-        return self.model.score(x, t, self.self_cond)
-
-    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
-        return self.model.energy(x, t, self.self_cond)
-
-    def energy_and_score(
-        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        return self.model.energy_and_score(x, t, self.self_cond)
-
-
 def _clip(model: DiffusionModel, x0: Tensor) -> Tensor:
     b = model.x0_clip
     return x0 if b is None else x0.clamp(-b, b)
@@ -95,7 +68,6 @@ def ddpm_step(
     level: Level,
     *,
     generator: torch.Generator,
-    self_cond: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """One ancestral step from ``level`` to the level below (to the data from level 0); out of place.
 
@@ -104,7 +76,6 @@ def ddpm_step(
         x: ``[B, *dims]`` at ``level``.
         level: the level (its time and per-step ``β``).
         generator: source of the noise.
-        self_cond: the previous clipped x0 estimate (self-conditioned models).
 
     Returns:
         ``(x at the level below [B, *dims], the clipped x0 estimate or None)``; the estimate is computed only for
@@ -115,7 +86,7 @@ def ddpm_step(
     if model.x0_clip is None and not model.self_conditioned:
         score = model.score(x, level.t)
     else:
-        pred = model.predict(x, level.t, self_cond)
+        pred = model.predict(x, level.t)
         x0 = _clip(model, pred.x0)
         score = Prediction("x0", x0, x, pred.alpha, pred.sigma).score
     mean = (x + beta * score) / math.sqrt(1.0 - beta)
@@ -184,7 +155,7 @@ def reverse_diffusion(
             levels.descending(), progress=progress, desc="reverse diffusion", total=len(levels)
         )
         for k, level in enumerate(walk):
-            x_new, x0_new = ddpm_step(model, x, level, generator=generator, self_cond=x0)
+            x_new, x0_new = ddpm_step(model.with_self_cond(x0), x, level, generator=generator)
             x, bad = keep_finite(x_new, x, level.t)
             rejected += bad
             if x0_new is not None:
@@ -314,13 +285,11 @@ class _AnnealedRun:
         self.times: list[float] = []
 
     def _target(self) -> DiffusionModel:
-        if self.model.self_conditioned:
-            return _WithSelfCond(self.model, self.self_cond)
-        return self.model
+        return self.model.with_self_cond(self.self_cond)
 
     def ancestral(self, level: Level) -> None:
         """An ancestral step down from ``level`` (non-finite samples stay, counted); updates self-conditioning."""
-        x_new, x0 = ddpm_step(self.model, self.x, level, generator=self.generator, self_cond=self.self_cond)
+        x_new, x0 = ddpm_step(self._target(), self.x, level, generator=self.generator)
         self.x, bad = keep_finite(x_new, self.x, level.t)
         self.rejected += bad
         if x0 is not None and self.model.self_conditioned:
@@ -331,7 +300,7 @@ class _AnnealedRun:
     def refresh_self_cond(self, level: Level) -> None:
         """Self-conditioned models: the clipped x0 estimate at this level (1 evaluation) becomes the state."""
         if self.model.self_conditioned:
-            pred = self.model.predict(self.x, level.t, self.self_cond)
+            pred = self._target().predict(self.x, level.t)
             self.self_cond = _clip(self.model, pred.x0)
             self.nfe += 1
 

@@ -89,23 +89,22 @@ class GaussianModel(DiffusionModel, nn.Module):
         pd = torch.einsum("bij,bj->bi", self._prec[idx].to(x), diff)
         return diff, pd, idx
 
-    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+    def predict(self, x: Tensor, t: TimeLike) -> Prediction:
         """The exact score as a :class:`Prediction`."""
         _, pd, idx = self._parts(x, t)
         g = self.schedule.alphas_cumprod[idx]
         return Prediction("score", -pd, x, append_dims(g.sqrt(), x), append_dims((1 - g).sqrt(), x))
 
-    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike) -> Tensor:
         """Exact ∇ₓ log q_t(x), ``[B, D]``."""
         return -self._parts(x, t)[1]
 
-    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         """Exact −log q_t(x), ``[B]``."""
         diff, pd, idx = self._parts(x, t)
         return 0.5 * (diff * pd).sum(1) + self._lognorm[idx].to(x)
 
     def energy_and_score(
-        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """Exact ``(−log q_t(x) [B], ∇ₓ log q_t(x) [B, D])``."""
         return self.energy(x, t), self.score(x, t)

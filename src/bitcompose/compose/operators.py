@@ -15,7 +15,7 @@ negations and guidance, but not in mixtures of learned models (see docs/composit
 The product of noised marginals is not the noised product: reverse diffusion with these scores is biased; sample
 them with the annealed MCMC drivers of :mod:`bitcompose.compose.drivers`.
 
-Self-conditioning: a composite passes the sampler's ``self_cond`` (its own previous clipped x0 estimate) to every
+Self-conditioning: ``composite.with_self_cond(x0)`` binds the sampler's previous clipped x0 estimate to every
 component.
 """
 
@@ -103,30 +103,29 @@ class Mixture(Composite):
         logits = logw - self.sharpen * sig * e
         return logits, -torch.logsumexp(logits, dim=1) / sig[:, 0], self.sharpen
 
-    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         """The mixture energy ``[B]`` (differentiable w.r.t. ``x`` when the components' energies are)."""
-        e = torch.stack([m.energy(x, t, self_cond) for m in self.models], dim=1)
+        e = torch.stack([m.energy(x, t) for m in self.models], dim=1)
         return self._logits(e, x, t)[1]
 
     def energy_and_score(
-        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(energy [B], score [B, *dims])`` as described in the class docstring."""
-        es, ss = zip(*(m.energy_and_score(x, t, self_cond) for m in self.models), strict=True)
+        es, ss = zip(*(m.energy_and_score(x, t) for m in self.models), strict=True)
         e = torch.stack(es, dim=1)  # [B, n]
         s = torch.stack(ss, dim=1)  # [B, n, *dims]
         logits, energy, scale = self._logits(e, x, t)
         r = torch.softmax(logits, dim=1).reshape(*logits.shape, *([1] * (x.ndim - 1)))
         return energy, scale * (r * s).sum(1)
 
-    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike) -> Tensor:
         """The mixture score ``[B, *dims]`` (needs the component energies)."""
-        return self.energy_and_score(x, t, self_cond)[1]
+        return self.energy_and_score(x, t)[1]
 
-    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+    def predict(self, x: Tensor, t: TimeLike) -> Prediction:
         """The mixture score as a :class:`Prediction`."""
         alpha, sigma = self.coefficients(x, t)
-        return Prediction("score", self.score(x, t, self_cond), x, alpha, sigma)
+        return Prediction("score", self.score(x, t), x, alpha, sigma)
 
 
 class ClassifierGuidance(Composite):
@@ -152,11 +151,15 @@ class ClassifierGuidance(Composite):
         super().__init__([model], "ClassifierGuidance")
         if not torch.isfinite(torch.tensor(float(weight))):
             raise ValueError(f"ClassifierGuidance weight must be finite, got {weight}")
-        self.model = self.models[0]
         self.classifier = classifier
         self.y = y
         self.weight = float(weight)
         self.has_energy = bool(self.model.has_energy)
+
+    @property
+    def model(self) -> DiffusionModel:
+        """The base model."""
+        return self.models[0]
 
     def _labels(self, x: Tensor) -> Tensor:
         return torch.as_tensor(self.y, device=x.device).long().expand(x.shape[0])
@@ -175,25 +178,24 @@ class ClassifierGuidance(Composite):
             (grad,) = torch.autograd.grad(logp.sum(), xin)
         return logp.detach(), grad.detach()
 
-    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+    def predict(self, x: Tensor, t: TimeLike) -> Prediction:
         """The guided score as a :class:`Prediction`."""
         alpha, sigma = self.coefficients(x, t)
-        return Prediction("score", self.score(x, t, self_cond), x, alpha, sigma)
+        return Prediction("score", self.score(x, t), x, alpha, sigma)
 
-    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike) -> Tensor:
         """``s(x, t) + w ∇ log p(y | x, t)``, ``[B, *dims]``."""
-        return self.model.score(x, t, self_cond) + self.weight * self.log_prob_and_grad(x, t)[1]
+        return self.model.score(x, t) + self.weight * self.log_prob_and_grad(x, t)[1]
 
-    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         """``E(x, t) − w log p(y | x, t)`` ``[B]`` (differentiable w.r.t. ``x`` when the model's energy is)."""
         self._check_energy()
-        return self.model.energy(x, t, self_cond) - self.weight * self._log_prob(x, t)
+        return self.model.energy(x, t) - self.weight * self._log_prob(x, t)
 
     def energy_and_score(
-        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(E − w log p [B], s + w ∇ log p [B, *dims])``."""
         self._check_energy()
-        e, s = self.model.energy_and_score(x, t, self_cond)
+        e, s = self.model.energy_and_score(x, t)
         lp, g = self.log_prob_and_grad(x, t)
         return e - self.weight * lp.to(e), s + self.weight * g

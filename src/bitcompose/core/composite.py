@@ -8,6 +8,7 @@ Diffusion samplers (``sample(..., guidance=g)``) and the composition operators, 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -47,6 +48,14 @@ class Composite(DiffusionModel):
         self.self_conditioned = any(m.self_conditioned for m in self.models)
         self.op = op
 
+    def with_self_cond(self, estimate: Tensor | None) -> DiffusionModel:
+        """A copy whose components read ``estimate`` ``[B, *dims]`` (see :meth:`DiffusionModel.with_self_cond`)."""
+        if not self.self_conditioned:
+            return self
+        bound = copy.copy(self)
+        bound.models = [m.with_self_cond(estimate) for m in self.models]
+        return bound
+
     def _check_energy(self) -> None:
         if not self.has_energy:
             raise EnergyUnavailableError(f"{self.op}: some component is score-only, so there is no energy")
@@ -67,12 +76,12 @@ class LinearComposite(Composite):
     def _active(self) -> list[tuple[float, DiffusionModel]]:
         return [(c, m) for c, m in zip(self.coeffs, self.models, strict=True) if c != 0.0]
 
-    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+    def predict(self, x: Tensor, t: TimeLike) -> Prediction:
         """The components' predictions combined in their common space (x0, ε, else the score).
 
         In x0 space ``x0 = Σ c_i x0_i + (1 − Σ c_i)·x/α``, the same as ``s = Σ c_i s_i``.
         """
-        preds = [(c, m.predict(x, t, self_cond)) for c, m in self._active()]
+        preds = [(c, m.predict(x, t)) for c, m in self._active()]
         if not preds:
             alpha, sigma = self.coefficients(x, t)
             return Prediction("score", torch.zeros_like(x), x, alpha, sigma)
@@ -88,30 +97,29 @@ class LinearComposite(Composite):
                 value = value + rest * x / first.alpha
         return Prediction(kind, value, x, first.alpha, first.sigma)
 
-    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike) -> Tensor:
         """``Σ_i c_i s_i(x, t)``, ``[B, *dims]``."""
         out = torch.zeros_like(x)
         for c, m in self._active():
-            out = out + c * m.score(x, t, self_cond)
+            out = out + c * m.score(x, t)
         return out
 
-    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         """``Σ_i c_i E_i`` ``[B]`` (differentiable w.r.t. ``x`` when the components' energies are)."""
         self._check_energy()
         e = x.new_zeros(x.shape[0])
         for c, m in self._active():
-            e = e + c * m.energy(x, t, self_cond)
+            e = e + c * m.energy(x, t)
         return e
 
     def energy_and_score(
-        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(Σ_i c_i E_i [B], Σ_i c_i s_i [B, *dims])``."""
         self._check_energy()
         e = x.new_zeros(x.shape[0])
         s = torch.zeros_like(x)
         for c, m in self._active():
-            ei, si = m.energy_and_score(x, t, self_cond)
+            ei, si = m.energy_and_score(x, t)
             e, s = e + c * ei, s + c * si
         return e, s
 

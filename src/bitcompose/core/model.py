@@ -8,8 +8,9 @@ the model's schedule:
 * ``x0 = (x − σ·ε)/α``, ``ε = (x − α·x0)/σ``, ``score = ∇ₓ log q_t(x) = −ε/σ``.
 
 Models with an energy (``has_energy``) also give ``energy(x, t) -> [B]`` with ``q_t(x) ∝ exp(−energy)`` and
-``−∇ₓ energy = score``. Self-conditioning (Bit Diffusion's previous clipped x0 estimate) is sampler state passed
-as ``self_cond``; models that do not use it ignore it. Conditioning (labels, images, prompts) is bound to a model
+``−∇ₓ energy = score``. Self-conditioning (Bit Diffusion's previous clipped x0 estimate) is sampler state, not an
+argument of the protocol: a sampler binds its current estimate with :meth:`DiffusionModel.with_self_cond`, which
+gives a view of the model that reads it (models that do not use it return themselves). Conditioning (labels, images, prompts) is bound to a model
 when it is built (``bitcompose.as_model(den, cond=...)``). Every composite is a model again.
 
 ``num_levels`` (or the schedule's own levels) gives :meth:`DiffusionModel.grid`, the default annealing path of
@@ -129,7 +130,7 @@ class DiffusionModel:
         num_levels: levels of the default annealing grid (``None``: the schedule's own, or 100).
         has_energy: whether :meth:`energy` exists.
         x0_clip: the data range ``b``: samplers clip x0 estimates to ``[−b, b]`` (``None``: no clipping).
-        self_conditioned: whether the model reads ``self_cond``.
+        self_conditioned: whether the model reads a self-conditioning estimate (see :meth:`with_self_cond`).
     """
 
     schedule: Schedule
@@ -138,9 +139,15 @@ class DiffusionModel:
     x0_clip: float | None = None
     self_conditioned: bool = False
 
-    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+    def predict(self, x: Tensor, t: TimeLike) -> Prediction:
         """The model's prediction at ``x`` ``[B, *dims]`` and times ``t``."""
         raise NotImplementedError
+
+    def with_self_cond(self, estimate: Tensor | None) -> DiffusionModel:
+        """This model reading ``estimate`` ``[B, *dims]`` (the sampler's previous clipped x0 estimate) as its
+        self-conditioning input; ``None``: the blind model (a zero estimate). Models that are not
+        ``self_conditioned`` return themselves; composites bind every component."""
+        return self
 
     def grid(self) -> LevelGrid:
         """The default annealing grid: ``schedule.grid(num_levels)``."""
@@ -152,19 +159,19 @@ class DiffusionModel:
         g = self.schedule.gamma(tt)
         return append_dims(g.sqrt(), x), append_dims((1.0 - g).clamp_min(0.0).sqrt(), x)
 
-    def x0(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def x0(self, x: Tensor, t: TimeLike) -> Tensor:
         """Estimate of the clean data ``[B, *dims]`` (unclipped)."""
-        return self.predict(x, t, self_cond).x0
+        return self.predict(x, t).x0
 
-    def eps(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def eps(self, x: Tensor, t: TimeLike) -> Tensor:
         """Estimate of the noise ``[B, *dims]``."""
-        return self.predict(x, t, self_cond).eps
+        return self.predict(x, t).eps
 
-    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike) -> Tensor:
         """``∇ₓ log q_t(x)``, ``[B, *dims]``."""
-        return self.predict(x, t, self_cond).score
+        return self.predict(x, t).score
 
-    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         """The level energy ``[B]`` (``q_t ∝ exp(−energy)``); only where ``has_energy``."""
         raise EnergyUnavailableError(
             f"{type(self).__name__} is score-only and has no energy; use an energy-parameterised model, or a "
@@ -172,10 +179,9 @@ class DiffusionModel:
         )
 
     def energy_and_score(
-        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(energy [B], score [B, *dims])`` in one pass (what Metropolis kernels call)."""
-        return self.energy(x, t, self_cond), self.score(x, t, self_cond)
+        return self.energy(x, t), self.score(x, t)
 
 
 def check_model(model: object, where: str) -> DiffusionModel:

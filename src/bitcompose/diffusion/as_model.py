@@ -9,6 +9,7 @@ A denoiser is a :class:`~bitcompose.diffusion.denoiser.BitDenoiser` or a plain c
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +36,11 @@ class DenoiserModel(DiffusionModel):
     Attributes:
         denoiser: the wrapped denoiser.
         cond: the bound conditioning (``None``: unconditional / the null class).
+        estimate: the bound self-conditioning estimate ``[B, *dims]`` (``None``: blind; see
+            :meth:`with_self_cond`).
     """
+
+    estimate: Tensor | None = None
 
     def __init__(
         self,
@@ -70,6 +75,15 @@ class DenoiserModel(DiffusionModel):
         self.self_conditioned = self_condition
         self.has_energy = isinstance(denoiser, BitDenoiser) and denoiser.has_energy
 
+    def with_self_cond(self, estimate: Tensor | None) -> DiffusionModel:
+        """A view of this model whose denoiser reads ``estimate`` ``[B, *dims]`` as its self-conditioning input
+        (itself when the denoiser is not self-conditioned)."""
+        if not self.self_conditioned:
+            return self
+        bound = copy.copy(self)
+        bound.estimate = estimate
+        return bound
+
     def bound_cond(self, x: Tensor) -> Any:
         """The bound conditioning for a batch ``x`` ``[B, *dims]`` (an int label becomes ``LongTensor [B]``)."""
         if isinstance(self.cond, int):
@@ -80,15 +94,14 @@ class DenoiserModel(DiffusionModel):
             )
         return self.cond
 
-    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+    def predict(self, x: Tensor, t: TimeLike) -> Prediction:
         """The denoiser's x0 (or, for an ε-trained :class:`BitDenoiser`, its ε) at ``x`` and times ``t``."""
         tt = as_times(t, x)
-        sc = self_cond if self.self_conditioned else None
         cond = self.bound_cond(x)
         den = self.denoiser
         if isinstance(den, BitDenoiser):
-            return den.prediction_of(den.raw(x, tt, sc, cond), x, tt)
-        x0 = den(x, tt, sc, cond)
+            return den.prediction_of(den.raw(x, tt, self.estimate, cond), x, tt)
+        x0 = den(x, tt, self.estimate, cond)
         alpha = append_dims(self.schedule.alpha(tt), x)
         return Prediction("x0", x0, x, alpha, append_dims(self.schedule.sigma(tt), x))
 
@@ -101,21 +114,18 @@ class DenoiserModel(DiffusionModel):
             )
         return den
 
-    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         """``E_θ(x, t)/σ_t`` ``[B]`` of an energy-parameterised denoiser (differentiable w.r.t. ``x``)."""
         den = self._energy_den()
         tt = as_times(t, x)
-        sc = self_cond if self.self_conditioned else None
-        return den.energy(x, tt, sc, self.bound_cond(x)) / den.schedule.sigma(tt).to(x.dtype)
+        return den.energy(x, tt, self.estimate, self.bound_cond(x)) / den.schedule.sigma(tt).to(x.dtype)
 
     def energy_and_score(
-        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(E_θ/σ_t [B], −∇ₓE_θ/σ_t [B, *dims])`` from one forward and one backward pass."""
         den = self._energy_den()
         tt = as_times(t, x)
-        sc = self_cond if self.self_conditioned else None
-        e, eps = den.energy_and_eps(x, tt, sc, self.bound_cond(x))
+        e, eps = den.energy_and_eps(x, tt, self.estimate, self.bound_cond(x))
         sigma = den.schedule.sigma(tt).to(x.dtype)
         return e.to(x.dtype) / sigma, -eps / append_dims(sigma, x)
 
@@ -140,8 +150,8 @@ def as_model(
         scale: the data range ``b``: samplers clip x0 estimates to ``[−b, b]`` (default the denoiser's
             ``scale``; ``None``: no clipping).
         schedule: the continuous schedule (default the denoiser's, else the paper's cosine γ).
-        self_condition: whether the denoiser reads ``self_cond`` (default its ``self_condition`` attribute, else
-            true).
+        self_condition: whether the denoiser reads a self-conditioning estimate (default its ``self_condition``
+            attribute, else true); samplers bind theirs with ``model.with_self_cond(x0)``.
 
     Example:
         >>> three, seven = as_model(den, cond=3), as_model(den, cond=7)

@@ -142,9 +142,9 @@ def _estimate(
     t = torch.full((x.shape[0],), t_now, device=x.device)
     evals = 1
     with autocast(options.precision, x.device):
-        pred = model.predict(x, t, sc).x0
+        pred = model.with_self_cond(sc).predict(x, t).x0
         if options.self_guidance > 0:
-            blind = model.predict(x, t, torch.zeros_like(x)).x0
+            blind = model.with_self_cond(torch.zeros_like(x)).predict(x, t).x0
             pred = (1.0 + options.self_guidance) * pred - options.self_guidance * blind
             evals = 2
     return pred.to(x.dtype), evals

@@ -85,14 +85,13 @@ class ExactToyModel(DiffusionModel):
             parts.append(per_dim.sum(1) + math.log(r.area / total))
         return torch.logsumexp(torch.stack(parts, dim=1), dim=1)
 
-    def energy(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         """Exact ``−log q_t(x)``, ``[B]`` (in ``x``'s dtype)."""
         a, s = self._levels(x, t)
         return -self._log_prob64(x.detach().double(), a, s).to(x.dtype)
 
     def energy_and_score(
-        self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """Exact energy ``[B]`` and score ``∇ log q_t`` ``[B, 2]``."""
         a, s = self._levels(x, t)
         with torch.enable_grad():
@@ -101,11 +100,11 @@ class ExactToyModel(DiffusionModel):
             (grad,) = torch.autograd.grad(logp.sum(), xd)
         return -logp.detach().to(x.dtype), grad.to(x.dtype)
 
-    def score(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Tensor:
+    def score(self, x: Tensor, t: TimeLike) -> Tensor:
         """Exact ``∇ₓ log q_t(x)``, ``[B, 2]``."""
         return self.energy_and_score(x, t)[1]
 
-    def predict(self, x: Tensor, t: TimeLike, self_cond: Tensor | None = None) -> Prediction:
+    def predict(self, x: Tensor, t: TimeLike) -> Prediction:
         """The exact score as a :class:`~bitcompose.core.model.Prediction`."""
         a, s = self._levels(x, t)
         return Prediction("score", self.score(x, t), x, append_dims(a[:, 0], x), append_dims(s[:, 0], x))
