@@ -10,8 +10,15 @@ import torch
 from torch import Tensor, nn
 
 from bitcompose.core.bits import BitCodec
+from bitcompose.diffusion.as_model import as_model
 from bitcompose.diffusion.denoiser import BitDenoiser
-from bitcompose.diffusion.masked import mask_inputs, masked_loss, masked_sample, normal_to_uniform
+from bitcompose.diffusion.masked import (
+    MaskedDenoiser,
+    mask_inputs,
+    masked_loss,
+    masked_sample,
+    normal_to_uniform,
+)
 from bitcompose.images.config import ModelConfig, SampleConfig, TrainConfig
 
 K = 5
@@ -43,8 +50,8 @@ class Oracle(nn.Module):
         return 30.0 * (self.x0 > 0).float()
 
 
-def _denoiser(net: nn.Module) -> BitDenoiser:
-    return BitDenoiser(net, prediction="masked", self_condition=False)
+def _denoiser(net: nn.Module) -> MaskedDenoiser:
+    return MaskedDenoiser(net, num_values=K)
 
 
 def _batch(seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -58,7 +65,7 @@ def _batch(seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 def test_uniform_network_loss_is_the_masked_share_times_log_k() -> None:
     _, x0, t, u = _batch()
-    loss = masked_loss(_denoiser(FixedLogits(torch.zeros(K))), x0, num_values=K, t=t, uniforms=u)
+    loss = masked_loss(_denoiser(FixedLogits(torch.zeros(K))), x0, t=t, uniforms=u)
     masked = (u < t.view(-1, 1, 1, 1)).float()
     expected = (masked / t.clamp_min(1e-3).view(-1, 1, 1, 1)).mean() * math.log(K)
     assert torch.allclose(loss, expected, rtol=1e-5)
@@ -66,10 +73,10 @@ def test_uniform_network_loss_is_the_masked_share_times_log_k() -> None:
 
 def test_oracle_loss_is_zero_and_a_wrong_guess_is_not() -> None:
     _, x0, t, u = _batch(1)
-    assert float(masked_loss(_denoiser(Oracle(x0)), x0, num_values=K, t=t, uniforms=u)) < 1e-9
+    assert float(masked_loss(_denoiser(Oracle(x0)), x0, t=t, uniforms=u)) < 1e-9
     wrong = torch.full((K,), -30.0)
     wrong[0] = 30.0
-    assert float(masked_loss(_denoiser(FixedLogits(wrong)), x0, num_values=K, t=t, uniforms=u).detach()) > 1.0
+    assert float(masked_loss(_denoiser(FixedLogits(wrong)), x0, t=t, uniforms=u).detach()) > 1.0
 
 
 def test_mask_inputs_zeroes_exactly_the_masked_symbols() -> None:
@@ -89,9 +96,7 @@ def test_sampler_reveals_on_schedule_keeps_revealed_symbols_and_draws_from_the_n
     probs = torch.tensor([0.4, 0.3, 0.15, 0.1, 0.05])
     net = FixedLogits(probs.log())
     steps, shape = 8, (400, 2 * K, 4, 4)
-    out = masked_sample(
-        _denoiser(net), shape, num_values=K, steps=steps, generator=torch.Generator().manual_seed(0)
-    )
+    out = masked_sample(_denoiser(net), shape, steps=steps, generator=torch.Generator().manual_seed(0))
     assert len(net.seen) == steps  # one network evaluation per step
     codes = out.reshape(400, 2, K, 4, 4)
     assert torch.equal(codes.abs(), torch.ones_like(codes)) and bool(((codes > 0).sum(2) == 1).all())
@@ -110,10 +115,13 @@ def test_sampler_reveals_on_schedule_keeps_revealed_symbols_and_draws_from_the_n
 
 def test_masked_model_refuses_the_continuous_machinery() -> None:
     den = _denoiser(FixedLogits(torch.zeros(K)))
+    assert den(torch.zeros(2, K, 3, 3), torch.full((2,), 0.5)).shape == (2, 1, K, 3, 3)  # logits, not x0
     with pytest.raises(ValueError, match="categorical logits"):
-        den(torch.zeros(2, K, 3, 3), torch.full((2,), 0.5))
-    with pytest.raises(ValueError, match="no self-conditioning"):
-        BitDenoiser(FixedLogits(torch.zeros(K)), prediction="masked", self_condition=True)
+        as_model(den)  # so no continuous sampler or composite can take it
+    with pytest.raises(ValueError, match="its own class"):
+        BitDenoiser(FixedLogits(torch.zeros(K)), prediction="masked")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_values"):
+        MaskedDenoiser(FixedLogits(torch.zeros(K)), num_values=1)
     with pytest.raises(ValueError, match="encoding=onehot"):
         ModelConfig(prediction="masked", encoding="binary", self_condition=False)
     with pytest.raises(ValueError, match="encoding=onehot"):

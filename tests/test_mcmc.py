@@ -299,8 +299,7 @@ class _Recorder(DiffusionModel):
     def energy(self, x: Tensor, t: TimeLike) -> Tensor:
         return self.m.energy(x, t)
 
-    def energy_and_score(
-        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
+    def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         self.calls.append(("both", self._level(t)))
         return self.m.energy_and_score(x, t)
 

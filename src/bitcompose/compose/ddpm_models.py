@@ -128,8 +128,7 @@ class EnergyModel(DiffusionModel, nn.Module):
         idx, _, sigma = _level_sigma(self.schedule, x, t)
         return self.raw_energy(x, idx) / sigma
 
-    def energy_and_score(
-        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
+    def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(E_θ/σ_t [B], −∇ₓE_θ/σ_t [B, *dims])`` from one forward and one backward pass."""
         idx, _, sigma = _level_sigma(self.schedule, x, t)
         e, eps = self._raw_energy_and_eps(x, idx, create_graph=False)

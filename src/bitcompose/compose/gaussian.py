@@ -104,7 +104,6 @@ class GaussianModel(DiffusionModel, nn.Module):
         diff, pd, idx = self._parts(x, t)
         return 0.5 * (diff * pd).sum(1) + self._lognorm[idx].to(x)
 
-    def energy_and_score(
-        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
+    def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """Exact ``(−log q_t(x) [B], ∇ₓ log q_t(x) [B, D])``."""
         return self.energy(x, t), self.score(x, t)

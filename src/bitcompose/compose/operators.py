@@ -108,8 +108,7 @@ class Mixture(Composite):
         e = torch.stack([m.energy(x, t) for m in self.models], dim=1)
         return self._logits(e, x, t)[1]
 
-    def energy_and_score(
-        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
+    def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(energy [B], score [B, *dims])`` as described in the class docstring."""
         es, ss = zip(*(m.energy_and_score(x, t) for m in self.models), strict=True)
         e = torch.stack(es, dim=1)  # [B, n]
@@ -192,8 +191,7 @@ class ClassifierGuidance(Composite):
         self._check_energy()
         return self.model.energy(x, t) - self.weight * self._log_prob(x, t)
 
-    def energy_and_score(
-        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
+    def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(E − w log p [B], s + w ∇ log p [B, *dims])``."""
         self._check_energy()
         e, s = self.model.energy_and_score(x, t)

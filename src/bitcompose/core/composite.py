@@ -112,8 +112,7 @@ class LinearComposite(Composite):
             e = e + c * m.energy(x, t)
         return e
 
-    def energy_and_score(
-        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
+    def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(Σ_i c_i E_i [B], Σ_i c_i s_i [B, *dims])``."""
         self._check_energy()
         e = x.new_zeros(x.shape[0])

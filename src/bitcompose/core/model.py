@@ -178,8 +178,7 @@ class DiffusionModel:
             "sampler without Metropolis correction or with energy_diff='trapezoid'"
         )
 
-    def energy_and_score(
-        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
+    def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(energy [B], score [B, *dims])`` in one pass (what Metropolis kernels call)."""
         return self.energy(x, t), self.score(x, t)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 __all__ = [
     "DIFFUSION_SAMPLERS",
+    "BIT_PREDICTIONS",
     "ENERGIES",
     "MCMC_SAMPLERS",
     "PARAMS",
@@ -18,7 +19,10 @@ DIFFUSION_SAMPLERS: tuple[str, ...] = ("ddim", "ddpm", "dpmpp2m")
 #: Samplers of composed models: reverse diffusion, and annealed MCMC with each kernel.
 MCMC_SAMPLERS: tuple[str, ...] = ("reverse", "ula", "mala", "uhmc", "hmc")
 #: What a Bit Diffusion network predicts (``BitDenoiser(prediction=...)``).
-PREDICTIONS: tuple[str, ...] = ("x0", "eps", "logistic", "energy", "masked")
+BIT_PREDICTIONS: tuple[str, ...] = ("x0", "eps", "logistic", "energy")
+#: An image model's ``model.prediction``: a Bit Diffusion parameterisation, or ``"masked"``, the absorbing-state
+#: baseline (``bitcompose.diffusion.masked.MaskedDenoiser``).
+PREDICTIONS: tuple[str, ...] = (*BIT_PREDICTIONS, "masked")
 #: The energy's form of an energy-parameterised denoiser (``BitDenoiser(energy=...)``).
 ENERGIES: tuple[str, ...] = ("x0", "diff", "norm")
 #: Parameterisations of the composition experiments' trained models: score (no energy) or energy.

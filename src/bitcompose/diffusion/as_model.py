@@ -22,6 +22,7 @@ from bitcompose.core.model import DiffusionModel, EnergyUnavailableError, Predic
 from bitcompose.core.schedules import CosineSchedule, Schedule
 from bitcompose.core.tensors import append_dims
 from bitcompose.diffusion.denoiser import BitDenoiser
+from bitcompose.diffusion.masked import MaskedDenoiser
 
 __all__ = ["DenoiserModel", "as_model", "cfg_model", "DenoiserFn"]
 
@@ -58,6 +59,11 @@ class DenoiserModel(DiffusionModel):
             )
         if isinstance(denoiser, DiffusionModel):
             raise ValueError("as_model got a model already; compose it directly")
+        if isinstance(denoiser, MaskedDenoiser):
+            raise ValueError(
+                "a masked (absorbing-state) model predicts categorical logits, not x0: it has no score to compose "
+                "or sample continuously; sample it with bitcompose.diffusion.masked.masked_sample"
+            )
         if not isinstance(num_levels, int) or num_levels < 1:
             raise ValueError(f"num_levels must be a positive integer, got {num_levels!r}")
         if isinstance(cond, bool) or (isinstance(cond, float)):
@@ -120,8 +126,7 @@ class DenoiserModel(DiffusionModel):
         tt = as_times(t, x)
         return den.energy(x, tt, self.estimate, self.bound_cond(x)) / den.schedule.sigma(tt).to(x.dtype)
 
-    def energy_and_score(
-        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
+    def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """``(E_θ/σ_t [B], −∇ₓE_θ/σ_t [B, *dims])`` from one forward and one backward pass."""
         den = self._energy_den()
         tt = as_times(t, x)

@@ -16,15 +16,15 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bitcompose.core.model import Prediction
+from bitcompose.core.names import BIT_PREDICTIONS
 from bitcompose.core.names import ENERGIES as NAMED_ENERGIES
-from bitcompose.core.names import PREDICTIONS as NAMED_PREDICTIONS
 from bitcompose.core.schedules import CosineSchedule
 from bitcompose.core.tensors import append_dims
 
 __all__ = ["BitDenoiser", "PREDICTIONS", "ENERGIES"]
 
-PredictionType = Literal["x0", "eps", "logistic", "energy", "masked"]
-PREDICTIONS: tuple[str, ...] = NAMED_PREDICTIONS
+PredictionType = Literal["x0", "eps", "logistic", "energy"]
+PREDICTIONS: tuple[str, ...] = BIT_PREDICTIONS
 ENERGIES: tuple[str, ...] = NAMED_ENERGIES
 
 
@@ -40,9 +40,8 @@ class BitDenoiser(nn.Module):
         prediction: what the network predicts: ``"x0"`` (paper default), ``"eps"`` (x0 = (x_t − σ·ε)/α),
             ``"logistic"`` (the appendix's sigmoid output: x0 = (2·sigmoid(f) − 1)·b) or ``"energy"``: a scalar
             ``E_θ`` built from the network output ``f`` (see ``energy``) with ``ε̂ = ∇ₓE_θ`` by autograd (Du et al.
-            2023; trained by double backprop), so the model has a level energy ``E_θ/σ_t``. ``"masked"``: not a
-            diffusion over analog bits but the absorbing-state categorical baseline; the network returns logits,
-            used only through :mod:`bitcompose.diffusion.masked` (there is no x0 estimate).
+            2023; trained by double backprop), so the model has a level energy ``E_θ/σ_t``. (The absorbing-state
+            categorical baseline is a class of its own: :class:`~bitcompose.diffusion.masked.MaskedDenoiser`.)
         energy: the energy's form for ``prediction="energy"`` (summed over non-batch dims; ``f`` the network output,
             ``α, σ`` of the time): ``"x0"``, ``E = ‖x_t − α·f‖²/(2σ)``, whose gradient gives the x0
             estimate ``f + J_fᵀ(x_t − α·f)`` (``f`` itself where the network is flat in ``x_t``; trained on the x0
@@ -66,14 +65,16 @@ class BitDenoiser(nn.Module):
         energy: str = "diff",
     ) -> None:
         super().__init__()
+        if prediction == "masked":
+            raise ValueError(
+                "the masked (absorbing-state) model is its own class: bitcompose.diffusion.masked.MaskedDenoiser"
+            )
         if prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
         if energy not in ENERGIES:
             raise ValueError(f"unknown energy {energy!r}; expected one of {ENERGIES}")
         if not scale > 0:
             raise ValueError(f"scale must be positive, got {scale}")
-        if prediction == "masked" and self_condition:
-            raise ValueError("a masked (absorbing-state) model has no self-conditioning")
         self.net = net
         self.scale = float(scale)
         self.prediction: PredictionType = prediction
@@ -176,11 +177,6 @@ class BitDenoiser(nn.Module):
 
     def prediction_of(self, out: Tensor, x_t: Tensor, t: Tensor) -> Prediction:
         """A raw network output ``[B, ...]`` as a :class:`~bitcompose.core.model.Prediction` (x0 or ε)."""
-        if self.prediction == "masked":
-            raise ValueError(
-                "a masked (absorbing-state) model predicts categorical logits, not x0: sample it with "
-                "bitcompose.diffusion.masked.masked_sample"
-            )
         alpha = append_dims(self.schedule.alpha(t), x_t)
         sigma = append_dims(self.schedule.sigma(t), x_t)
         if self.prediction in ("eps", "energy"):

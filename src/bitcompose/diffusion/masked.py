@@ -16,6 +16,9 @@ revealed symbols never change. The last step (``s = 0``) reveals all.
 
 Layout: images ``[B, C·K, H, W]`` (the ``K`` channels of image channel ``c`` contiguous, as the codec lays them
 out); the symbols are ``[B, C, H, W]``.
+
+The model is :class:`MaskedDenoiser`, a class of its own: it has no x0 estimate, no self-conditioning and no
+energy, so it is not a :class:`~bitcompose.diffusion.denoiser.BitDenoiser` and no continuous sampler accepts it.
 """
 
 from __future__ import annotations
@@ -24,12 +27,19 @@ import math
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from bitcompose.core.precision import autocast
-from bitcompose.diffusion.denoiser import BitDenoiser
+from bitcompose.core.schedules import CosineSchedule
 
-__all__ = ["MIN_TIME", "mask_inputs", "masked_logits", "masked_loss", "masked_sample", "normal_to_uniform"]
+__all__ = [
+    "MIN_TIME",
+    "MaskedDenoiser",
+    "mask_inputs",
+    "masked_loss",
+    "masked_sample",
+    "normal_to_uniform",
+]
 
 #: Smallest training time: the ELBO weight 1/t is capped at 1000.
 MIN_TIME = 1e-3
@@ -54,16 +64,54 @@ def mask_inputs(x0: Tensor, masked: Tensor, num_values: int) -> Tensor:
     return (codes * (~masked).unsqueeze(2).to(codes.dtype)).reshape(x0.shape)
 
 
-def masked_logits(denoiser: BitDenoiser, x_t: Tensor, t: Tensor, num_values: int, cond: Any = None) -> Tensor:
-    """The network's logits ``[B, C, K, H, W]`` (fp32) for the partly masked codes ``x_t`` at mask rates ``t``."""
-    return _groups(denoiser.raw(x_t, t, None, cond), num_values).float()
+class MaskedDenoiser(nn.Module):
+    """A network giving ``K`` logits per symbol for partly masked one-hot codes: the absorbing-state model.
+
+    Args:
+        net: a module called as ``net(x_t, gamma, cond)`` with ``x_t`` ``[B, C·K, H, W]`` (masked symbols all
+            zeros) and ``gamma = γ(t)`` ``[B]`` of ``schedule`` (a monotone relabelling of the mask rate ``t``);
+            it returns the logits in the same layout.
+        num_values: ``K``, the symbol values.
+        scale: the one-hot code's ``b`` (``+b`` at the value, ``−b`` elsewhere), as the codec writes it.
+        schedule: gives the network's time input (default the paper's cosine γ, as for the bit models).
+
+    Attributes:
+        has_energy, self_condition: both false (the experiment code asks every image model).
+    """
+
+    has_energy = False
+    self_condition = False
+
+    def __init__(
+        self, net: nn.Module, *, num_values: int, scale: float = 1.0, schedule: CosineSchedule | None = None
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_values, int) or num_values < 2:
+            raise ValueError(f"num_values must be an integer >= 2, got {num_values!r}")
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        self.net = net
+        self.num_values = num_values
+        self.scale = float(scale)
+        self.schedule = schedule if schedule is not None else CosineSchedule()
+
+    def logits(self, x_t: Tensor, t: Tensor, cond: Any = None) -> Tensor:
+        """The logits ``[B, C, K, H, W]`` (fp32) for the partly masked codes ``x_t`` ``[B, C·K, H, W]`` at mask
+        rates ``t`` ``[B]``."""
+        if t.ndim != 1 or t.shape[0] != x_t.shape[0]:
+            raise ValueError(f"t must have shape [B] = [{x_t.shape[0]}], got {tuple(t.shape)}")
+        gamma = self.schedule.gamma(t.to(device=x_t.device, dtype=torch.float32))
+        return _groups(self.net(x_t, gamma, cond), self.num_values).float()
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Any = None) -> Tensor:
+        """Same as :meth:`logits`."""
+        return self.logits(x_t, t, cond)
 
 
 def masked_loss(
-    denoiser: BitDenoiser,
+    denoiser: MaskedDenoiser,
     x0: Tensor,
     *,
-    num_values: int,
     t: Tensor,
     uniforms: Tensor,
     cond: Any = None,
@@ -71,16 +119,16 @@ def masked_loss(
     """The absorbing-state ELBO of a batch (scalar, nats per symbol).
 
     Args:
-        denoiser: the network wrapper (``prediction="masked"``, no self-conditioning).
+        denoiser: the absorbing-state model.
         x0: ``[B, C·K, H, W]`` one-hot codes of the clean symbols.
-        num_values: ``K``.
         t: ``[B]`` times in [0, 1] (raised to :data:`MIN_TIME`); a symbol is masked with probability ``t``.
         uniforms: ``[B, C, H, W]`` uniform draws; symbol ``i`` is masked where ``uniforms_i < t``.
         cond: class labels ``[B]`` or None.
     """
+    num_values = denoiser.num_values
     t = t.clamp_min(MIN_TIME)
     masked = uniforms < t.view(-1, *([1] * (uniforms.ndim - 1)))
-    logits = masked_logits(denoiser, mask_inputs(x0, masked, num_values), t, num_values, cond)
+    logits = denoiser.logits(mask_inputs(x0, masked, num_values), t, cond)
     target = _groups(x0, num_values).argmax(dim=2)
     nll = torch.nn.functional.cross_entropy(logits.movedim(2, 1), target, reduction="none")  # [B, C, H, W]
     weight = masked.float() / t.view(-1, *([1] * (nll.ndim - 1)))
@@ -89,10 +137,9 @@ def masked_loss(
 
 @torch.no_grad()
 def masked_sample(
-    denoiser: BitDenoiser,
+    denoiser: MaskedDenoiser,
     shape: tuple[int, ...],
     *,
-    num_values: int,
     steps: int,
     cond: Any = None,
     generator: torch.Generator | None = None,
@@ -102,9 +149,8 @@ def masked_sample(
     """Ancestral sampling of the absorbing-state model: ``steps`` network evaluations.
 
     Args:
-        denoiser: the trained network wrapper.
+        denoiser: the absorbing-state model.
         shape: ``[B, C·K, H, W]`` of the codes.
-        num_values: ``K``.
         steps: number of steps (= network evaluations).
         cond: class labels ``[B]`` or None.
         generator: the source of all randomness.
@@ -117,6 +163,7 @@ def masked_sample(
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    num_values = denoiser.num_values
     b, ck, *rest = shape
     c = ck // num_values
     if c * num_values != ck:
@@ -129,7 +176,7 @@ def masked_sample(
         onehot = torch.nn.functional.one_hot(symbols, num_values).movedim(-1, 2).float() * (2 * scale) - scale
         x_t = mask_inputs(onehot.reshape(shape), masked, num_values)
         with autocast(precision, x_t.device):
-            logits = masked_logits(denoiser, x_t, torch.full((b,), t, device=x_t.device), num_values, cond)
+            logits = denoiser.logits(x_t, torch.full((b,), t, device=x_t.device), cond)
         probs = logits.softmax(dim=2).movedim(2, -1).reshape(-1, num_values)
         draw = torch.multinomial(probs, 1, generator=generator).reshape(symbols.shape)
         reveal = masked & (torch.rand(symbols.shape, generator=generator, device=x_t.device) < (t - s) / t)

@@ -20,10 +20,10 @@ from typing import Any
 from bitcompose.core.bits import ENCODINGS as _ENCODINGS
 from bitcompose.core.config import Config
 from bitcompose.core.config import check as _check
+from bitcompose.core.names import PREDICTIONS
 from bitcompose.core.precision import PRECISIONS
 from bitcompose.data.image_files import MAX_LABEL_CLASSES
 from bitcompose.diffusion.denoiser import ENERGIES as _ENERGIES
-from bitcompose.diffusion.denoiser import PREDICTIONS as _PREDICTIONS
 from bitcompose.diffusion.samplers import SAMPLERS
 from bitcompose.nets.unet_config import PRESETS as UNET_PRESETS
 from bitcompose.training.optim import OptimConfig
@@ -113,8 +113,8 @@ class ModelConfig(Config):
             self.encoding in _ENCODINGS, f"model.encoding must be one of {_ENCODINGS}, got {self.encoding!r}"
         )
         _check(
-            self.prediction in _PREDICTIONS,
-            f"model.prediction must be one of {_PREDICTIONS}, got {self.prediction!r}",
+            self.prediction in PREDICTIONS,
+            f"model.prediction must be one of {PREDICTIONS}, got {self.prediction!r}",
         )
         _check(self.scale > 0, f"model.scale must be > 0, got {self.scale}")
         _check(

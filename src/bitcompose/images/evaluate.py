@@ -129,9 +129,7 @@ def _sample_batches(
         gen = torch.Generator(device).manual_seed(mix_seed(seed, k))
         cond = None if labels is None else labels[lo:hi].to(device)
         shape = (hi - lo, spec.channels * nb, spec.image_size, spec.image_size)
-        bits = sample_bits(
-            model.denoiser, model.config.model, spec.num_values, shape, sampling, cond=cond, generator=gen
-        )
+        bits = sample_bits(model.denoiser, shape, sampling, cond=cond, generator=gen)
         images, bad = model.codec.decode_images(bits, return_invalid=True)
         chunks.append(images.cpu())
         positions.append(torch.arange(lo, hi))

@@ -20,7 +20,7 @@ from bitcompose.core.grid import TimeGrid
 from bitcompose.core.precision import resolve_precision
 from bitcompose.diffusion import BitDenoiser
 from bitcompose.diffusion.as_model import cfg_model
-from bitcompose.diffusion.masked import masked_sample
+from bitcompose.diffusion.masked import MaskedDenoiser, masked_sample
 from bitcompose.diffusion.options import SamplingOptions
 from bitcompose.diffusion.samplers import sample_model
 from bitcompose.images.config import ModelConfig, SampleConfig, TrainConfig
@@ -33,6 +33,7 @@ __all__ = [
     "LoadedModel",
     "build_codec",
     "build_unet",
+    "ImageDenoiser",
     "make_denoiser",
     "checkpoint_config",
     "parse_checkpoint_config",
@@ -117,8 +118,14 @@ def build_unet(model: ModelConfig, spec: DataSpec, codec: BitCodec) -> UNet:
     return UNet(cfg, code_table=table)
 
 
-def make_denoiser(net: torch.nn.Module, model: ModelConfig) -> BitDenoiser:
-    """Wrap a network (plain, DDP or compiled) into the run's :class:`BitDenoiser`."""
+ImageDenoiser = BitDenoiser | MaskedDenoiser
+
+
+def make_denoiser(net: torch.nn.Module, model: ModelConfig, num_values: int) -> ImageDenoiser:
+    """Wrap a network (plain, DDP or compiled) into the run's denoiser: a :class:`BitDenoiser`, or for
+    ``model.prediction == "masked"`` the absorbing-state :class:`MaskedDenoiser` over ``num_values`` symbols."""
+    if model.prediction == "masked":
+        return MaskedDenoiser(net, num_values=num_values, scale=model.scale)
     return BitDenoiser(
         net,
         scale=model.scale,
@@ -152,7 +159,8 @@ class LoadedModel:
     """A trained model ready for sampling.
 
     Attributes:
-        denoiser: the :class:`BitDenoiser` (EMA weights unless asked otherwise), in eval mode.
+        denoiser: the :class:`BitDenoiser`, or the absorbing-state :class:`MaskedDenoiser` (EMA weights unless
+            asked otherwise), in eval mode.
         codec: the codec of the pixel values.
         config: the run's config.
         spec: the data spec.
@@ -161,7 +169,7 @@ class LoadedModel:
         ema: whether the EMA weights were loaded.
     """
 
-    denoiser: BitDenoiser
+    denoiser: ImageDenoiser
     codec: BitCodec
     config: TrainConfig
     spec: DataSpec
@@ -193,7 +201,7 @@ def load_model(path: str | Path, *, ema: bool = True, device: str | torch.device
         )
     state = ckpt.ema_state if use_ema and ckpt.ema_state is not None else ckpt.model_state
     load_state_strict(net, state, what=f"{'EMA' if use_ema else 'model'} weights of {folder}")
-    denoiser = make_denoiser(net, config.model).to(device).eval()
+    denoiser = make_denoiser(net, config.model, spec.num_values).to(device).eval()
     step = int(ckpt.config.get("step", 0))
     return LoadedModel(denoiser, codec, config, spec, step, folder, use_ema)
 
@@ -211,9 +219,7 @@ def sampling_options(sampling: SampleConfig) -> SamplingOptions:
 
 
 def sample_bits(
-    denoiser: BitDenoiser,
-    model: ModelConfig,
-    num_values: int,
+    denoiser: ImageDenoiser,
     shape: tuple[int, ...],
     sampling: SampleConfig,
     *,
@@ -223,14 +229,12 @@ def sample_bits(
 ) -> torch.Tensor:
     """Analog bits ``shape`` = ``[B, C·num_bits, H, W]`` from an image model with the sampler settings ``sampling``:
     DDIM, DDPM or DPM-Solver++(2M) (:func:`~bitcompose.diffusion.samplers.sample_model` of the CFG-guided model on
-    ``TimeGrid.uniform(steps, td)``), or for ``model.prediction == "masked"`` the absorbing-state model's
+    ``TimeGrid.uniform(steps, td)``), or for a :class:`MaskedDenoiser` the absorbing-state model's
     ancestral sampler, which takes ``sampler="ddpm"`` and none of td, guidance, momentum or self-guidance
     (``ValueError`` otherwise). Sampling runs on the device of the denoiser's weights.
 
     Args:
         denoiser: the image model's denoiser.
-        model: its model config.
-        num_values: pixel values K.
         shape: ``[B, C·num_bits, H, W]``.
         sampling: the sampler settings (steps, sampler, td, guidance, DDPM variance, precision, Appendix G).
         cond: class labels ``[B]`` (or None).
@@ -238,16 +242,21 @@ def sample_bits(
         progress: a progress bar over the steps.
     """
     s, device = sampling, next(denoiser.parameters()).device
-    if model.prediction == "masked":
+    if isinstance(denoiser, MaskedDenoiser):
         if s.sampler != "ddpm" or s.td or s.guidance or s.momentum or s.self_guidance:
             raise ValueError(
                 "a masked (absorbing-state) model is sampled ancestrally: sampler=ddpm, without td, guidance, "
                 "momentum or self-guidance"
             )
         return masked_sample(
-            denoiser, shape, num_values=num_values, steps=s.steps, cond=cond, generator=generator,
-            precision=s.precision, device=device,
-        )  # fmt: skip
+            denoiser,
+            shape,
+            steps=s.steps,
+            cond=cond,
+            generator=generator,
+            precision=s.precision,
+            device=device,
+        )
     guided = cfg_model(denoiser, cond, s.guidance)
     grid = TimeGrid.uniform(s.steps, s.td)
     return sample_model(

@@ -26,12 +26,13 @@ from torch import Tensor, nn
 
 from bitcompose.core.config import diff_keys
 from bitcompose.data.images import ImageDataset, load_image_dataset, random_flip
-from bitcompose.diffusion import BitDenoiser, diffusion_loss
-from bitcompose.diffusion.masked import masked_loss, normal_to_uniform
+from bitcompose.diffusion import diffusion_loss
+from bitcompose.diffusion.masked import MaskedDenoiser, masked_loss, normal_to_uniform
 from bitcompose.figures.grids import save_grid
 from bitcompose.images.config import TrainConfig, data_problems
 from bitcompose.images.model import (
     DataSpec,
+    ImageDenoiser,
     build_codec,
     build_unet,
     checkpoint_config,
@@ -86,7 +87,7 @@ def data_spec_for(config: TrainConfig, dataset: ImageDataset) -> DataSpec:
 
 @torch.no_grad()
 def sample_grid(
-    denoiser: torch.nn.Module,
+    denoiser: ImageDenoiser,
     config: TrainConfig,
     spec: DataSpec,
     generator: torch.Generator,
@@ -110,16 +111,7 @@ def sample_grid(
         labels, n, nrow = None, unconditional, 8
     shape = (n, spec.channels * codec.num_bits, spec.image_size, spec.image_size)
     sampling = config.sample if labels is not None else dataclasses.replace(config.sample, guidance=0.0)
-    bits = sample_bits(
-        denoiser,  # type: ignore[arg-type]
-        config.model,
-        spec.num_values,
-        shape,
-        sampling,
-        cond=labels,
-        generator=generator,
-        progress=progress,
-    )
+    bits = sample_bits(denoiser, shape, sampling, cond=labels, generator=generator, progress=progress)
     return codec.decode_images(bits).cpu(), None if labels is None else labels.cpu(), nrow
 
 
@@ -150,7 +142,7 @@ class ImageTask:
         self.batch_size = config.batch_size
         self._noise_gen = torch.Generator(device)
         self._example_gen = torch.Generator()
-        self._denoisers: dict[int, BitDenoiser] = {}
+        self._denoisers: dict[int, ImageDenoiser] = {}
 
     def make_batch(self, step: int) -> dict[str, Any]:
         """This rank's examples of ``step`` and their random draws (see the module docstring)."""
@@ -191,14 +183,13 @@ class ImageTask:
         cfg = self.config
         den = self._denoisers.get(id(net))
         if den is None:
-            den = self._denoisers[id(net)] = make_denoiser(net, cfg.model)
+            den = self._denoisers[id(net)] = make_denoiser(net, cfg.model, self.codec.num_values)
         batch = self.make_batch(step)
-        if cfg.model.prediction == "masked":
+        if isinstance(den, MaskedDenoiser):
             k = self.codec.num_values
             return masked_loss(
                 den,
                 batch["x0"],
-                num_values=k,
                 t=batch["t"],
                 uniforms=normal_to_uniform(batch["noise"][:, ::k]),
                 cond=batch["labels"],
@@ -321,7 +312,7 @@ class ImageTrainer:
     def _preview(self, module: nn.Module, step: int) -> Path:
         """Sample a grid with ``module`` (the EMA weights) into ``samples/step_NNNNNNN.png``."""
         self.preview_generator.manual_seed(mix_seed(self.config.seed, 3, step))
-        den = make_denoiser(module, self.config.model)
+        den = make_denoiser(module, self.config.model, self.spec.num_values)
         images, _, nrow = sample_grid(den, self.config, self.spec, self.preview_generator)
         upscale = max(1, 64 // self.spec.image_size)
         return save_grid(

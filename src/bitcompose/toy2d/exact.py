@@ -90,8 +90,7 @@ class ExactToyModel(DiffusionModel):
         a, s = self._levels(x, t)
         return -self._log_prob64(x.detach().double(), a, s).to(x.dtype)
 
-    def energy_and_score(
-        self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
+    def energy_and_score(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """Exact energy ``[B]`` and score ``∇ log q_t`` ``[B, 2]``."""
         a, s = self._levels(x, t)
         with torch.enable_grad():
