@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bitcompose.experiments.cache import COMPLETE, cache_key, cached, entry_path
-from bitcompose.experiments.runner import Page, Run, run_experiment, stored_cell
+from bitcompose.experiments.runner import CellResult, Page, Run, read_cell, run_experiment, stored_cell
 
 
 def test_the_key_is_canonical_and_covers_spec_and_data() -> None:
@@ -65,11 +65,21 @@ def test_a_corrupt_marker_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_stored_cell_keeps_dotted_names_apart(tmp_path: Path) -> None:
-    a = stored_cell(tmp_path / "w0.5-a", lambda: ({"x": torch.zeros(1)}, {"cell": "a"}))
-    b = stored_cell(tmp_path / "w0.5-b", lambda: ({"x": torch.ones(1)}, {"cell": "b"}))
-    assert a[1] == {"cell": "a"} and b[1] == {"cell": "b"}
-    again = stored_cell(tmp_path / "w0.5-b", lambda: pytest.fail("recomputed"))
-    assert again[1] == {"cell": "b"} and torch.equal(again[0]["x"], torch.ones(1))
+    a = stored_cell(tmp_path / "w0.5-reverse-score", lambda: CellResult({"cell": "a"}, {"x": torch.zeros(1)}))
+    b = stored_cell(tmp_path / "w0.5-hmc-score", lambda: CellResult({"cell": "b"}, {"x": torch.ones(1)}))
+    assert a.report == {"cell": "a"} and b.report == {"cell": "b"}  # once, "w0.5-…" both became "w0.json"
+    again = stored_cell(tmp_path / "w0.5-hmc-score", lambda: pytest.fail("recomputed"))
+    assert again.report == {"cell": "b"} and torch.equal(again.tensors["x"], torch.ones(1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "w0.5-hmc-score.json", "w0.5-hmc-score.pt", "w0.5-reverse-score.json", "w0.5-reverse-score.pt",
+    ]  # fmt: skip
+
+
+def test_a_cell_stored_in_an_earlier_layout_is_computed_again(tmp_path: Path) -> None:
+    torch.save([torch.zeros(1)], tmp_path / "c.pt")  # tensors as a bare list, as the prompt rows once were
+    (tmp_path / "c.json").write_text('{"cell": "old"}')
+    assert read_cell(tmp_path / "c") is None
+    assert stored_cell(tmp_path / "c", lambda: CellResult({"cell": "new"})).report == {"cell": "new"}
 
 
 @dataclass(frozen=True)
@@ -92,9 +102,11 @@ class _Toy:
     def cells(self) -> list[_Cell]:
         return [_Cell("c1"), _Cell("c2.5")]
 
-    def run_cell(self, cell: _Cell) -> tuple[Any, dict[str, Any]]:
+    def run_cell(self, cell: _Cell) -> CellResult:
         self.ran.append(cell.name)
-        return {"x": torch.full((self.n,), float(len(self.ran)))}, {"cell": cell.name, "seconds": 30.0}
+        return CellResult(
+            {"cell": cell.name, "seconds": 30.0}, {"x": torch.full((self.n,), float(len(self.ran)))}
+        )
 
     def describe(self, report: dict[str, Any]) -> str:
         return f"done {report['cell']}"

@@ -158,8 +158,9 @@ def test_a_tiny_guided_cell_returns_valid_codes(cache, guide, sampler, param):
     )  # fmt: skip
     r = res.report
     assert REPORT_KEYS <= set(r) and json.loads(json.dumps(r)) == r
-    assert res.images.shape == (6, 1, 8, 8) and int(res.images.min()) >= 0 and int(res.images.max()) <= 16
-    assert res.labels.tolist() == [0, 1, 2, 3, 4, 5]
+    images = res.tensors["images"]
+    assert images.shape == (6, 1, 8, 8) and int(images.min()) >= 0 and int(images.max()) <= 16
+    assert res.tensors["labels"].tolist() == [0, 1, 2, 3, 4, 5]
     assert 0 <= r["accuracy"] <= 1 and 0 <= r["invalid_fraction"] <= 1 and r["classifier_fid"] >= 0
     assert r["nfe"] == 20 if sampler == "reverse" else r["nfe"] > 20
     assert sampler == "reverse" or 0 <= r["acceptance"] <= 1
@@ -172,7 +173,7 @@ def test_smc_runs_on_the_energy_model(cache, guide, tiny):
         mcmc=mcmc, levels=10,
     )  # fmt: skip
     assert res.report["sampler"] == "smc-hmc" and res.report["mcmc"]["resample_ess"] == 0.5
-    assert res.report["nfe"] > 10 and res.images.shape == (4, 1, 8, 8)
+    assert res.report["nfe"] > 10 and res.tensors["images"].shape == (4, 1, 8, 8)
 
 
 def test_smc_resamples_only_among_the_samples_asking_for_the_same_class(tiny, guide, monkeypatch):
@@ -305,16 +306,3 @@ def test_dataclass_plan_refuses_nonsense():
     with pytest.raises(ValueError, match="dataset"):
         GuidancePlan(dataset="svhn")
     assert dataclasses.replace(GuidancePlan(), energy_samplers=()).params == ("score",)
-
-
-def test_cells_whose_names_hold_a_dot_are_kept_apart(tmp_path):
-    from bitcompose.experiments.runner import stored_cell as cached_result
-
-    a = cached_result(tmp_path / "w0.5-reverse-score", lambda: ({"x": torch.zeros(1)}, {"cell": "a"}))
-    b = cached_result(tmp_path / "w0.5-hmc-score", lambda: ({"x": torch.ones(1)}, {"cell": "b"}))
-    assert a[1] == {"cell": "a"} and b[1] == {"cell": "b"}  # once, "w0.5-…" both became "w0.json"
-    again = cached_result(tmp_path / "w0.5-hmc-score", lambda: pytest.fail("recomputed"))
-    assert again[1] == {"cell": "b"} and torch.equal(again[0]["x"], torch.ones(1))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "w0.5-hmc-score.json", "w0.5-hmc-score.pt", "w0.5-reverse-score.json", "w0.5-reverse-score.pt",
-    ]  # fmt: skip

@@ -111,7 +111,7 @@ def test_notebook_negation_of_exact_boxes_puts_its_mass_outside_the_frame() -> N
 
 def test_run_cell_with_exact_models_needs_no_training(tmp_path: object) -> None:
     res = run_cell("mixture", "exact", "reverse", CellOptions(n=200, seed=0, cache=str(tmp_path)))
-    m = res.metrics
+    m = res.report
     assert m["param"] == "exact" and m["train_steps"] is None and m["applicable"]
     assert m["in_support"] > 0.9
     assert m["log_likelihood"] == pytest.approx(m["oracle_log_likelihood"], abs=0.2)
@@ -132,7 +132,7 @@ def test_yardsticks_from_exact_samples() -> None:
     assert 0 < y["w2_floor"] < 0.06 and abs(y["mmd_floor"]) < 1e-3
     linear = _yardsticks("product", "linear", 2000, 0, None)
     assert linear["perfect_log_likelihood"] != y["perfect_log_likelihood"]  # the schedule is selectable
-    cell = run_cell("product", "exact", "reverse", CellOptions(n=300, schedule="linear")).metrics
+    cell = run_cell("product", "exact", "reverse", CellOptions(n=300, schedule="linear")).report
     assert (
         cell["schedule"] == "linear"
         and cell["w2_floor"] is not None

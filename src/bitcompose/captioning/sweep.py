@@ -21,7 +21,7 @@ from bitcompose.captioning.evaluate import evaluate_captioner
 from bitcompose.captioning.model import load_captioner
 from bitcompose.captioning.train import LOG_FILE, train_or_load
 from bitcompose.experiments.cache import cache_key
-from bitcompose.experiments.runner import Page, Run, run_experiment
+from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment
 
 __all__ = [
     "CaptionCell",
@@ -143,7 +143,7 @@ class CaptionSweep:
                 for s in self.steps_list for td in self.tds]  # fmt: skip
         return [CaptionCell("ar", self.split), *grid]
 
-    def run_cell(self, cell: CaptionCell) -> tuple[dict[str, Any], dict[str, Any]]:
+    def run_cell(self, cell: CaptionCell) -> CellResult:
         """One evaluation: its row (and its own time)."""
         start = time.perf_counter()
         captioner = load_captioner(self._dirs()[cell.model])
@@ -154,7 +154,7 @@ class CaptionSweep:
         else:
             scores = evaluate_captioner(captioner, data, steps=cell.steps, td=cell.td, seed=self.sample_seed)
             row = {"model": "diffusion", "steps": cell.steps, "td": cell.td, "split": cell.split, **scores}
-        return {}, {"row": row, "seconds": time.perf_counter() - start}
+        return CellResult({"row": row, "seconds": time.perf_counter() - start})
 
     def describe(self, report: dict[str, Any]) -> str:
         """BLEU-4 of a finished evaluation."""

@@ -118,7 +118,13 @@ def _objects(args: argparse.Namespace) -> int:
         from bitcompose.objects.figures import marked_samples
 
         marked_samples(
-            [(f"k={args.k} {args.sampler}", res.images[:12], res.cells[:12], res.success[:12])], png
+            [
+                (
+                    f"k={args.k} {args.sampler}",
+                    *(res.tensors[key][:12] for key in ("images", "cells", "success")),
+                )
+            ],
+            png,
         )
         res.report["png"] = str(png)
     if args.json:
@@ -178,7 +184,8 @@ def _guidance(args: argparse.Namespace) -> int:
     if png is not None:
         from bitcompose.figures.plots import labelled_rows
 
-        rows = [(f"class {c}", res.images[res.labels == c][:10]) for c in range(int(res.labels.max()) + 1)]
+        images, labels = res.tensors["images"], res.tensors["labels"]
+        rows = [(f"class {c}", images[labels == c][:10]) for c in range(int(labels.max()) + 1)]
         labelled_rows(rows, png, r["num_values"], title=f"{r['dataset']}, w = {r['scale']:g}, {r['sampler']}")
         r["png"] = str(png)
     if args.json:

@@ -187,8 +187,8 @@ def _run(args: argparse.Namespace) -> int:
         from bitcompose.toy2d.report import render_figure
 
         stem = Path(args.out) / f"toy2d_{args.task}_{args.param}_{args.sampler}"
-        render_figure([(result.metrics, result.samples)], stem.with_suffix(".png"))
-        stem.with_suffix(".json").write_text(json_line(result.metrics, indent=2) + "\n")
+        render_figure([(result.report, result.tensors.get("samples"))], stem.with_suffix(".png"))
+        stem.with_suffix(".json").write_text(json_line(result.report, indent=2) + "\n")
         print(f"wrote {stem}.png and {stem}.json", file=sys.stderr)
-    print(json_line(result.metrics, indent=None if args.json else 2))
+    print(json_line(result.report, indent=None if args.json else 2))
     return 0

@@ -1,7 +1,7 @@
 """The one runner of experiments: cells into a folder, resumably, then the page.
 
 An experiment (:class:`Experiment`) says what its settings are, prepares its models and evaluators, lists its
-cells, runs one cell into ``(tensors, report)`` and renders its page. :func:`run_experiment` owns the rest: every
+cells, runs one cell into a :class:`CellResult` (its report and tensors) and renders its page. :func:`run_experiment` owns the rest: every
 finished cell is written at once to ``<out>/cells/<name>.json`` (its tensors to ``.pt``), so an interrupted table
 resumes where it stopped; ``<out>/experiment.json`` records the settings the cells were computed with, and a run
 with other settings into the same folder is refused (stale cells are never reused); the meta (command, date,
@@ -28,6 +28,7 @@ from bitcompose.core.machine import machine_info, machine_line
 
 __all__ = [
     "Cell",
+    "CellResult",
     "Experiment",
     "Page",
     "Run",
@@ -40,7 +41,6 @@ __all__ = [
     "write_text",
 ]
 
-Tensors = Any  # what a cell stores beside its report: a dict (or list) of tensors
 Log = Callable[[str], None]
 SETTINGS = "experiment.json"
 
@@ -50,6 +50,21 @@ class Cell(Protocol):
 
     @property
     def name(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """What one cell of any experiment gives: its report and the tensors stored beside it.
+
+    Attributes:
+        report: JSON-able: a dict (``seconds`` its own compute time, and the metrics), or a list of dicts for a
+            cell of several rows (the objects experiment's prompt rows).
+        tensors: by name, e.g. ``images`` ``long [n, C, H, W]``, ``labels`` ``long [n]``, ``samples`` ``[n, 2]``
+            (a list of tensors where a cell has several rows); empty when there is nothing to keep.
+    """
+
+    report: Any
+    tensors: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,7 +79,7 @@ class Run:
     """
 
     rows: list[Any]
-    tensors: dict[str, Tensors]
+    tensors: dict[str, dict[str, Any]]
     computed: list[str]
     meta: dict[str, Any]
 
@@ -95,8 +110,8 @@ class Experiment(Protocol):
         """Every cell, in running order."""
         ...
 
-    def run_cell(self, cell: Any) -> tuple[Tensors, dict[str, Any]]:
-        """One cell's tensors and its report (a JSON-able dict)."""
+    def run_cell(self, cell: Any) -> CellResult:
+        """One cell's report and tensors."""
         ...
 
     def describe(self, report: Any) -> str:
@@ -126,32 +141,35 @@ def _cell_files(path: Path) -> tuple[Path, Path]:
     return path.with_name(path.name + ".pt"), path.with_name(path.name + ".json")
 
 
-def read_cell(path: Path) -> tuple[Tensors, Any] | None:
-    """``(tensors, report)`` stored at ``path.pt``/``path.json``, or ``None`` when the cell is not stored."""
+def read_cell(path: Path) -> CellResult | None:
+    """The cell stored at ``path.pt``/``path.json``, or ``None`` when it is not stored (or stored in an earlier
+    layout, whose tensors were not a dict: it is computed again)."""
     tensor_path, report_path = _cell_files(path)
     if report_path.is_file() and tensor_path.is_file():
-        return torch.load(tensor_path, weights_only=True), json.loads(report_path.read_text())
+        tensors = torch.load(tensor_path, weights_only=True)
+        if isinstance(tensors, dict):
+            return CellResult(json.loads(report_path.read_text()), tensors)
     return None
 
 
-def write_cell(path: Path, tensors: Tensors, report: Any) -> None:
+def write_cell(path: Path, result: CellResult) -> None:
     """Store a cell at ``path.pt``/``path.json``, each atomically (the report last: it marks the cell done)."""
     tensor_path, report_path = _cell_files(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tensor_path.with_name(f".{tensor_path.name}.{os.getpid()}.tmp")
-    torch.save(tensors, tmp)
+    torch.save(result.tensors, tmp)
     os.replace(tmp, tensor_path)
-    write_text(report_path, json.dumps(report, indent=2) + "\n")
+    write_text(report_path, json.dumps(result.report, indent=2) + "\n")
 
 
-def stored_cell(path: Path, run: Callable[[], tuple[Tensors, Any]]) -> tuple[Tensors, Any]:
-    """``(tensors, report)`` from ``path.pt``/``path.json``, or computed by ``run`` and stored there first."""
+def stored_cell(path: Path, run: Callable[[], CellResult]) -> CellResult:
+    """The cell stored at ``path.pt``/``path.json``, or computed by ``run`` and stored there first."""
     stored = read_cell(path)
     if stored is not None:
         return stored
-    tensors, report = run()
-    write_cell(path, tensors, report)
-    return tensors, report
+    result = run()
+    write_cell(path, result)
+    return result
 
 
 def _seconds(report: Any) -> float:
@@ -202,16 +220,16 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _compute(experiment: Experiment, cell: Any) -> tuple[Tensors, dict[str, Any]]:
+def _compute(experiment: Experiment, cell: Any) -> CellResult:
     return experiment.run_cell(cell)
 
 
 def _run_cells(
     experiment: Experiment, out: Path, workers: int, log: Log
-) -> tuple[list[Any], dict[str, Tensors], list[str]]:
-    """Every cell's ``(tensors, report)``: read back, or computed (in ``workers`` processes when > 1) and stored."""
+) -> tuple[list[Any], dict[str, dict[str, Any]], list[str]]:
+    """Every cell's result: read back, or computed (in ``workers`` processes when > 1) and stored."""
     cells = list(experiment.cells())
-    results: dict[str, tuple[Tensors, Any]] = {}
+    results: dict[str, CellResult] = {}
     pending = []
     for cell in cells:
         stored = read_cell(out / "cells" / cell.name)
@@ -219,27 +237,27 @@ def _run_cells(
             pending.append(cell)
         else:
             results[cell.name] = stored
-            log(f"{cell.name}: {experiment.describe(stored[1])} (stored)")
+            log(f"{cell.name}: {experiment.describe(stored.report)} (stored)")
     cost = getattr(experiment, "cost", None)
     if cost is not None:
         pending.sort(key=lambda c: -cost(c))  # the longest first: the pool finishes sooner
 
-    def done(cell: Any, tensors: Tensors, report: Any) -> None:
-        write_cell(out / "cells" / cell.name, tensors, report)
-        results[cell.name] = (tensors, report)
-        log(f"{cell.name}: {experiment.describe(report)}")
+    def done(cell: Any, result: CellResult) -> None:
+        write_cell(out / "cells" / cell.name, result)
+        results[cell.name] = result
+        log(f"{cell.name}: {experiment.describe(result.report)}")
 
     if workers > 1 and len(pending) > 1:
         context = mp.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
             futures = [(c, pool.submit(_compute, experiment, c)) for c in pending]
             for cell, future in futures:
-                done(cell, *future.result())
+                done(cell, future.result())
     else:
         for cell in pending:
-            done(cell, *experiment.run_cell(cell))
-    rows = [results[c.name][1] for c in cells]
-    return rows, {c.name: results[c.name][0] for c in cells}, [c.name for c in pending]
+            done(cell, experiment.run_cell(cell))
+    rows = [results[c.name].report for c in cells]
+    return rows, {c.name: results[c.name].tensors for c in cells}, [c.name for c in pending]
 
 
 def run_experiment(

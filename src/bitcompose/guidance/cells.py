@@ -11,7 +11,6 @@ s.e., sits beside the real-vs-real floor of held-out images.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from torch import Tensor
 from bitcompose.compose import ClassifierGuidance
 from bitcompose.compose.composite_sampling import MCMCSettings, check_request, sample_composite
 from bitcompose.diffusion.as_model import as_model
+from bitcompose.experiments.runner import CellResult
 from bitcompose.guidance.data import DATASETS, guidance_dataset, splits
 from bitcompose.guidance.guide import load_or_train_guide
 from bitcompose.guidance.models import PARAMS, load_or_train
@@ -31,23 +31,7 @@ from bitcompose.metrics.image_scores import classifier_fid_with_se, fid_floor
 from bitcompose.nets.classifier import ImageClassifier
 from bitcompose.nets.noisy_classifier import NoisyClassifier
 
-__all__ = ["CellResult", "check_cell", "evaluator", "guidance_cell", "guided_samples"]
-
-
-@dataclass
-class CellResult:
-    """A cell's report and its samples.
-
-    Attributes:
-        report: JSON-ready dict (``dataset, sampler, param, scale, n, accuracy, accuracy_se, classifier_fid, nfe,
-            seconds`` and more).
-        images: ``long [n, C, H, W]`` the samples.
-        labels: ``long [n]`` the requested classes.
-    """
-
-    report: dict[str, Any]
-    images: Tensor
-    labels: Tensor
+__all__ = ["check_cell", "evaluator", "guidance_cell", "guided_samples"]
 
 
 def check_cell(dataset: str, scale: float, sampler: str, param: str, n: int, mcmc: MCMCSettings) -> None:
@@ -186,4 +170,4 @@ def guidance_cell(
         "ema_weights": loaded.ema,
         "evaluator_val_accuracy": judge.info.get("val_accuracy"),
     }
-    return CellResult(report, images, labels)
+    return CellResult(report, {"images": images, "labels": labels})

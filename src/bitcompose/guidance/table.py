@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bitcompose.compose.composite_sampling import SAMPLERS, MCMCSettings
-from bitcompose.experiments.runner import Page, Run, run_experiment
+from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment
 from bitcompose.guidance.cells import evaluator, guidance_cell
 from bitcompose.guidance.data import DATASETS, guidance_dataset
 from bitcompose.guidance.guide import load_or_train_guide
@@ -154,13 +154,12 @@ class GuidanceExperiment:
         """The plan's cells."""
         return self.plan.cells()
 
-    def run_cell(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
+    def run_cell(self, cell: Cell) -> CellResult:
         """One guided cell's samples and report."""
-        res = guidance_cell(
+        return guidance_cell(
             self.plan.dataset, cell.scale, cell.sampler, param=cell.param, n=self.plan.n, seed=self.seed,
             mcmc=cell.mcmc, levels=cell.levels, cache=self.cache, progress=self.progress,
         )  # fmt: skip
-        return {"images": res.images, "labels": res.labels}, res.report
 
     def describe(self, report: dict[str, Any]) -> str:
         """Accuracy and FID of a finished cell."""

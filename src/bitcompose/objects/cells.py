@@ -10,7 +10,6 @@ object in every requested cell.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,31 +17,15 @@ import torch
 from torch import Tensor
 
 from bitcompose.data.objects import NUM_CELLS
+from bitcompose.experiments.runner import CellResult
 from bitcompose.nets.classifier import ImageClassifier
 from bitcompose.objects.evaluator import load_or_train_evaluator, presence
 from bitcompose.objects.models import PARAMS, load_or_train, test_scenes
 from bitcompose.objects.sampling import MCMCSettings, check_request, sample_conjunction
 
-__all__ = ["MAX_K", "CellResult", "requested_cells", "all_present", "accuracy", "objects_cell", "yardsticks"]
+__all__ = ["requested_cells", "all_present", "accuracy", "objects_cell", "yardsticks"]
 
 MAX_K = 5
-
-
-@dataclass
-class CellResult:
-    """A cell's report and its samples.
-
-    Attributes:
-        report: JSON-ready dict (``k, sampler, param, n, accuracy, accuracy_se, nfe, seconds`` and more).
-        images: ``long [n, 3, 16, 16]`` the samples.
-        cells: ``long [n, k]`` the requested cells.
-        success: ``bool [n]`` whether every requested cell holds an object.
-    """
-
-    report: dict[str, Any]
-    images: Tensor
-    cells: Tensor
-    success: Tensor
 
 
 def requested_cells(n: int, k: int, generator: torch.Generator) -> Tensor:
@@ -91,6 +74,11 @@ def objects_cell(
         train_steps: training steps of the model (default: the preset's).
         cache: the cache root of the models and the evaluator.
         progress: progress bars.
+
+    Returns:
+        the report (``k, sampler, param, n, accuracy, accuracy_se, nfe, seconds`` and more) and the tensors
+        ``images`` ``long [n, 3, 16, 16]``, ``cells`` ``long [n, k]`` (the requested cells) and ``success``
+        ``bool [n]`` (every requested cell holds an object).
     """
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must lie in 1..{MAX_K} (scenes hold 1-5 objects), got {k}")
@@ -120,7 +108,7 @@ def objects_cell(
         "ema_weights": loaded.ema,
         "evaluator_cell_accuracy": evaluator.info.get("cell_accuracy"),
     }
-    return CellResult(report, images, cells, success)
+    return CellResult(report, {"images": images, "cells": cells, "success": success})
 
 
 def yardsticks(evaluator: ImageClassifier, k: int, seed: int = 0) -> dict[str, float]:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import torch
 
 from bitcompose.compose.composite_sampling import SAMPLERS
-from bitcompose.experiments.runner import Page, Run, run_experiment
+from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment
 from bitcompose.figures.plots import labelled_rows, line_plot
 from bitcompose.images.cache import training_record
 from bitcompose.objects.cells import MAX_K, objects_cell, yardsticks
@@ -355,7 +355,7 @@ class ObjectsExperiment:
         """The position cells, then the prompt rows (when the plan has them)."""
         return [*self.plan.cells(), *([PromptsCell()] if self.plan.prompt_n else [])]
 
-    def run_cell(self, cell: ObjectsCell | PromptsCell) -> tuple[Any, Any]:
+    def run_cell(self, cell: ObjectsCell | PromptsCell) -> CellResult:
         """A position cell's samples and report, or the prompt rows' images and reports."""
         plan = self.plan
         if isinstance(cell, PromptsCell):
@@ -363,12 +363,11 @@ class ObjectsExperiment:
                 samplers=plan.prompt_samplers, n=plan.prompt_n, seed=self.seed, weight=self.weight,
                 mcmc=plan.mcmc, cache=self.cache, progress=self.progress,
             )  # fmt: skip
-            return [r.images for r in res], [r.report for r in res]
-        out = objects_cell(
+            return CellResult([r.report for r in res], {"images": [r.images for r in res]})
+        return objects_cell(
             cell.k, cell.sampler, param=cell.param, n=plan.n, seed=self.seed, weight=self.weight, mcmc=cell.mcmc,
             cache=self.cache, progress=self.progress,
         )  # fmt: skip
-        return {"images": out.images, "cells": out.cells, "success": out.success}, out.report
 
     def describe(self, report: Any) -> str:
         """Accuracy of a finished cell (or how many prompt rows)."""
@@ -386,7 +385,7 @@ class ObjectsExperiment:
         prompt_images = (
             [
                 (f"{p['prompt']} ({p['sampler']})", im[:10])
-                for p, im in zip(prompts, run.tensors["prompts"], strict=True)
+                for p, im in zip(prompts, run.tensors["prompts"]["images"], strict=True)
             ]
             if plan.prompt_n
             else []

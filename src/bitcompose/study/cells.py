@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from torch import Tensor
 
 from bitcompose.data.images import ImageDataset
 from bitcompose.data.small_images import SMALL_DATASETS, small_dataset
+from bitcompose.experiments.runner import CellResult
 from bitcompose.images.cache import cached_model, train_seconds
 from bitcompose.images.cache import model_key as cached_model_key
 from bitcompose.images.classifier import load_or_train_classifier
@@ -30,7 +31,7 @@ from bitcompose.metrics.image_scores import classifier_fid_with_se, fid_floor, h
 from bitcompose.nets.classifier import ImageClassifier
 from bitcompose.study.grid import MODELS, StudyCell, StudyModel, model_config
 
-__all__ = ["HELD_OUT", "SPLIT_SEED", "TRAIN_STEPS", "CellResult", "evaluator", "load_or_train", "study_cell"]
+__all__ = ["HELD_OUT", "SPLIT_SEED", "TRAIN_STEPS", "evaluator", "load_or_train", "study_cell"]
 
 HELD_OUT, SPLIT_SEED = 0.1, 0
 #: Optimiser steps per model (≤ 20 min each on 2 CPU cores for the 14×14 models; ≈ 1–2 min for the digits).
@@ -107,15 +108,6 @@ def inception_scores(dataset: str, images: Tensor, floor_n: int) -> dict[str, fl
     fid = frechet_distance_from_stats(*feature_statistics(net(images, k)), mu, cov)
     floor = frechet_distance_from_stats(*feature_statistics(net(held_out, k)), mu, cov)
     return {"inception_fid": fid, "inception_fid_floor": floor}
-
-
-@dataclass
-class CellResult:
-    """A cell's JSON-ready report and its samples (``long [n, C, H, W]``, labels ``long [n]``)."""
-
-    report: dict[str, Any]
-    images: Tensor
-    labels: Tensor
 
 
 def cell_sampling(loaded: LoadedModel, cell: StudyCell) -> SampleConfig:
@@ -203,4 +195,4 @@ def study_cell(
     report |= level_scores(dataset, out.images[:floor_n])
     if inception:
         report |= inception_scores(dataset, out.images[:floor_n], floor_n)
-    return CellResult(report, out.images, out.labels)
+    return CellResult(report, {"images": out.images, "labels": out.labels})

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from bitcompose.experiments.runner import Page, Run, run_experiment, write_text
+from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment, write_text
 from bitcompose.images.cache import dataset_record, training_record
 from bitcompose.metrics.image_scores import fid_floor
 from bitcompose.study.cells import (
@@ -106,13 +106,13 @@ class StudyExperiment:
         """The grid's cells."""
         return list(grid(self.grid_name).cells)
 
-    def run_cell(self, cell: StudyCell) -> tuple[dict[str, Any], dict[str, Any]]:
+    def run_cell(self, cell: StudyCell) -> CellResult:
         """One cell's samples (uint8: every study data set has at most 256 levels, 8× smaller files) and report."""
         res = study_cell(
             cell, self.dataset, n=self.n, seed=self.seed, train_steps=self.steps, cache=self.cache,
             progress=self.progress, inception=self.inception,
         )  # fmt: skip
-        return {"images": res.images.to(torch.uint8), "labels": res.labels}, res.report
+        return CellResult(res.report, {**res.tensors, "images": res.tensors["images"].to(torch.uint8)})
 
     def describe(self, report: dict[str, Any]) -> str:
         """FID, accuracy and NFE of a finished cell."""

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from bitcompose.toy2d.exact import ExactToyModel
-from bitcompose.toy2d.run import CELL_PARAMS, DEFAULT_TRAIN_STEPS, SAMPLERS, CellResult, run_cell
+from bitcompose.toy2d.run import CELL_PARAMS, DEFAULT_TRAIN_STEPS, SAMPLERS, run_cell
 from bitcompose.toy2d.tasks import TASKS, Task
 from bitcompose.toy2d.train import DATASETS, PARAMS, TrainConfig, load_or_train
 
@@ -21,7 +21,6 @@ __all__ = [
     "PARAMS",
     "SAMPLERS",
     "TASKS",
-    "CellResult",
     "ExactToyModel",
     "Task",
     "TrainConfig",

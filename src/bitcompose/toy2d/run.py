@@ -33,6 +33,7 @@ from bitcompose.core.model import DiffusionModel
 from bitcompose.core.names import MCMC_SAMPLERS
 from bitcompose.core.sampling import SampleResult
 from bitcompose.core.schedules import DiscreteSchedule
+from bitcompose.experiments.runner import CellResult
 from bitcompose.toy2d.exact import ExactToyModel
 from bitcompose.toy2d.metrics import MMD_BANDWIDTH, mmd2, wasserstein2
 from bitcompose.toy2d.tasks import MIXTURE_SHARPEN, TASKS
@@ -47,7 +48,6 @@ __all__ = [
     "DEFAULT_TRAIN_BATCH",
     "PAPER_TRAIN_STEPS",
     "CellOptions",
-    "CellResult",
     "make_kernel",
     "run_cell",
     "component_configs",
@@ -147,14 +147,6 @@ class CellOptions:
     resample_ess: float | None = None
 
 
-@dataclass
-class CellResult:
-    """Metrics of one (task, param, sampler) cell plus its samples (``None`` when not applicable)."""
-
-    metrics: dict[str, Any]
-    samples: Tensor | None
-
-
 def _validate(task: str, param: str, sampler: str, n: int, steps_per_level: int) -> None:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
@@ -184,10 +176,11 @@ def run_cell(
         progress: show progress bars.
 
     Returns:
-        :class:`CellResult`; ``metrics`` holds the cell's settings, the headline ``w2`` and ``mmd`` against exact
-        samples beside their exact-vs-exact floors (``w2_floor``, ``mmd_floor``), the log-likelihoods (see
-        :func:`_yardsticks`), ``in_support``, ``acceptance``, ``nfe``, ``resampled``, ``rejected_nonfinite``
-        and the wall times.
+        :class:`~bitcompose.experiments.runner.CellResult`: its ``report`` holds the cell's settings, the
+        headline ``w2`` and ``mmd`` against exact samples beside their exact-vs-exact floors (``w2_floor``,
+        ``mmd_floor``), the log-likelihoods (see :func:`_yardsticks`), ``in_support``, ``acceptance``, ``nfe``,
+        ``resampled``, ``rejected_nonfinite`` and the wall times; ``tensors["samples"]`` ``[n, 2]`` (no tensors
+        for a cell that does not apply).
     """
     o = options or CellOptions()
     _validate(task, param, sampler, o.n, o.steps_per_level)
@@ -201,7 +194,7 @@ def run_cell(
     if spec.needs_energy and param == "score":
         reason = f"the {spec.operator} operator needs energies; score-parameterised models have none"
         empty = dict.fromkeys(("log_likelihood", "w2", "mmd", "in_support", "acceptance", "nfe"), None)
-        return CellResult({**base, **empty, "applicable": False, "reason": reason, "seconds": 0.0}, None)
+        return CellResult({**base, **empty, "applicable": False, "reason": reason, "seconds": 0.0})
     models = _components(task, param, o, progress)
     composed = spec.compose(models[0], models[1], mixture_sharpen=o.mixture_sharpen)
     sample_start = time.perf_counter()
@@ -209,9 +202,8 @@ def run_cell(
     sample_seconds = time.perf_counter() - sample_start
     x = result.samples.detach().float()
     metrics = {**base, **_sample_metrics(task, x, level0, o.n, o.seed), **_run_info(result)}
-    return CellResult(
-        {**metrics, "sample_seconds": sample_seconds, "seconds": time.perf_counter() - start}, x
-    )
+    report = {**metrics, "sample_seconds": sample_seconds, "seconds": time.perf_counter() - start}
+    return CellResult(report, {"samples": x})
 
 
 def _settings(task: str, param: str, sampler: str, o: CellOptions) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from bitcompose.experiments.runner import Page, Run, run_experiment
+from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment
 from bitcompose.toy2d.metrics import MMD_BANDWIDTH
 from bitcompose.toy2d.report import format_value, markdown_table, render_figure
 from bitcompose.toy2d.run import (
@@ -166,10 +166,9 @@ class Toy2dExperiment:
         """Relative cost (composite evaluations per step × network cost): the pool starts the big cells first."""
         return _COST[cell.sampler] * _PARAM_COST[cell.param]
 
-    def run_cell(self, cell: Toy2dCell) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """One cell's samples (none for a cell that does not apply) and metrics."""
-        res = run_cell(cell.task, cell.param, cell.sampler, self.options)
-        return ({} if res.samples is None else {"samples": res.samples}), res.metrics
+    def run_cell(self, cell: Toy2dCell) -> CellResult:
+        """One cell's metrics and samples (none for a cell that does not apply)."""
+        return run_cell(cell.task, cell.param, cell.sampler, self.options)
 
     def describe(self, report: dict[str, Any]) -> str:
         """LL and share in support."""
