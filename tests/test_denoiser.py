@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from bitcompose import BitDenoiser, CosineSchedule, diffusion_loss
+from bitcompose import BitDenoiser, CosineSchedule, LossDraws, diffusion_loss
 
 
 class RecordingNet(nn.Module):
@@ -31,7 +31,7 @@ def test_forward_process_and_x0_loss() -> None:
     x0 = torch.tensor([[1.0, -1.0, 1.0], [-1.0, -1.0, 1.0]])
     t = torch.tensor([0.2, 0.9])
     noise = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
-    out = diffusion_loss(den, x0, t=t, noise=noise)
+    out = diffusion_loss(den, x0, draws=LossDraws(t, noise))
     g = CosineSchedule().gamma(t).reshape(-1, 1)
     x_t = g.sqrt() * x0 + (1 - g).sqrt() * noise
     torch.testing.assert_close(net.inputs[0][0], x_t)
@@ -77,7 +77,7 @@ def test_self_condition_first_pass_carries_no_gradient() -> None:
     x0 = torch.tensor([[1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]])
     t, noise = torch.tensor([0.3, 0.5, 0.7]), torch.randn(3, 2, generator=torch.Generator().manual_seed(2))
     mask = torch.tensor([True, False, True])
-    loss = diffusion_loss(den, x0, t=t, noise=noise, self_cond_mask=mask).loss
+    loss = diffusion_loss(den, x0, draws=LossDraws(t, noise, mask)).loss
     (grad,) = torch.autograd.grad(loss, lin.lin.weight)
 
     g = CosineSchedule().gamma(t).reshape(-1, 1)
@@ -110,7 +110,7 @@ def test_eps_and_logistic_parameterisations() -> None:
     noise = torch.randn(2, 2, generator=torch.Generator().manual_seed(0))
     eps_net = RecordingNet(2)
     den = BitDenoiser(eps_net, prediction="eps", self_condition=False)
-    loss = diffusion_loss(den, x0, t=t, noise=noise).loss
+    loss = diffusion_loss(den, x0, draws=LossDraws(t, noise)).loss
     x_t = eps_net.inputs[0][0]
     torch.testing.assert_close(loss, ((0.5 * x_t - noise) ** 2).mean())
     s = CosineSchedule()
@@ -119,7 +119,7 @@ def test_eps_and_logistic_parameterisations() -> None:
 
     log_net = RecordingNet(2)
     den_l = BitDenoiser(log_net, prediction="logistic", scale=0.5, self_condition=False)
-    loss_l = diffusion_loss(den_l, 0.5 * x0, t=t, noise=noise).loss
+    loss_l = diffusion_loss(den_l, 0.5 * x0, draws=LossDraws(t, noise)).loss
     f = 0.5 * log_net.inputs[0][0]
     torch.testing.assert_close(loss_l, -torch.log(torch.sigmoid(f * x0)).mean())
     out = den_l(log_net.inputs[0][0], t)

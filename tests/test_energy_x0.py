@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from bitcompose import BitDenoiser, as_model, diffusion_loss
+from bitcompose import BitDenoiser, LossDraws, as_model, diffusion_loss
 
 
 class _Linear(nn.Module):
@@ -76,13 +76,13 @@ def test_it_trains_on_the_x0_mse_by_default_and_the_eps_form_on_the_eps_mse() ->
     for kind, target in (("x0", "x0"), ("diff", "eps"), ("norm", "eps")):
         den = BitDenoiser(_Linear(5), prediction="energy", energy=kind, self_condition=False).double()
         assert den.loss_target == target
-        loss = diffusion_loss(den, x0, t=t, noise=noise, generator=g).loss
+        loss = diffusion_loss(den, x0, draws=LossDraws(t, noise), generator=g).loss
         alpha, sigma = den.schedule.alpha(t).double()[:, None], den.schedule.sigma(t).double()[:, None]
         x_t = alpha * x0 + sigma * noise
         _, eps = den.energy_and_eps(x_t, t)
         want = ((x_t - sigma * eps) / alpha - x0) if target == "x0" else (eps - noise)
         assert loss.item() == pytest.approx(want.pow(2).mean().item(), rel=1e-9)
         other = "eps" if target == "x0" else "x0"
-        assert diffusion_loss(den, x0, t=t, noise=noise, target=other).loss.item() != pytest.approx(
+        assert diffusion_loss(den, x0, draws=LossDraws(t, noise), target=other).loss.item() != pytest.approx(
             loss.item()
         )

@@ -34,6 +34,7 @@ from bitcompose.core import (
 from bitcompose.diffusion import (
     BitDenoiser,
     DenoiserModel,
+    LossDraws,
     LossOutput,
     SamplingOptions,
     as_model,
@@ -65,6 +66,7 @@ __all__ = [
     # Bit Diffusion
     "BitDenoiser",
     "DenoiserModel",
+    "LossDraws",
     "LossOutput",
     "UNet",
     "UNetConfig",

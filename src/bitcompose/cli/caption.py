@@ -117,12 +117,8 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``caption`` command group (train, sample, evaluate, sweep)."""
-    group = subparsers.add_parser("caption", help="image captioning with Bit Diffusion and an AR baseline")
-    sub = group.add_subparsers(dest="caption_command", metavar="SUBCOMMAND")
-    group.set_defaults(func=lambda a: group.print_help() or 2)
-
+def _add_train(sub: Any) -> None:
+    """The ``caption train`` subcommand."""
     from bitcompose.captioning.config import PRESETS
 
     p = sub.add_parser(
@@ -145,6 +141,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
+
+def _add_sample(sub: Any) -> None:
+    """The ``caption sample`` subcommand."""
     p = sub.add_parser("sample", help="caption N images of a split; optional PNG sheet")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--n", type=int_arg("--n", 1), default=8)
@@ -162,6 +161,9 @@ def register(subparsers: Any) -> None:
     )
     p.set_defaults(func=_sample)
 
+
+def _add_evaluate(sub: Any) -> None:
+    """The ``caption evaluate`` subcommand."""
     p = sub.add_parser("evaluate", help="BLEU-4, CIDEr-D, ROUGE-L on a split")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--steps", type=int_arg("--steps", 1), default=10)
@@ -178,6 +180,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_evaluate)
 
+
+def _add_sweep(sub: Any) -> None:
+    """The ``caption sweep`` subcommand."""
     p = sub.add_parser("sweep", help="steps x td study vs the AR baseline (Tables 3 and 4 of the paper)")
     p.add_argument("--preset", default="scenes-small")
     p.add_argument("--seed", type=int, default=0)
@@ -198,3 +203,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the rows as one JSON list")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_sweep)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``caption`` command group (train, sample, evaluate, sweep)."""
+    group = subparsers.add_parser("caption", help="image captioning with Bit Diffusion and an AR baseline")
+    sub = group.add_subparsers(dest="caption_command", metavar="SUBCOMMAND")
+    group.set_defaults(func=lambda a: group.print_help() or 2)
+    _add_train(sub)
+    _add_sample(sub)
+    _add_evaluate(sub)
+    _add_sweep(sub)

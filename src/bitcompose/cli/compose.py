@@ -236,12 +236,8 @@ def _add_mcmc_options(p: argparse.ArgumentParser, *, weight: bool = True) -> Non
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``compose`` command group."""
-    group = subparsers.add_parser("compose", help="compose trained image models (AND / NOT, guidance)")
-    sub = group.add_subparsers(dest="compose_command", metavar="SUBCOMMAND")
-    group.set_defaults(func=lambda a: group.print_help() or 2)
-
+def _add_classes(sub: Any) -> None:
+    """The ``compose classes`` subcommand."""
     p = sub.add_parser(
         "classes",
         help="class A AND class B, A NOT B of a class-conditional model: reverse diffusion vs annealed MCMC",
@@ -276,6 +272,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_classes)
 
+
+def _add_objects(sub: Any) -> None:
+    """The ``compose objects`` subcommand."""
     p = sub.add_parser(
         "objects",
         help="k objects at requested positions: CFG conjunction of position-conditioned models, any sampler",
@@ -297,6 +296,9 @@ def register(subparsers: Any) -> None:
     _add_mcmc_options(p)
     p.set_defaults(func=_objects)
 
+
+def _add_prompts(sub: Any) -> None:
+    """The ``compose prompts`` subcommand."""
     p = sub.add_parser(
         "prompts",
         help="prompt AND / AND NOT on the object scenes: reverse diffusion vs MCMC",
@@ -313,6 +315,9 @@ def register(subparsers: Any) -> None:
     _add_mcmc_options(p)
     p.set_defaults(func=_prompts)
 
+
+def _add_guidance(sub: Any) -> None:
+    """The ``compose guidance`` subcommand."""
     p = sub.add_parser(
         "guidance",
         help="classifier guidance of an unconditional model by a noise-conditioned classifier: reverse vs MCMC",
@@ -341,3 +346,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out .png")
     _add_mcmc_options(p, weight=False)
     p.set_defaults(func=_guidance)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``compose`` command group."""
+    group = subparsers.add_parser("compose", help="compose trained image models (AND / NOT, guidance)")
+    sub = group.add_subparsers(dest="compose_command", metavar="SUBCOMMAND")
+    group.set_defaults(func=lambda a: group.print_help() or 2)
+    _add_classes(sub)
+    _add_objects(sub)
+    _add_prompts(sub)
+    _add_guidance(sub)

@@ -343,8 +343,8 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def register(subparsers: Any) -> None:
-    """Add ``train``, ``sample``, ``evaluate`` and ``demo``."""
+def _add_train(subparsers: Any) -> None:
+    """The ``train`` subcommand."""
     from bitcompose.images.config import PRESET_NAMES
 
     p = subparsers.add_parser(
@@ -380,6 +380,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
+
+def _add_sample(subparsers: Any) -> None:
+    """The ``sample`` subcommand."""
     p = subparsers.add_parser(
         "sample", help="sample a grid PNG (+ .npz of integer samples) from a trained model"
     )
@@ -397,6 +400,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--nrow", type=int_arg("--nrow", 1), default=None, help="images per grid row")
     p.set_defaults(func=_cmd_sample)
 
+
+def _add_evaluate(subparsers: Any) -> None:
+    """The ``evaluate`` subcommand."""
     p = subparsers.add_parser(
         "evaluate", help="classifier FID (+ floor), KID, class accuracy, invalid codes of a trained model"
     )
@@ -416,6 +422,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_demo(subparsers: Any) -> None:
+    """The ``demo`` subcommand."""
     p = subparsers.add_parser(
         "demo",
         help="train + sample + score a class-conditional digits model on the CPU",
@@ -434,3 +443,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``train``, ``sample``, ``evaluate`` and ``demo``."""
+    _add_train(subparsers)
+    _add_sample(subparsers)
+    _add_evaluate(subparsers)
+    _add_demo(subparsers)

@@ -2,7 +2,7 @@
 
 from bitcompose.diffusion.as_model import DenoiserModel, as_model, cfg_model
 from bitcompose.diffusion.denoiser import PREDICTIONS, BitDenoiser
-from bitcompose.diffusion.loss import LossOutput, diffusion_loss
+from bitcompose.diffusion.loss import LossDraws, LossOutput, diffusion_loss
 from bitcompose.diffusion.options import SamplingOptions
 from bitcompose.diffusion.samplers import SAMPLERS, sample, sample_model, time_pairs
 
@@ -11,6 +11,7 @@ __all__ = [
     "SAMPLERS",
     "BitDenoiser",
     "DenoiserModel",
+    "LossDraws",
     "LossOutput",
     "SamplingOptions",
     "as_model",

@@ -16,7 +16,25 @@ from torch import Tensor
 from bitcompose.core.tensors import append_dims
 from bitcompose.diffusion.denoiser import BitDenoiser
 
-__all__ = ["LossOutput", "diffusion_loss"]
+__all__ = ["LossDraws", "LossOutput", "diffusion_loss"]
+
+
+@dataclass(frozen=True)
+class LossDraws:
+    """The random draws of one loss evaluation, given explicitly (a distributed trainer derives them from global
+    example indices; a test fixes them); a field left ``None`` is drawn from the loss's generator.
+
+    Attributes:
+        t: ``[B]`` times in [0, 1].
+        noise: ``[B, ...]`` the Gaussian noise, shaped like x0.
+        self_cond_mask: ``[B]`` bool, the examples that get a first-pass self-conditioning estimate.
+        cond_drop_mask: ``[B]`` bool, the examples whose label is dropped (classifier-free guidance).
+    """
+
+    t: Tensor | None = None
+    noise: Tensor | None = None
+    self_cond_mask: Tensor | None = None
+    cond_drop_mask: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -59,10 +77,7 @@ def diffusion_loss(
     cond_drop_prob: float = 0.0,
     loss_type: Literal["mse", "logistic"] | None = None,
     target: Literal["x0", "eps"] | None = None,
-    t: Tensor | None = None,
-    noise: Tensor | None = None,
-    self_cond_mask: Tensor | None = None,
-    cond_drop_mask: Tensor | None = None,
+    draws: LossDraws | None = None,
     with_logits: bool = False,
 ) -> LossOutput:
     """The Bit Diffusion training loss on a batch of analog bits.
@@ -71,8 +86,7 @@ def diffusion_loss(
     clipped to ``[−b, b]``, as self-conditioning input; the others get zeros. With ``cond_drop_prob > 0`` class labels
     (an integer tensor ``[B]``) are replaced by ``−1`` (the null class) for classifier-free guidance.
 
-    All randomness comes from ``generator``; ``t``, ``noise`` and the two masks may instead be given explicitly
-    (e.g. by a distributed trainer that derives them from global example indices).
+    All randomness comes from ``generator``, except what ``draws`` gives explicitly.
 
     Args:
         denoiser: the model.
@@ -85,8 +99,7 @@ def diffusion_loss(
             ``prediction="logistic"``); default follows the denoiser's prediction.
         target: what the MSE regresses: the x0 estimate on x0, or the ε estimate on the noise (their errors
             differ by the weight α²/σ² per level); default :attr:`BitDenoiser.loss_target`.
-        t: optional ``[B]`` times in [0, 1]. noise: optional ``[B, ...]``. self_cond_mask / cond_drop_mask:
-            optional ``[B]`` bool.
+        draws: the times, noise and masks to use instead of drawing them (:class:`LossDraws`).
         with_logits: also return the main pass's softmax-head logits (for an auxiliary cross-entropy).
 
     Returns:
@@ -102,15 +115,9 @@ def diffusion_loss(
         loss_type = "logistic" if denoiser.prediction == "logistic" else "mse"
     if loss_type == "logistic" and denoiser.prediction != "logistic":
         raise ValueError("loss_type='logistic' needs a denoiser with prediction='logistic'")
-    batch, device = x0.shape[0], x0.device
-    if t is None:
-        t = torch.rand(batch, generator=generator, device=device)
-    if noise is None:
-        noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
-    if self_cond_mask is None:
-        self_cond_mask = torch.rand(batch, generator=generator, device=device) < self_cond_prob
+    t, noise, self_cond_mask, cond_drop_mask = _draw(draws or LossDraws(), x0, generator, self_cond_prob)
     if cond_drop_prob > 0 or cond_drop_mask is not None:
-        cond = _drop_labels(cond, cond_drop_prob, cond_drop_mask, generator, device)
+        cond = _drop_labels(cond, cond_drop_prob, cond_drop_mask, generator, x0.device)
 
     alpha = append_dims(denoiser.schedule.alpha(t), x0)
     sigma = append_dims(denoiser.schedule.sigma(t), x0)
@@ -132,6 +139,22 @@ def diffusion_loss(
     else:
         loss = F.mse_loss(denoiser.output_to_x0(out, x_t, t), x0)
     return LossOutput(loss=loss, t=t, self_cond_mask=self_cond_mask, logits=logits)
+
+
+def _draw(
+    draws: LossDraws, x0: Tensor, generator: torch.Generator | None, self_cond_prob: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """``(t [B], noise [B, ...], self_cond_mask [B], cond_drop_mask [B] or None)``: the given draws, the missing
+    ones from ``generator`` (in this order: t, noise, the self-conditioning mask)."""
+    batch, device = x0.shape[0], x0.device
+    t = torch.rand(batch, generator=generator, device=device) if draws.t is None else draws.t
+    noise = draws.noise
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
+    mask = draws.self_cond_mask
+    if mask is None:
+        mask = torch.rand(batch, generator=generator, device=device) < self_cond_prob
+    return t, noise, mask, draws.cond_drop_mask
 
 
 def _drop_labels(

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from bitcompose.core.config import diff_keys
 from bitcompose.data.images import ImageDataset, load_image_dataset, random_flip
-from bitcompose.diffusion import diffusion_loss
+from bitcompose.diffusion import LossDraws, diffusion_loss
 from bitcompose.diffusion.masked import MaskedDenoiser, masked_loss, normal_to_uniform
 from bitcompose.figures.grids import save_grid
 from bitcompose.images.config import TrainConfig, data_problems
@@ -200,10 +200,7 @@ class ImageTask:
             cond=batch["labels"],
             self_cond_prob=cfg.self_cond_prob,
             cond_drop_prob=cfg.cond_drop_prob if batch["cond_drop_mask"] is not None else 0.0,
-            t=batch["t"],
-            noise=batch["noise"],
-            self_cond_mask=batch["self_cond_mask"],
-            cond_drop_mask=batch["cond_drop_mask"],
+            draws=LossDraws(batch["t"], batch["noise"], batch["self_cond_mask"], batch["cond_drop_mask"]),
             target=None if cfg.model.loss_target == "auto" else cfg.model.loss_target,  # type: ignore[arg-type]
         ).loss
 
