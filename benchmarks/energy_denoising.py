@@ -1,6 +1,6 @@
 """How well energy-parameterised Bit Diffusion models denoise, beside score models trained the same way.
 
-Every variant is the experiments' CPU recipe (``images.cache.small_model_config``: U-Net base 32, mults (1, 2),
+Every variant is the experiments' CPU recipe (``experiments.image_models.small_model_config``: U-Net base 32, mults (1, 2),
 attention at 4×4, self-conditioning, Adam 1e-3, batch 64) trained class-conditionally on the train split of the
 8×8 digits (17 levels, binary bits) for ``--steps`` steps from the same seed, through the shared image trainer.
 Each is scored on the held-out split: the mean squared error of its clipped x0 estimate (first pass, no
@@ -30,7 +30,7 @@ import torch
 
 from bitcompose.core.machine import machine_line
 from bitcompose.data.small_images import small_dataset
-from bitcompose.images.cache import small_model_config
+from bitcompose.experiments.image_models import small_model_config
 from bitcompose.images.config import DataConfig, TrainConfig
 from bitcompose.images.model import load_model
 from bitcompose.images.trainer import ImageTrainer

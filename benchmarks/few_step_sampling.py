@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from bitcompose.images.classifier import load_or_train_classifier
+from bitcompose.experiments.classifier import load_or_train_classifier
 from bitcompose.images.evaluate import generate, score_samples
 from bitcompose.images.model import load_model
 from bitcompose.images.trainer import load_training_data

@@ -89,7 +89,7 @@ def test_train_sample_evaluate(
         assert z["samples"].shape == (6, 1, 4, 4) and z["samples"].max() < 4 and int(z["num_values"]) == 4
         assert (z["labels"] == 2).all()
 
-    import bitcompose.images.classifier as clf_mod
+    import bitcompose.experiments.classifier as clf_mod
 
     real = clf_mod.load_or_train_classifier
     monkeypatch.setattr(clf_mod, "load_or_train_classifier", lambda ds, **kw: real(ds, **{**kw, "steps": 3}))

@@ -324,7 +324,7 @@ def test_a_foreign_training_state_is_refused_without_warnings(tmp_path: Path) ->
 def test_model_cache_key_ignores_sampling_settings(tmp_path: Path) -> None:
     import dataclasses
 
-    from bitcompose.images.cache import cached_model
+    from bitcompose.experiments.image_models import cached_model
 
     config = tiny_config(steps=2)
     first = cached_model(config, tiny_dataset(), kind="k", cache=tmp_path, progress=False)

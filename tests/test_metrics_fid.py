@@ -11,7 +11,7 @@ import torch
 
 from bitcompose.data import ImageDataset, load_image_dataset
 from bitcompose.experiments.cache import cache_root
-from bitcompose.images.classifier import load_or_train_classifier, train_classifier
+from bitcompose.experiments.classifier import load_or_train_classifier, train_classifier
 from bitcompose.metrics import (
     classifier_fid,
     feature_statistics,
@@ -190,7 +190,7 @@ def test_load_or_train_caches(
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("a cached classifier must not be trained again")
 
-    monkeypatch.setattr("bitcompose.images.classifier.train_classifier", boom)
+    monkeypatch.setattr("bitcompose.experiments.classifier.train_classifier", boom)
     second = load_or_train_classifier(small_digits, cache=tmp_path, steps=2, progress=False)
     assert second.info["val_accuracy"] == first.info["val_accuracy"]
     x = small_digits.images[:10]

@@ -14,7 +14,7 @@ __all__ = ["register"]
 
 
 def _train(args: argparse.Namespace) -> int:
-    from bitcompose.images.classifier import cached_classifier
+    from bitcompose.experiments.classifier import cached_classifier
 
     if args.dataset == "npz" and args.path is None:
         raise CLIError("--dataset npz needs --path FILE.npz")

@@ -41,8 +41,8 @@ def _samplers(text: str) -> tuple[str, ...]:
 def _classes(args: argparse.Namespace) -> int:
     from bitcompose.compose.composite_sampling import MCMCSettings
     from bitcompose.data.images import load_image_dataset
+    from bitcompose.experiments.classifier import load_or_train_classifier
     from bitcompose.figures.plots import labelled_rows
-    from bitcompose.images.classifier import load_or_train_classifier
     from bitcompose.images.composition import check_classes, compose_classes
     from bitcompose.images.model import load_model
 

@@ -211,7 +211,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from bitcompose.images.classifier import load_or_train_classifier
+    from bitcompose.experiments.classifier import load_or_train_classifier
     from bitcompose.images.evaluate import generate, score_samples
     from bitcompose.images.model import load_model
     from bitcompose.images.trainer import load_training_data

@@ -20,11 +20,11 @@ from torch import Tensor
 from bitcompose.compose import ClassifierGuidance
 from bitcompose.compose.composite_sampling import MCMCSettings, check_request, sample_composite
 from bitcompose.diffusion.as_model import as_model
+from bitcompose.experiments.classifier import load_or_train_classifier
 from bitcompose.experiments.runner import CellResult
 from bitcompose.guidance.data import DATASETS, guidance_dataset, splits
 from bitcompose.guidance.guide import load_or_train_guide
 from bitcompose.guidance.models import PARAMS, load_or_train
-from bitcompose.images.classifier import load_or_train_classifier
 from bitcompose.images.evaluate import balanced_labels
 from bitcompose.images.model import LoadedModel
 from bitcompose.metrics.image_scores import classifier_fid_with_se, fid_floor

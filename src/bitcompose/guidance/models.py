@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bitcompose.experiments.image_models import cached_model, small_model_config
+from bitcompose.experiments.image_models import model_key as cached_model_key
 from bitcompose.guidance.data import splits
-from bitcompose.images.cache import cached_model, small_model_config
-from bitcompose.images.cache import model_key as cached_model_key
 from bitcompose.images.config import DataConfig, TrainConfig
 from bitcompose.images.model import LoadedModel
 
@@ -43,6 +43,6 @@ def load_or_train(
     progress: bool = True,
 ) -> LoadedModel:
     """The trained unconditional model, from the cache or trained there first (EMA weights when the run is long
-    enough for the EMA to have forgotten its start, see :func:`~bitcompose.images.cache.use_ema`)."""
+    enough for the EMA to have forgotten its start, see :func:`~bitcompose.experiments.image_models.use_ema`)."""
     config = guidance_config(dataset, param, steps)
     return cached_model(config, splits(dataset)[0], kind="guidance", cache=cache, progress=progress)

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from bitcompose.compose.composite_sampling import SAMPLERS, MCMCSettings
+from bitcompose.experiments.image_models import dataset_record, training_record
 from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment
 from bitcompose.guidance.cells import evaluator, guidance_cell
 from bitcompose.guidance.data import DATASETS, guidance_dataset
 from bitcompose.guidance.guide import load_or_train_guide
 from bitcompose.guidance.models import DEFAULT_STEPS, PARAMS, load_or_train, model_key
 from bitcompose.guidance.page import figures, page
-from bitcompose.images.cache import dataset_record, training_record
 from bitcompose.metrics.image_scores import fid_floor
 
 __all__ = ["Cell", "GuidanceExperiment", "GuidancePlan", "run_guidance_table"]

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from bitcompose.core.machine import machine_info
+from bitcompose.experiments.classifier import cached_classifier
 from bitcompose.figures.grids import save_grid
-from bitcompose.images.classifier import cached_classifier
 from bitcompose.images.config import TrainConfig, preset
 from bitcompose.images.evaluate import generate, score_samples
 from bitcompose.images.model import load_model

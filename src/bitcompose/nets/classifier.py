@@ -4,7 +4,7 @@ Inception FID needs a large pretrained network and 50K samples; for the small da
 (8×8 digits, 28×28 MNIST, ...) a small CNN trained on the data set itself gives a more sensitive feature space
 (in the spirit of the "MNIST FID" of the literature with a LeNet). Its penultimate activations (128-d) are the
 features, its predictions give the class accuracy of class-conditional samples. Training and the cache:
-:mod:`bitcompose.images.classifier`.
+:mod:`bitcompose.experiments.classifier`.
 """
 
 from __future__ import annotations

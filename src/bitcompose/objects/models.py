@@ -10,8 +10,8 @@ from pathlib import Path
 
 from bitcompose.data.images import ImageDataset
 from bitcompose.data.objects import ObjectScenes, make_object_scenes
-from bitcompose.images.cache import cached_model, small_model_config, use_ema
-from bitcompose.images.cache import model_key as cached_model_key
+from bitcompose.experiments.image_models import cached_model, small_model_config, use_ema
+from bitcompose.experiments.image_models import model_key as cached_model_key
 from bitcompose.images.config import DataConfig, TrainConfig
 from bitcompose.images.model import LoadedModel
 

@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 import torch
 
 from bitcompose.compose.composite_sampling import SAMPLERS
+from bitcompose.experiments.image_models import training_record
 from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment
 from bitcompose.figures.plots import labelled_rows, line_plot
-from bitcompose.images.cache import training_record
 from bitcompose.objects.cells import MAX_K, objects_cell, yardsticks
 from bitcompose.objects.evaluator import EVALUATOR_STEPS, load_or_train_evaluator
 from bitcompose.objects.figures import marked_samples

@@ -19,10 +19,10 @@ from torch import Tensor
 
 from bitcompose.data.images import ImageDataset
 from bitcompose.data.small_images import SMALL_DATASETS, small_dataset
+from bitcompose.experiments.classifier import load_or_train_classifier
+from bitcompose.experiments.image_models import cached_model, train_seconds
+from bitcompose.experiments.image_models import model_key as cached_model_key
 from bitcompose.experiments.runner import CellResult
-from bitcompose.images.cache import cached_model, train_seconds
-from bitcompose.images.cache import model_key as cached_model_key
-from bitcompose.images.classifier import load_or_train_classifier
 from bitcompose.images.config import SampleConfig, TrainConfig
 from bitcompose.images.evaluate import generate
 from bitcompose.images.model import LoadedModel

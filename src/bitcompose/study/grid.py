@@ -2,7 +2,7 @@
 and the two baselines) and its cells (a model × sampler × steps × td × Appendix G mode), grouped into named grids.
 
 Every model is class-conditional and uses the CPU-sized recipe of the experiments
-(:func:`~bitcompose.images.cache.small_model_config`: U-Net base 32, mults (1, 2), one residual block, batch 64,
+(:func:`~bitcompose.experiments.image_models.small_model_config`: U-Net base 32, mults (1, 2), one residual block, batch 64,
 Adam 1e-3); only the fields a model names differ. The grids:
 
 * ``quick``: every model family once, mostly at DDIM 100, plus a few solver cells (≤ 20 min on the digits).
@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from bitcompose.core.names import STUDY_GRIDS
-from bitcompose.images.cache import small_model_config
+from bitcompose.experiments.image_models import small_model_config
 from bitcompose.images.config import DataConfig, TrainConfig
 
 __all__ = ["GRIDS", "MODELS", "Grid", "StudyCell", "StudyModel", "grid", "model_config"]

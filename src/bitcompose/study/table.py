@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
+from bitcompose.experiments.image_models import dataset_record, training_record
 from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment, write_text
-from bitcompose.images.cache import dataset_record, training_record
 from bitcompose.metrics.image_scores import fid_floor
 from bitcompose.study.cells import (
     TRAIN_STEPS,
