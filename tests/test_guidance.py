@@ -222,7 +222,8 @@ def test_the_table_runs_resumes_and_writes_its_page(tmp_path, cache, tiny, guide
     monkeypatch.setattr("bitcompose.guidance.guide.GUIDE_STEPS", 150)
     plan = GuidancePlan(
         dataset="digits", scales=(2.0,), samplers=("reverse", "ula"), other_samplers=(), other_scale=2.0,
-        energy_samplers=("reverse",), matched_levels=30, levels=20, n=4, mcmc=MCMCSettings(min_level=0.5),
+        energy_scales=(2.0,), energy_samplers=("reverse",), matched_levels=30, levels=20, n=4, smc=False,
+        mcmc=MCMCSettings(min_level=0.5),
     )  # fmt: skip
     assert [c.name for c in plan.cells()] == [
         "w0-reverse-score-20lv", "w2-reverse-score-20lv", "w2-ula-score-20lv", "w2-reverse-score-30lv",

@@ -170,7 +170,7 @@ def test_energy_parameterised_bit_denoiser_follows_the_contract() -> None:
     torch.manual_seed(0)
     net = UNet(unet_config("tiny", data_channels=2, image_size=8, num_classes=3)).double()
     nn.init.normal_(net.conv_out.weight, std=0.1)
-    for kind in ("diff", "norm"):
+    for kind in ("x0", "diff", "norm"):
         den = BitDenoiser(net, prediction="energy", energy=kind).eval()
         model = as_model(den, cond=1)
         assert model.has_energy

@@ -282,3 +282,24 @@ def test_short_runs_sample_with_their_online_weights():
     for steps, decay in [(4000, 0.999), (1500, 0.999), (300, 0.99), (10, 0.5), (10, 0.0)]:
         assert use_ema(steps, decay) == (decay**steps <= math.exp(-4.0) + 1e-12)
     assert use_ema(4000, 0.999) and not use_ema(1500, 0.999)
+    # with the warm-up d_n = min(decay, (1 + n)/(10 + n)) the start is forgotten at once: Π d_n < e^-4 after 2 steps
+    assert use_ema(3, 0.999, warmup=True) and not use_ema(1, 0.999, warmup=True)
+    share = math.prod(min(0.999, (1 + n) / (10 + n)) for n in range(2))
+    assert use_ema(2, 0.999, warmup=True) == (share <= math.exp(-4.0))
+
+
+def test_the_energy_recipe_is_the_x0_form_with_an_ema_warm_up():
+    from bitcompose.experiments.image_models import small_model_config
+    from bitcompose.images.config import DataConfig
+
+    energy = small_model_config("e", DataConfig(name="digits"), "energy", 100, 4)
+    score = small_model_config("s", DataConfig(name="digits"), "score", 100, 4)
+    assert (energy.model.prediction, energy.model.energy, energy.model.loss_target) == (
+        "energy",
+        "x0",
+        "auto",
+    )
+    assert (
+        energy.optim.ema_warmup and not score.optim.ema_warmup
+    )  # the score recipe is the one its pages used
+    assert score.model.prediction == "x0"

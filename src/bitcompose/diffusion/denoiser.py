@@ -46,7 +46,8 @@ class BitDenoiser(nn.Module):
             ``α, σ`` of the time): ``"x0"``, ``E = ‖x_t − α·f‖²/(2σ)``, whose gradient gives the x0
             estimate ``f + J_fᵀ(x_t − α·f)`` (``f`` itself where the network is flat in ``x_t``; trained on the x0
             MSE, see docs/composition.md); ``"diff"``, ``E = ‖f − x_t‖²`` (ε-like: ε̂ = 2(f − x_t) + …), or
-            ``"norm"``, ``E = ½‖f‖²`` (trained on the ε MSE); default ``"diff"``.
+            ``"norm"``, ``E = ½‖f‖²`` (trained on the ε MSE); default ``"x0"`` (it denoises as well as the x0
+            score model trained the same way; the ε forms do not, see docs/composition.md).
         self_condition: whether the network takes the previous x0 estimate as extra input channels.
         schedule: the continuous noise schedule (default: the paper's cosine γ).
         channel_dim: where ``x_t`` and the estimate are concatenated: 1 for images ``[B, C, H, W]``, −1 for
@@ -62,7 +63,7 @@ class BitDenoiser(nn.Module):
         self_condition: bool = True,
         schedule: CosineSchedule | None = None,
         channel_dim: int = 1,
-        energy: str = "diff",
+        energy: str = "x0",
     ) -> None:
         super().__init__()
         if prediction == "masked":

@@ -54,7 +54,7 @@ def cached_model(
     entry = cached(kind, config.preset, _spec(config), train, data=dataset.fingerprint(), cache=cache)
     if ema is None:
         decay = config.optim.ema_decay
-        ema = decay is not None and use_ema(config.steps, decay)
+        ema = decay is not None and use_ema(config.steps, decay, warmup=config.optim.ema_warmup)
     return load_model(entry.path, ema=ema)
 
 
@@ -69,11 +69,17 @@ def model_key(config: TrainConfig, dataset: ImageDataset) -> str:
     return cache_key(_spec(config), dataset.fingerprint())
 
 
-def use_ema(steps: int, decay: float) -> bool:
+def use_ema(steps: int, decay: float, *, warmup: bool = False) -> bool:
     """Whether an EMA of ``decay`` over ``steps`` steps has forgotten the initial weights: their share in it,
-    ``decay**steps``, is below ``e**-4`` (1.8 %). The energy model at 1500 steps and decay 0.999 still holds 22 % of
-    them, and its EMA predicts ε with mean squared error 0.19 at t = 0.9 where its online weights reach 0.009."""
-    return steps * -math.log(decay) >= 4.0 if decay > 0 else True
+    ``Π_n d_n`` (``decay**steps`` without warm-up; ``d_n = min(decay, (1 + n)/(10 + n))`` with it, see
+    :func:`~bitcompose.training.optim.ema_decay`), is below ``e**-4`` (1.8 %). Without warm-up the energy model at
+    1500 steps and decay 0.999 still holds 22 % of them, and its EMA predicted ε with mean squared error 0.19 at
+    t = 0.9 where its online weights reached 0.009; with warm-up the share is below 1 % after 3 steps."""
+    if decay <= 0:
+        return True
+    if not warmup:
+        return steps * -math.log(decay) >= 4.0
+    return sum(math.log(min(decay, (1.0 + n) / (10.0 + n))) for n in range(steps)) <= -4.0
 
 
 def training_record(model: LoadedModel) -> dict[str, Any]:
@@ -105,7 +111,10 @@ def small_model_config(
 ) -> TrainConfig:
     """The recipe of the CPU-sized experiment models (objects, guidance): a U-Net of base 32, mults (1, 2), one
     residual block, attention at ``attn_resolution``, self-conditioning; x0-prediction (``param="score"``) or the
-    energy ‖f − x‖² (``"energy"``); batch 64, Adam 1e-3 with 200 warm-up steps, EMA 0.999, seed 0."""
+    x0-form energy ``E = ‖x − α·f‖²/(2σ)`` trained on the x0 MSE (``"energy"``: it denoises as well as the x0 model,
+    docs/composition.md); batch 64, Adam 1e-3 with 200 warm-up steps, EMA 0.999, seed 0. The energy models' EMA
+    has a warm-up (``optim.ema_warmup``), so that it is usable at the end of a short run; the score models keep the
+    recipe their results were made with."""
     return TrainConfig(
         preset=preset,
         seed=0,
@@ -123,8 +132,8 @@ def small_model_config(
             num_groups=8,
             per_head_dim=32,
             prediction="energy" if param == "energy" else "x0",
-            energy="diff",
+            energy="x0",
         ),
-        optim=OptimConfig(lr=1e-3, warmup_steps=200, ema_decay=0.999),
+        optim=OptimConfig(lr=1e-3, warmup_steps=200, ema_decay=0.999, ema_warmup=param == "energy"),
         sample=SampleConfig(sampler="ddim", steps=100),
     )

@@ -14,9 +14,9 @@ from bitcompose.images.model import LoadedModel
 __all__ = ["DEFAULT_STEPS", "PARAMS", "guidance_config", "load_or_train"]
 
 PARAMS = ("score", "energy")
-#: Training steps at the default budget (timed in docs/composition.md, "Classifier guidance"): an energy step
-#: costs ~3× a score step (the score is a gradient of the network's output).
-DEFAULT_STEPS = {"score": 4000, "energy": 2000}
+#: Training steps at the default budget: the energy model gets the score model's steps (an energy step costs
+#: ~3× a score step, benchmarks/energy_training_unet.py: 19 min for 4,000 steps on 2 cores, the score model 6 min).
+DEFAULT_STEPS = {"score": 4000, "energy": 4000}
 
 
 def guidance_config(dataset: str, param: str, steps: int | None = None) -> TrainConfig:

@@ -53,13 +53,18 @@ class GuidancePlan:
         scales: guidance scales of the main samplers (score model).
         samplers: run at every scale (reverse and the kernel expected best).
         other_samplers: the remaining kernels, only at ``other_scale``.
-        other_scale: the scale of the kernel comparison, the energy cells and the matched-NFE baseline (1: where
-            reverse diffusion leaves room; from w = 2 on every sampler is near the evaluator's ceiling on MNIST).
-        energy_samplers: samplers of the energy model at ``other_scale`` (empty: no energy cells).
-        matched_levels: a reverse cell at ``other_scale`` with this many levels (its NFE near the MCMC cells';
-            0: none).
+        other_scale: the scale of the kernel comparison (1: where reverse diffusion leaves room; from w = 2 on every
+            sampler is near the evaluator's ceiling on MNIST).
+        energy_scales: the scales of the energy-vs-score comparison (0.5 and 1: where reverse diffusion is well
+            below the ceiling, chosen from the reverse cells of the score model only): the energy model with every
+            ``energy_samplers`` sampler, the score model with the same samplers, and the matched-NFE baseline.
+        energy_samplers: samplers of the energy model at ``energy_scales`` (empty: no energy cells): reverse
+            diffusion, and the kernels with an exact Metropolis correction (HMC, MALA).
+        matched_levels: a reverse cell at ``other_scale`` and at each of ``energy_scales`` with this many levels
+            (its NFE near the MCMC cells'; 0: none).
         baseline: also the unguided model (scale 0, reverse).
-        smc: also SMC-resampled HMC of the energy model at ``other_scale``.
+        smc: also SMC-resampled HMC of the energy model at each of ``energy_scales`` (resampling within each
+            requested class).
         levels: levels of the annealing grid of every other cell (100).
         n: samples per cell.
         mcmc: the MCMC settings of every MCMC cell.
@@ -70,10 +75,11 @@ class GuidancePlan:
     samplers: tuple[str, ...] = ("reverse", "hmc")
     other_samplers: tuple[str, ...] = ("ula", "mala", "uhmc")
     other_scale: float = 1.0
-    energy_samplers: tuple[str, ...] = ("reverse", "hmc")
+    energy_scales: tuple[float, ...] = (0.5, 1.0)
+    energy_samplers: tuple[str, ...] = ("reverse", "hmc", "mala")
     matched_levels: int = 300
     baseline: bool = True
-    smc: bool = False
+    smc: bool = True
     levels: int = 100
     n: int = 300
     mcmc: MCMCSettings = field(default_factory=MCMCSettings)
@@ -84,7 +90,7 @@ class GuidancePlan:
         for s in (*self.samplers, *self.other_samplers, *self.energy_samplers):
             if s not in SAMPLERS:
                 raise ValueError(f"unknown sampler {s!r}; choose from {', '.join(SAMPLERS)}")
-        if self.n < 2 or any(w < 0 for w in (*self.scales, self.other_scale)):
+        if self.n < 2 or any(w < 0 for w in (*self.scales, self.other_scale, *self.energy_scales)):
             raise ValueError(f"a plan needs n >= 2 and scales >= 0: {self}")
 
     @property
@@ -99,12 +105,18 @@ class GuidancePlan:
         out = [Cell(0.0, "reverse", "score", lv, plain)] if self.baseline else []
         out += [Cell(w, s, "score", lv, plain) for w in self.scales for s in self.samplers]
         out += [Cell(self.other_scale, s, "score", lv, plain) for s in self.other_samplers]
+        # the score side of the energy comparison, where the cells above lack it
+        have = {(c.scale, c.sampler) for c in out}
+        energy_scales = self.energy_scales if self.energy_samplers else ()
+        out += [Cell(w, s, "score", lv, plain) for w in energy_scales for s in self.energy_samplers
+                if (w, s) not in have]  # fmt: skip
         if self.matched_levels:
-            out.append(Cell(self.other_scale, "reverse", "score", self.matched_levels, plain))
-        out += [Cell(self.other_scale, s, "energy", lv, plain) for s in self.energy_samplers]
+            matched = sorted({self.other_scale, *energy_scales})
+            out += [Cell(w, "reverse", "score", self.matched_levels, plain) for w in matched]
+        out += [Cell(w, s, "energy", lv, plain) for w in energy_scales for s in self.energy_samplers]
         if self.smc and self.energy_samplers:
             smc = MCMCSettings(**{**vars(self.mcmc), "resample_ess": self.mcmc.resample_ess or 0.5})
-            out.append(Cell(self.other_scale, "hmc", "energy", lv, smc))
+            out += [Cell(w, "hmc", "energy", lv, smc) for w in energy_scales]
         return out
 
 

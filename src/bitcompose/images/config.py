@@ -86,7 +86,7 @@ class ModelConfig(Config):
             ``masked``: the absorbing-state categorical baseline (:mod:`bitcompose.diffusion.masked`; needs
             ``encoding=onehot`` and no self-conditioning; sampled ancestrally, ``sample.sampler=ddpm``).
         energy: the energy's form for ``prediction=energy``: ``x0`` (‖x − α·f‖²/(2σ), an x0-like estimate),
-            ``diff`` (‖f − x‖², ε-like) or ``norm`` (½‖f‖²).
+            ``diff`` (‖f − x‖², ε-like) or ``norm`` (½‖f‖²); default ``x0``.
         self_condition: self-conditioning (the network sees its previous x0 estimate).
         loss_target: what the training MSE regresses: ``auto`` (the parameterisation's own: x0 for x0, logistic
             and the x0-form energy, ε for ε and the ε-form energies), ``x0`` or ``eps``.
@@ -105,7 +105,7 @@ class ModelConfig(Config):
     scale: float = 1.0
     prediction: str = "x0"
     self_condition: bool = True
-    energy: str = "diff"
+    energy: str = "x0"
     loss_target: str = "auto"
 
     def __post_init__(self) -> None:
