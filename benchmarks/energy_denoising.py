@@ -1,14 +1,14 @@
 """How well energy-parameterised Bit Diffusion models denoise, beside score models trained the same way.
 
-Every variant is the experiments' CPU recipe (``experiments.image_models.small_model_config``: U-Net base 32, mults (1, 2),
-attention at 4×4, self-conditioning, Adam 1e-3, batch 64) trained class-conditionally on the train split of the
+Every variant is the experiments' CPU recipe (``experiments.image_models.small_model_config``: U-Net base 32,
+mults (1, 2), attention at 4×4, self-conditioning, Adam 1e-3, batch 64) trained class-conditionally on the train split of the
 8×8 digits (17 levels, binary bits) for ``--steps`` steps from the same seed, through the shared image trainer.
 Each is scored on the held-out split: the mean squared error of its clipped x0 estimate (first pass, no
 self-conditioning estimate) at fixed times, with the same noise for every variant; predicting 0 scores 1.0. The
 median time of a training step is printed beside it (its ratio to the x0 score model's).
 
-Variants: the x0 and ε score models; the energies ``x0`` (E = ‖x − α·f‖²/(2σ)), ``diff`` (‖f − x‖², today's
-ε-like form) and ``norm`` (½‖f‖², RRR's), each trained on the x0 MSE and on the ε MSE.
+Variants: the x0 and ε score models; the energies ``x0`` (E = ‖x − α·f‖²/(2σ)), ``diff`` (‖f − x‖², the
+former ε-like default) and ``norm`` (½‖f‖², RRR's), each trained on the x0 MSE and on the ε MSE.
 
 Example (the table in docs/composition.md)::
 
@@ -42,7 +42,7 @@ VARIANTS = (
     ("ε score model", "eps", "diff", "eps"),
     ("energy x0-form, x0-MSE", "energy", "x0", "x0"),
     ("energy x0-form, ε-MSE", "energy", "x0", "eps"),
-    ("energy ‖f − x‖², ε-MSE (before)", "energy", "diff", "eps"),
+    ("energy ‖f − x‖², ε-MSE (the former default)", "energy", "diff", "eps"),
     ("energy ‖f − x‖², x0-MSE", "energy", "diff", "x0"),
     ("energy ½‖f‖², x0-MSE", "energy", "norm", "x0"),
     ("energy ½‖f‖², ε-MSE", "energy", "norm", "eps"),

@@ -2,8 +2,8 @@
 
 Times full optimiser steps through the shared image trainer for the experiments' recipes
 (``experiments.image_models.small_model_config``): the x0 score model and the x0-form energy model
-(E = ‖x − α·f‖²/(2σ), ε̂ = ∇ₓE by double backprop), in fp32 and bf16 autocast, steps interleaved round by round and
-the medians compared. ``--profile`` splits one step of each into its phases (the self-conditioning first pass, the
+(E = ‖x − α·f‖²/(2σ), ε̂ = ∇ₓE by double backprop), in fp32 and bf16 autocast, steps interleaved round by round
+and the medians compared. ``--profile`` splits one step of each into its phases (the self-conditioning first pass, the
 forward pass, the first backward that gives ε̂ with its graph, the loss's backward) to show where the time goes.
 
 Recipes: ``digits`` (8×8, 17 levels, class-conditional, the table of docs/composition.md), ``mnist`` (14×14,

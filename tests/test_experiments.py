@@ -168,3 +168,37 @@ def test_parts_with_other_models_share_a_folder_but_a_changed_model_is_refused(t
     assert stored == {"n": 3, "models": {"a": "k1", "b": "k2"}}
     with pytest.raises(ValueError, match="model a: k1 → k9"):
         run_experiment(_Part(models={"a": "k9"}), tmp_path, **quiet)  # type: ignore[arg-type]
+
+
+def test_a_page_shows_an_earlier_run_beside_this_one(tmp_path: Path) -> None:
+    from bitcompose.experiments.compare import beside_previous, read_previous
+
+    before = [{"cell": "a", "acc": 0.5, "acc_se": 0.02, "nfe": 100}, {"cell": "gone", "acc": 0.1, "nfe": 1}]
+    now = [{"cell": "a", "acc": 0.75, "acc_se": 0.01, "nfe": 100}, {"cell": "new", "acc": 0.9, "nfe": 300}]
+    table = beside_previous(before, now, lambda r: r["cell"], ("acc", "nfe")).splitlines()
+    assert table[0] == "| cell | acc before | acc now | nfe before | nfe now |"
+    assert table[2:] == [
+        "| a | 0.500 ± 0.020 | 0.750 ± 0.010 | 100 | 100 |",
+        "| new | – | 0.900 | – | 300 |",
+        "| gone | 0.100 | – | 1 | – |",
+    ]
+    page = tmp_path / "page.json"
+    page.write_text(json.dumps({"meta": {"command": "x"}, "cells": before}))
+    assert read_previous(page) == (before, {"command": "x"})
+    for text, message in (("{", "not a JSON"), ('{"rows": []}', "no 'cells'")):
+        page.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            read_previous(page)
+    with pytest.raises(ValueError, match="no such file"):
+        read_previous(tmp_path / "missing.json")
+
+
+def test_the_guidance_table_refuses_a_bad_previous_page_before_any_work(tmp_path: Path, capsys: Any) -> None:
+    from bitcompose.cli import main
+
+    args = ["compose", "guidance", "--table", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "c")]
+    assert main([*args, "--previous", str(tmp_path / "nope.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["compose", "guidance", "--previous", str(tmp_path / "x.json")]) == 2
+    assert "goes with --table" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists() and not (tmp_path / "out").exists()

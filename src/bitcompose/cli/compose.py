@@ -166,10 +166,15 @@ def _guidance(args: argparse.Namespace) -> int:
     from bitcompose.guidance.cells import check_cell, guidance_cell
     from bitcompose.guidance.table import GuidanceExperiment, GuidancePlan
 
+    if args.previous is not None and not args.table:
+        raise CLIError("--previous goes with --table (it puts an earlier table's numbers beside the new ones)")
     if args.table:
         out = check_out(args.out, "docs/results/guidance")
         plan = GuidancePlan(dataset=args.dataset, n=args.n or GuidancePlan.n, mcmc=_mcmc(args))
-        run_table(GuidanceExperiment(plan, args.seed, args.cache, not args.no_progress), out, json=args.json)
+        experiment = GuidanceExperiment(
+            plan, args.seed, args.cache, not args.no_progress, previous=args.previous
+        )
+        run_table(experiment, out, json=args.json)
         return 0
     if args.scale is None or args.sampler is None:
         raise CLIError("give --scale W and --sampler S for one cell, or --table --out DIR")
@@ -343,6 +348,10 @@ def _add_guidance(sub: Any) -> None:
     p.add_argument(
         "--out", default=None, help="--table: the results folder; else a .png of samples per class"
     )
+    p.add_argument(
+        "--previous", default=None, metavar="JSON",
+        help="--table: an earlier run's guidance.json, whose numbers the page shows beside this run's",
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out .png")
     _add_mcmc_options(p, weight=False)
     p.set_defaults(func=_guidance)

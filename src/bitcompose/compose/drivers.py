@@ -20,9 +20,9 @@ as one :class:`~bitcompose.compose.options.MCMCOptions`.
 
 Models with a data range (``x0_clip``, e.g. analog bits in ``[−b, b]``) take their ancestral steps with the
 clipped x0 estimate (ε re-derived from it, as Bit Diffusion's samplers do), so the last step returns the clipped
-estimate. Self-conditioned models read the previous clipped x0 estimate (``model.with_self_cond``): from each ancestral
-step, and (``driver="anneal"``) from one extra evaluation at the start of every level; it is held fixed while
-the kernel runs at a level, so the kernel's target is one well-defined density.
+estimate. Self-conditioned models read the previous clipped x0 estimate, bound with ``model.with_self_cond``:
+from each ancestral step, and (``driver="anneal"``) from one extra evaluation at the start of every level; it is
+held fixed while the kernel runs at a level, so the kernel's target is one well-defined density.
 """
 
 from __future__ import annotations

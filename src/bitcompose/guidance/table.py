@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from bitcompose.compose.composite_sampling import SAMPLERS, MCMCSettings
+from bitcompose.experiments.compare import read_previous
 from bitcompose.experiments.image_models import dataset_record, training_record
 from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment
 from bitcompose.guidance.cells import evaluator, guidance_cell
 from bitcompose.guidance.data import DATASETS, guidance_dataset
 from bitcompose.guidance.guide import load_or_train_guide
-from bitcompose.guidance.models import DEFAULT_STEPS, PARAMS, load_or_train, model_key
-from bitcompose.guidance.page import figures, page
+from bitcompose.guidance.models import DEFAULT_STEPS, PARAMS, guidance_config, load_or_train, model_key
+from bitcompose.guidance.page import figures, page, previous_section
 from bitcompose.metrics.image_scores import fid_floor
 
 __all__ = ["Cell", "GuidanceExperiment", "GuidancePlan", "run_guidance_table"]
@@ -129,6 +130,12 @@ class GuidanceExperiment:
     cache: str | Path | None = None
     progress: bool = True
     name: str = "guidance"
+    #: an earlier run's ``guidance.json``: its numbers are shown beside this run's
+    previous: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.previous is not None:
+            read_previous(self.previous)  # refuse a bad file before any work
 
     def settings(self) -> dict[str, Any]:
         """The data set, seed, n and MCMC settings every cell shares, and the cache key of each model (a changed
@@ -155,6 +162,7 @@ class GuidanceExperiment:
         return {
             **dataset_record(data),
             "other_scale": plan.other_scale,
+            "energy_form": guidance_config(plan.dataset, "energy").model.energy,
             "train_steps": {p: DEFAULT_STEPS[p] for p in plan.params},
             "trained": trained,
             "guide": guide.info,
@@ -185,7 +193,11 @@ class GuidanceExperiment:
         shown_scales = (0.0, min(self.plan.scales, default=0.0), self.plan.other_scale)
         shown = {c.name: run.tensors[c.name] for c in self.cells() if c.scale in shown_scales}
         figures(out, run.rows, shown, run.meta, self.plan.scales)
-        return Page(page(run.rows, run.meta))
+        beside = ""
+        if self.previous is not None:
+            before, meta = read_previous(self.previous)
+            beside = previous_section(before, run.rows, str(self.previous), meta)
+        return Page(page(run.rows, run.meta) + beside)
 
 
 def run_guidance_table(

@@ -30,8 +30,9 @@ CONDITIONS = ("position", "prompt")
 PARAMS = ("score", "energy")
 #: Scenes the models and the evaluator learn from (each gives one example per object), and their seed.
 TRAIN_SCENES, TRAIN_SEED = 12_000, 0
-#: Training steps at the default budget (≤ 20 min per model on 2 CPU cores; measured in docs/results/objects.md).
-DEFAULT_STEPS = {"score": 4000, "energy": 1500}
+#: Training steps at the default budget: the energy model gets the score model's steps (an energy step costs ~3×
+#: a score step, benchmarks/energy_training_unet.py: about 30 min for 4,000 steps on 2 cores, the score model 10).
+DEFAULT_STEPS = {"score": 4000, "energy": 4000}
 
 
 @functools.cache
