@@ -19,7 +19,7 @@ from typing import Any
 from bitcompose.cli.errors import CLIError
 from bitcompose.cli.tables import check_out, run_table
 from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line, output_path
-from bitcompose.core.names import MCMC_SAMPLERS, SMALL_IMAGE_DATASETS
+from bitcompose.core.names import MCMC_SAMPLERS, OBJECTS_WEIGHT, SMALL_IMAGE_DATASETS
 
 SAMPLERS_CHOICES = MCMC_SAMPLERS
 
@@ -167,7 +167,9 @@ def _guidance(args: argparse.Namespace) -> int:
     from bitcompose.guidance.table import GuidanceExperiment, GuidancePlan
 
     if args.previous is not None and not args.table:
-        raise CLIError("--previous goes with --table (it puts an earlier table's numbers beside the new ones)")
+        raise CLIError(
+            "--previous goes with --table (it puts an earlier table's numbers beside the new ones)"
+        )
     if args.table:
         out = check_out(args.out, "docs/results/guidance")
         plan = GuidancePlan(dataset=args.dataset, n=args.n or GuidancePlan.n, mcmc=_mcmc(args))
@@ -210,7 +212,10 @@ def _add_mcmc_options(p: argparse.ArgumentParser, *, weight: bool = True) -> Non
     p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="sampling seed (default 0)")
     if weight:
         p.add_argument(
-            "--weight", type=float_arg("--weight"), default=4.0, help="guidance weight w per condition (4)"
+            "--weight",
+            type=float_arg("--weight"),
+            default=OBJECTS_WEIGHT,
+            help=f"guidance weight w per condition ({OBJECTS_WEIGHT:g})",
         )
     p.add_argument(
         "--steps-per-level",

@@ -8,6 +8,7 @@ __all__ = [
     "BIT_PREDICTIONS",
     "ENERGIES",
     "MCMC_SAMPLERS",
+    "OBJECTS_WEIGHT",
     "PARAMS",
     "PREDICTIONS",
     "SMALL_IMAGE_DATASETS",
@@ -25,6 +26,9 @@ BIT_PREDICTIONS: tuple[str, ...] = ("x0", "eps", "logistic", "energy")
 PREDICTIONS: tuple[str, ...] = (*BIT_PREDICTIONS, "masked")
 #: The energy's form of an energy-parameterised denoiser (``BitDenoiser(energy=...)``).
 ENERGIES: tuple[str, ...] = ("x0", "diff", "norm")
+#: The objects experiment's conjunction weight w per condition by default (a number the CLI and the library share;
+#: docs/composition.md says why this one).
+OBJECTS_WEIGHT: float = 4.0
 #: Parameterisations of the composition experiments' trained models: score (no energy) or energy.
 PARAMS: tuple[str, ...] = ("score", "energy")
 #: The small real image data sets of the experiments (14×14 MNIST / Fashion-MNIST, the 8×8 digits).

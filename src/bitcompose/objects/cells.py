@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bitcompose.core.names import OBJECTS_WEIGHT
 from bitcompose.data.objects import NUM_CELLS
 from bitcompose.experiments.runner import CellResult
 from bitcompose.nets.classifier import ImageClassifier
@@ -55,7 +56,7 @@ def objects_cell(
     param: str = "score",
     n: int = 300,
     seed: int = 0,
-    weight: float = 4.0,
+    weight: float = OBJECTS_WEIGHT,
     mcmc: MCMCSettings | None = None,
     train_steps: int | None = None,
     cache: str | Path | None = None,

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bitcompose.core.names import OBJECTS_WEIGHT
 from bitcompose.data.objects import NUM_CELLS, NUM_PROMPTS, prompt_name
 from bitcompose.objects.cells import accuracy
 from bitcompose.objects.evaluator import load_or_train_evaluator, presence
@@ -45,7 +46,7 @@ def prompt_rows(
     param: str = "score",
     n: int = 300,
     seed: int = 0,
-    weight: float = 4.0,
+    weight: float = OBJECTS_WEIGHT,
     mcmc: MCMCSettings | None = None,
     train_steps: int | None = None,
     cache: str | Path | None = None,

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import torch
 
 from bitcompose.compose.composite_sampling import SAMPLERS
+from bitcompose.core.names import OBJECTS_WEIGHT
 from bitcompose.experiments.image_models import training_record
 from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment
 from bitcompose.figures.plots import labelled_rows, line_plot
@@ -308,7 +309,7 @@ class ObjectsExperiment:
 
     plan: TablePlan
     seed: int = 0
-    weight: float = 4.0
+    weight: float = OBJECTS_WEIGHT
     cache: str | Path | None = None
     progress: bool = True
     name: str = "objects"
@@ -404,7 +405,7 @@ def run_objects_table(
     *,
     plan: TablePlan | None = None,
     seed: int = 0,
-    weight: float = 4.0,
+    weight: float = OBJECTS_WEIGHT,
     cache: str | Path | None = None,
     command: str | None = None,
     progress: bool = True,
