@@ -213,11 +213,12 @@ class _FakeEvaluator(torch.nn.Module):
 
 def test_table_plan_cells():
     cells = TablePlan().cells()
-    assert (
-        len({c[:3] for c in cells}) == len(cells) == 3 * 2 + 1 * 2 + 3
-    )  # score at 1,3,5; energy at 3; kernels
-    assert all(m.resample_ess is None for *_, m in cells)
-    cells = TablePlan(ks=(1, 2), energy_ks=(2, 4), other_params=("score", "energy"), smc=True).cells()
+    # score at 1, 3, 5; energy at 5; the other kernels at k = 5 for both; SMC with the energies at k = 5
+    assert len({c[:3] for c in cells}) == len(cells) - 1 == 3 * 2 + 1 * 2 + 3 * 2
+    assert [(k, s, p) for k, s, p, m in cells if m.resample_ess is not None] == [(5, "hmc", "energy")]
+    cells = TablePlan(
+        ks=(1, 2), energy_ks=(2, 4), other_params=("score", "energy"), other_k=3, smc=True
+    ).cells()
     names = {(k, s, p, m.resample_ess is not None) for k, s, p, m in cells}
     assert len(names) == len(cells) == 2 * 2 + 2 * 2 + 3 * 2 + 1
     assert (3, "hmc", "energy", True) in names and (3, "hmc", "score", True) not in names

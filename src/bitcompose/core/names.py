@@ -28,7 +28,7 @@ PREDICTIONS: tuple[str, ...] = (*BIT_PREDICTIONS, "masked")
 ENERGIES: tuple[str, ...] = ("x0", "diff", "norm")
 #: The objects experiment's conjunction weight w per condition by default (a number the CLI and the library share;
 #: docs/composition.md says why this one).
-OBJECTS_WEIGHT: float = 4.0
+OBJECTS_WEIGHT: float = 1.0
 #: Parameterisations of the composition experiments' trained models: score (no energy) or energy.
 PARAMS: tuple[str, ...] = ("score", "energy")
 #: The small real image data sets of the experiments (14×14 MNIST / Fashion-MNIST, the 8×8 digits).
