@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,26 +31,35 @@ def make(param: str, compile: bool) -> Trainer:
     return Trainer(ToyTask(cfg, make_model(cfg)), optim_config(cfg), steps=cfg.steps, progress=False)
 
 
+def interleaved_ms(
+    steps: dict[str, Callable[[], Any]], rounds: int, warmup: int = 3
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``(median ms per call, warm-up seconds)`` of each callable: ``warmup`` untimed calls each (their time is
+    returned apart: it holds a compile), then ``rounds`` rounds calling each once in turn, so that a drift of the
+    machine affects all alike."""
+    warmup_s = {}
+    for name, step in steps.items():
+        start = time.perf_counter()
+        for _ in range(warmup):
+            step()
+        warmup_s[name] = time.perf_counter() - start
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {k: 1000 * statistics.median(v) for k, v in times.items()}, warmup_s
+
+
 def run(rounds: int) -> dict[str, Any]:
     trainers = {
         "score": make("score", False),
         "energy": make("energy", False),
         "energy_compiled": make("energy", True),
     }
-    compile_s = 0.0
-    for name, tr in trainers.items():
-        start = time.perf_counter()
-        for _ in range(3):
-            tr.train_step()
-        if name == "energy_compiled":
-            compile_s = time.perf_counter() - start
-    times: dict[str, list[float]] = {k: [] for k in trainers}
-    for _ in range(rounds):
-        for name, tr in trainers.items():
-            start = time.perf_counter()
-            tr.train_step()
-            times[name].append(time.perf_counter() - start)
-    ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
+    ms, warmup_s = interleaved_ms({k: tr.train_step for k, tr in trainers.items()}, rounds)
+    compile_s = warmup_s["energy_compiled"]
     return {
         "score_step_ms": ms["score"],
         "energy_step_ms": ms["energy"],

@@ -24,14 +24,15 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
+from energy_training import interleaved_ms  # the sibling script's timing loop
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bitcompose.core.machine import machine_line
 from bitcompose.data.images import ImageDataset
 from bitcompose.data.small_images import small_dataset
+from bitcompose.diffusion.loss import self_cond_input
 from bitcompose.experiments.image_models import small_model_config
 from bitcompose.images.config import DataConfig, TrainConfig
 from bitcompose.images.model import make_denoiser
@@ -66,28 +67,8 @@ def step_times(name: str, precision: str, rounds: int, folder: Path) -> dict[str
         trainers[param] = ImageTrainer(
             cfg, folder / f"{name}-{param}-{precision}", dataset=data, progress=False
         )
-    for tr in trainers.values():
-        for _ in range(3):  # warm-up
-            tr.train_step()
-    times: dict[str, list[float]] = {k: [] for k in trainers}
-    for _ in range(rounds):
-        for param, tr in trainers.items():
-            start = time.perf_counter()
-            tr.train_step()
-            times[param].append(time.perf_counter() - start)
-    ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
+    ms = interleaved_ms({k: tr.train_step for k, tr in trainers.items()}, rounds)[0]
     return {"score_ms": ms["score"], "energy_ms": ms["energy"], "ratio": ms["energy"] / ms["score"]}
-
-
-def self_cond_pass(
-    den: Any, x_t: torch.Tensor, t: torch.Tensor, labels: Any, mask: torch.Tensor
-) -> torch.Tensor:
-    """The loss's stop-gradient first pass on the examples of ``mask`` (an energy model needs a backward here)."""
-    sc = torch.zeros_like(x_t)
-    with torch.no_grad():
-        est = den(x_t[mask], t[mask], None, None if labels is None else labels[mask])
-    sc[mask] = est.clamp(-den.scale, den.scale)
-    return sc
 
 
 def phases(name: str, param: str, repeats: int) -> dict[str, float]:
@@ -119,7 +100,7 @@ def phases(name: str, param: str, repeats: int) -> dict[str, float]:
         for _ in range(repeats + 2):
             net.zero_grad(set_to_none=True)
             lap()
-            sc = self_cond_pass(den, x_t, t, labels, batch["self_cond_mask"])
+            sc = self_cond_input(den, x_t, t, labels, batch["self_cond_mask"])
             t_sc = lap()
             if param == "energy":
                 x = x_t.detach().requires_grad_(True)

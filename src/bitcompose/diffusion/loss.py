@@ -16,7 +16,7 @@ from torch import Tensor
 from bitcompose.core.tensors import append_dims
 from bitcompose.diffusion.denoiser import BitDenoiser
 
-__all__ = ["LossDraws", "LossOutput", "diffusion_loss"]
+__all__ = ["LossDraws", "LossOutput", "diffusion_loss", "self_cond_input"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def diffusion_loss(
     alpha = append_dims(denoiser.schedule.alpha(t), x0)
     sigma = append_dims(denoiser.schedule.sigma(t), x0)
     x_t = alpha * x0 + sigma * noise
-    self_cond = _first_pass(denoiser, x_t, t, cond, self_cond_mask)
+    self_cond = self_cond_input(denoiser, x_t, t, cond, self_cond_mask)
     if not denoiser.self_condition:
         self_cond_mask = torch.zeros_like(self_cond_mask)
 
@@ -169,7 +169,7 @@ def _drop_labels(
     return torch.where(mask, torch.full_like(cond, -1), cond)
 
 
-def _first_pass(denoiser: BitDenoiser, x_t: Tensor, t: Tensor, cond: Any, mask: Tensor) -> Tensor | None:
+def self_cond_input(denoiser: BitDenoiser, x_t: Tensor, t: Tensor, cond: Any, mask: Tensor) -> Tensor | None:
     """The self-conditioning input ``[B, ...]``: a stop-gradient x0 estimate clipped to ``[−b, b]`` for the
     examples of ``mask``, zeros for the others (``None`` for a denoiser without self-conditioning)."""
     if not denoiser.self_condition:

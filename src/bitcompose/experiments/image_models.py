@@ -12,6 +12,7 @@ from bitcompose.experiments.cache import cache_key, cached
 from bitcompose.images.config import DataConfig, ModelConfig, OptimConfig, SampleConfig, TrainConfig
 from bitcompose.images.model import LoadedModel, load_model
 from bitcompose.images.trainer import ImageTrainer
+from bitcompose.training.optim import ema_decay
 
 __all__ = [
     "cached_model",
@@ -79,7 +80,8 @@ def use_ema(steps: int, decay: float, *, warmup: bool = False) -> bool:
         return True
     if not warmup:
         return steps * -math.log(decay) >= 4.0
-    return sum(math.log(min(decay, (1.0 + n) / (10.0 + n))) for n in range(steps)) <= -4.0
+    optim = OptimConfig(ema_decay=decay, ema_warmup=True)
+    return sum(math.log(ema_decay(optim, n)) for n in range(steps)) <= -4.0
 
 
 def training_record(model: LoadedModel) -> dict[str, Any]:
