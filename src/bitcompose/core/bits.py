@@ -149,6 +149,16 @@ class BitCodec(Config):
         """For ``"random"``: int64 ``[K]`` with ``permutation[v]`` = the code of ``v``; ``None`` otherwise."""
         return None if self._perm is None else self._perm.clone()
 
+    @property
+    def lattice(self) -> Tensor:
+        """The values one analog channel takes, float64 ``[V]`` sorted: ``[−b, b]`` for bits and one-hot codes, the
+        ``K`` levels ``(2v/(K−1) − 1)·b`` for ``"continuous"`` (the decoder lattice of the likelihood bound)."""
+        if self.encoding == "continuous":
+            return (
+                2.0 * torch.arange(self.num_values, dtype=torch.float64) / (self.num_values - 1) - 1
+            ) * self.scale
+        return torch.tensor([-self.scale, self.scale], dtype=torch.float64)
+
     def code_table(
         self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
     ) -> Tensor:
