@@ -105,8 +105,14 @@ def test_train_sample_evaluate(
         "classifier_fid_floor",
         "classifier_kid",
         "invalid_code_fraction",
+        "bpd",
+        "bpd_se",
     ):
         assert key in report
+    # the bound of a 3-step model on its 4-level data: finite, above 0, and said to be on its training data
+    assert (
+        0.0 < report["bpd"] < 1e4 and report["bpd_se"] > 0 and report["bpd_data"] == "the run's training data"
+    )
     assert 0.0 <= report["class_accuracy"] <= 1.0 and report["checkpoint_step"] == 3
     assert report["invalid_code_fraction"] == 0.0  # 4 values in 2 bits: every code is valid
     assert report["sampler"]["steps"] == 2 and report["num_samples"] == 12

@@ -11,11 +11,12 @@ import torch
 
 from bitcompose.cli import main
 from bitcompose.study.grid import GRIDS, MODELS, StudyCell, grid, model_config
-from bitcompose.study.page import claims, compare, matching_nfe
+from bitcompose.study.page import bound_claims, claims, compare, compare_bpd, matching_nfe
 
 ROW_KEYS = {
     "model", "encoding", "loss", "self_condition", "prediction", "sampler", "steps", "td", "classifier_fid",
     "classifier_fid_floor", "class_accuracy", "invalid_fraction", "nfe", "seconds", "level_tv", "level_tv_floor",
+    "bpd", "bpd_se",
 }  # fmt: skip
 
 
@@ -98,6 +99,20 @@ def test_verdicts_follow_the_numbers() -> None:
     assert matching_nfe([a]).startswith("not run")
 
 
+def test_bound_verdicts_follow_the_numbers() -> None:
+    a = _row("binary", "ddim", 100, 2.0, 0.3) | {"bpd": 1.20, "bpd_se": 0.006}
+    b = _row("binary-nosc", "ddim", 100, 5.0, 0.4) | {"bpd": 1.26, "bpd_se": 0.008}
+    said = compare_bpd(a, b, "with", "without")
+    assert said is not None and said.endswith("with better") and "6.0 s.e. of 0.010" in said
+    close = b | {"bpd": 1.21}
+    assert compare_bpd(a, close, "with", "without").endswith("no difference beyond 2 s.e.")  # type: ignore[union-attr]
+    worse_with = a | {"bpd": 1.30}
+    assert compare_bpd(worse_with, b, "with", "without").endswith("without better")  # type: ignore[union-attr]
+    found = dict(bound_claims([a, b, _row("binary-eps", "ddim", 100, 2.0, 0.3)]))
+    assert found["Self-conditioning improves Bit Diffusion (Fig. 5)"].endswith("with better")
+    assert found["x0 prediction ≫ ε prediction for analog bits (Fig. 5)"] == "not run"  # ε row has no bound
+
+
 def test_tiny_study_runs_resumes_accumulates_parts_and_prints_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -126,6 +141,8 @@ def test_tiny_study_runs_resumes_accumulates_parts_and_prints_json(
         assert ROW_KEYS <= set(r) and r["n"] == 12 and r["model_steps"] == 3
         assert 0 <= r["class_accuracy"] <= 1 and r["classifier_fid"] >= 0 and r["floor_n"] == 12
     assert rows[1]["invalid_fraction"] == 0.0 and rows[1]["nfe"] == 4
+    # every cell carries its model's bound on the whole held-out split, in bits per pixel-channel
+    assert all(0 < r["bpd"] < 1e4 and r["bpd_se"] > 0 and r["bpd_conditional"] for r in rows)
     # resume: the cells are read back, not recomputed
     import bitcompose.study.table as table
 

@@ -218,6 +218,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from bitcompose.training.dist import cleanup_distributed, init_distributed
 
     out = None if args.out is None else output_path(args.out, overwrite=args.overwrite)
+    if args.bpd_data is not None and not Path(args.bpd_data).expanduser().is_file():
+        raise CLIError(f"--bpd-data {args.bpd_data}: no such file")
     info = init_distributed(args.device)  # under torchrun the ranks share the sampling batches
     try:
         model = load_model(args.run, ema=not args.no_ema, device=info.device)
@@ -257,6 +259,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "sampler": gen.settings,
         "sample_seconds": round(gen.seconds, 2),
     }
+    if args.bpd_n > 0:
+        report |= _bound_report(args, model, dataset)
     if n < 100:
         report["note"] = (
             f"with {n} samples the scores are very noisy: KID is unbiased and can be negative, FID is biased "
@@ -268,7 +272,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(text)
     else:
-        for key in ("class_accuracy", "classifier_fid", "classifier_fid_floor", "classifier_kid"):
+        for key in (
+            "class_accuracy",
+            "classifier_fid",
+            "classifier_fid_floor",
+            "classifier_kid",
+            "bpd",
+            "bpd_se",
+        ):
             if key in report:
                 print(f"{key:>22}: {report[key]:.4f}")
         print(f"{'invalid_code_fraction':>22}: {report['invalid_code_fraction']:.2e}")
@@ -277,6 +288,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if out is not None:
             print(f"full report: {out}")
     return 0
+
+
+def _bound_report(args: argparse.Namespace, model: Any, dataset: Any) -> dict[str, Any]:
+    """The likelihood bound (bits per pixel-channel) on the first ``--bpd-n`` images of ``--bpd-data`` (default:
+    the data the run names, usually its own training data, which the report says)."""
+    from bitcompose.data.images import load_image_dataset
+    from bitcompose.images.likelihood import image_bpd
+
+    source = "the run's training data"
+    if args.bpd_data is not None:
+        path = Path(args.bpd_data).expanduser().resolve()
+        dataset = load_image_dataset("npz", path=str(path), levels=model.config.data.levels)
+        if dataset.num_values != model.spec.num_values:
+            raise CLIError(
+                f"--bpd-data {path} has {dataset.num_values} levels; the model was trained on {model.spec.num_values}"
+            )
+        source = str(path)
+    n = min(args.bpd_n, len(dataset))
+    labels = None if dataset.labels is None else dataset.labels[:n]
+    if model.spec.num_classes > 0 and labels is None:
+        raise CLIError(
+            "the model is class-conditional: the bound needs labelled images (--bpd-data with labels)"
+        )
+    report = image_bpd(model, dataset.images[:n], labels, seed=args.seed, progress=not args.no_progress)
+    return report | {"bpd_data": source}
 
 
 # -------------------------------------------------------------------------------------------------------- demo
@@ -417,6 +453,17 @@ def _add_evaluate(subparsers: Any) -> None:
     )
     p.add_argument("--root", default=None, help="folder of the data files, if moved since training")
     p.add_argument("--data", default=None, help="the training .npz file, if moved since training")
+    p.add_argument(
+        "--bpd-n",
+        type=int_arg("--bpd-n", 0),
+        default=2000,
+        help="images for the likelihood bound in bits per pixel-channel (default 2000; 0: no bound)",
+    )
+    p.add_argument(
+        "--bpd-data",
+        default=None,
+        help="held-out .npz images for the bound (default: the run's training data)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--out", default=None, help="also write the report to this JSON file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

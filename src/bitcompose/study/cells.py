@@ -25,13 +25,14 @@ from bitcompose.experiments.image_models import model_key as cached_model_key
 from bitcompose.experiments.runner import CellResult
 from bitcompose.images.config import SampleConfig, TrainConfig
 from bitcompose.images.evaluate import generate
+from bitcompose.images.likelihood import image_bpd
 from bitcompose.images.model import LoadedModel
 from bitcompose.metrics.fid import feature_statistics, frechet_distance_from_stats
 from bitcompose.metrics.image_scores import classifier_fid_with_se, fid_floor, held_out_images, level_tv
 from bitcompose.nets.classifier import ImageClassifier
 from bitcompose.study.grid import MODELS, StudyCell, StudyModel, model_config
 
-__all__ = ["HELD_OUT", "SPLIT_SEED", "TRAIN_STEPS", "evaluator", "load_or_train", "study_cell"]
+__all__ = ["HELD_OUT", "SPLIT_SEED", "TRAIN_STEPS", "evaluator", "load_or_train", "model_bound", "study_cell"]
 
 HELD_OUT, SPLIT_SEED = 0.1, 0
 #: Optimiser steps per model (≤ 20 min each on 2 CPU cores for the 14×14 models; ≈ 1–2 min for the digits).
@@ -110,6 +111,20 @@ def inception_scores(dataset: str, images: Tensor, floor_n: int) -> dict[str, fl
     return {"inception_fid": fid, "inception_fid_floor": floor}
 
 
+_BOUNDS: dict[tuple[str, int, bool, str], dict[str, Any]] = {}
+
+
+def model_bound(loaded: LoadedModel, dataset: str) -> dict[str, Any]:
+    """The likelihood bound of a study model on the whole held-out split (``−log p(x | y)``, each image with its
+    label; :func:`~bitcompose.images.likelihood.image_bpd`, seed 0): ``bpd, bpd_se, bpd_num_images, …``.
+    Computed once per model and process."""
+    key = (str(loaded.path), loaded.step, loaded.ema, dataset)
+    if key not in _BOUNDS:
+        held_out = splits(dataset)[1]
+        _BOUNDS[key] = image_bpd(loaded, held_out.images, held_out.labels, seed=0)
+    return dict(_BOUNDS[key])
+
+
 def cell_sampling(loaded: LoadedModel, cell: StudyCell) -> SampleConfig:
     """The model's sampler settings with the cell's sampler, steps, td, momentum and self-guidance."""
     return replace(
@@ -141,7 +156,8 @@ def study_cell(
         self_guidance, mode, classifier_fid (± classifier_fid_se), classifier_fid_floor, class_accuracy
         (± class_accuracy_se), invalid_fraction, nfe, seconds`` and provenance (``dataset, n, seed, model_steps,
         train_seconds, precision, ema_weights, evaluator_val_accuracy``), ``level_tv`` and ``level_tv_floor``
-        (:func:`level_scores`); with ``inception``, also
+        (:func:`level_scores`), the model's likelihood bound ``bpd`` ± ``bpd_se`` on the held-out split
+        (:func:`model_bound`); with ``inception``, also
         ``inception_fid`` and ``inception_fid_floor`` (the first ``m`` samples and ``m`` held-out images against the
         train split; the held-out images in split order).
     """
@@ -193,6 +209,7 @@ def study_cell(
         "evaluator_val_accuracy": judge.info.get("val_accuracy"),
     }
     report |= level_scores(dataset, out.images[:floor_n])
+    report |= model_bound(loaded, dataset)
     if inception:
         report |= inception_scores(dataset, out.images[:floor_n], floor_n)
     return CellResult(report, {"images": out.images, "labels": out.labels})
