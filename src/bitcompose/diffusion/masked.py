@@ -11,8 +11,9 @@ Loss: the continuous-time ELBO with carry-over of unmasked symbols,
 the ELBO's ``−α'_t / (1 − α_t)``).
 
 Sampling (ancestral, one network evaluation per step on the grid ``t_k = 1 − k/steps``): from ``t`` to
-``s < t`` every masked symbol is revealed with probability ``(t − s)/t``, its value drawn from ``p_θ(· | x_t)``;
-revealed symbols never change. The last step (``s = 0``) reveals all.
+``s < t`` every masked symbol is revealed with probability ``(t − s)/t``, its value drawn from ``p_θ(· | x_t)``
+(drawn only for the symbols revealed in that step); revealed symbols never change. The last step (``s = 0``)
+reveals all.
 
 Layout: images ``[B, C·K, H, W]`` (the ``K`` channels of image channel ``c`` contiguous, as the codec lays them
 out); the symbols are ``[B, C, H, W]``.
@@ -177,10 +178,12 @@ def masked_sample(
         x_t = mask_inputs(onehot.reshape(shape), masked, num_values)
         with autocast(precision, x_t.device):
             logits = denoiser.logits(x_t, torch.full((b,), t, device=x_t.device), cond)
-        probs = logits.softmax(dim=2).movedim(2, -1).reshape(-1, num_values)
-        draw = torch.multinomial(probs, 1, generator=generator).reshape(symbols.shape)
         reveal = masked & (torch.rand(symbols.shape, generator=generator, device=x_t.device) < (t - s) / t)
-        symbols = torch.where(reveal, draw, symbols)
+        if bool(reveal.any()):  # categories are drawn only for the symbols revealed now
+            chosen = logits.movedim(2, -1)[reveal]  # [R, K]
+            symbols = symbols.masked_scatter(
+                reveal, torch.multinomial(chosen.softmax(-1), 1, generator=generator)
+            )
         masked = masked & ~reveal
     onehot = torch.nn.functional.one_hot(symbols, num_values).movedim(-1, 2).float() * (2 * scale) - scale
     return onehot.reshape(shape)
