@@ -213,41 +213,61 @@ class _FakeEvaluator(torch.nn.Module):
 
 def test_table_plan_cells():
     cells = TablePlan().cells()
-    # score at 1, 3, 5; energy at 5; the other kernels at k = 5 for both; SMC with the energies at k = 5
-    assert len({c[:3] for c in cells}) == len(cells) - 1 == 3 * 2 + 1 * 2 + 3 * 2
-    assert [(k, s, p) for k, s, p, m in cells if m.resample_ess is not None] == [(5, "hmc", "energy")]
+    # the setting with room first: reverse and HMC of both models at k = 5, the matched-cost reverse, MALA of
+    # both, SMC with the energies; then score reverse and HMC at k = 1 and 3
+    assert [c.name for c in cells] == [
+        "k5-reverse-score", "k5-hmc-score", "k5-reverse-energy", "k5-hmc-energy", "k5-reverse-score-L300",
+        "k5-mala-score", "k5-mala-energy", "k5-smc-hmc-energy", "k1-reverse-score", "k3-reverse-score",
+        "k1-hmc-score", "k3-hmc-score",
+    ]  # fmt: skip
+    assert len({c.name for c in cells}) == len(cells)
     cells = TablePlan(
-        ks=(1, 2), energy_ks=(2, 4), other_params=("score", "energy"), other_k=3, smc=True
+        ks=(1, 2), energy_ks=(2, 4), other_samplers=("ula", "mala", "uhmc"), other_k=3, matched_levels=0
     ).cells()
-    names = {(k, s, p, m.resample_ess is not None) for k, s, p, m in cells}
+    names = {(k, s, p, m.resample_ess is not None) for k, s, p, m, _ in cells}
     assert len(names) == len(cells) == 2 * 2 + 2 * 2 + 3 * 2 + 1
     assert (3, "hmc", "energy", True) in names and (3, "hmc", "score", True) not in names
     with pytest.raises(ValueError, match="unknown samplers"):
         TablePlan(samplers=("reverse", "gibbs"))
     with pytest.raises(ValueError, match="object counts"):
         TablePlan(ks=(1, 6))
+    with pytest.raises(ValueError, match="matched_levels"):
+        TablePlan(matched_levels=1)
 
 
-def _row(k, sampler, param, acc, n=500):
+def _row(k, sampler, param, acc, n=500, levels=100):
+    nfe = {"reverse": levels}.get(sampler, 300)
     return {
         "k": k,
         "sampler": sampler,
         "param": param,
+        "levels": levels,
+        "nfe": nfe,
         "accuracy": acc,
         "accuracy_se": math.sqrt(acc * (1 - acc) / n),
     }
 
 
 def test_summary_checks_state_whether_the_targets_hold():
-    rows = [_row(1, "reverse", "score", 0.9), _row(3, "reverse", "score", 0.4), _row(1, "hmc", "score", 0.9)]
-    rows += [_row(3, "hmc", "score", 0.6)]
+    rows = [_row(1, "reverse", "score", 0.9), _row(5, "reverse", "score", 0.4), _row(1, "hmc", "score", 0.9)]
+    rows += [_row(5, "hmc", "score", 0.6), _row(5, "reverse", "energy", 0.3), _row(5, "hmc", "energy", 0.65)]
+    rows += [_row(5, "reverse", "score", 0.45, levels=300)]
     checks = summary_checks(rows)
-    assert "best MCMC (hmc) 0.600 vs reverse 0.400" in checks[0] and "holds" in checks[0]
-    assert "does NOT hold" not in checks[1] and "reverse +0.500, hmc +0.300" in checks[1]
-    assert checks[1].endswith("(reverse falls faster: holds)")
-    rows[-1] = _row(3, "hmc", "score", 0.41)
+    first = checks[0]
+    assert (
+        first.startswith("k = 5, score: hmc 0.600 (NFE 300) vs reverse 0.400 (NFE 100)") and "holds" in first
+    )
+    assert any(c.startswith("k = 5, energy: hmc 0.650") and c.endswith("(≥ 2 s.e.: holds)") for c in checks)
+    matched = [c for c in checks if "matched cost" in c]
+    assert len(matched) == 2 and "reverse 0.450 (NFE 300)" in matched[0]
+    assert any(
+        c.startswith("k = 5, hmc: energy vs score: energy 0.650") and "does NOT hold" in c for c in checks
+    )
+    assert checks[-1].startswith("score: fall from k = 1 to k = 5: reverse +0.500, hmc +0.300")
+    assert checks[-1].endswith(": holds)")
+    rows[3] = _row(5, "hmc", "score", 0.41)
     checks = summary_checks(rows)
-    assert "does NOT hold" in checks[0] and "within noise" in checks[1]  # drops 0.50 vs 0.49
+    assert "does NOT hold" in checks[0] and checks[-1].endswith("does NOT hold)")  # drops 0.50 vs 0.49
 
 
 @pytest.mark.parametrize(

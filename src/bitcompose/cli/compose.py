@@ -101,10 +101,16 @@ def _objects(args: argparse.Namespace) -> int:
     from bitcompose.objects.cells import objects_cell
     from bitcompose.objects.table import ObjectsExperiment, TablePlan
 
+    if args.previous is not None and not args.table:
+        raise CLIError(
+            "--previous goes with --table (it puts an earlier table's numbers beside the new ones)"
+        )
     if args.table:
         out = check_out(args.out, "docs/results/objects")
         plan = TablePlan(n=args.n or TablePlan.n, mcmc=_mcmc(args))
-        experiment = ObjectsExperiment(plan, args.seed, args.weight, args.cache, not args.no_progress)
+        experiment = ObjectsExperiment(
+            plan, args.seed, args.weight, args.cache, not args.no_progress, previous=args.previous
+        )
         run_table(experiment, out, json=args.json)
         return 0
     if args.k is None or args.sampler is None:
@@ -298,10 +304,14 @@ def _add_objects(sub: Any) -> None:
     p.add_argument("--sampler", choices=SAMPLERS_CHOICES, default=None, help="reverse|ula|mala|uhmc|hmc")
     p.add_argument("--param", choices=("score", "energy"), default="score", help="parameterisation (score)")
     p.add_argument(
-        "--n", type=int_arg("--n", 1), default=None, help="samples (default 300; per cell of --table: 500)"
+        "--n", type=int_arg("--n", 1), default=None, help="samples (default 300, also per cell of --table)"
     )
     p.add_argument("--table", action="store_true", help="run the whole table into --out")
     p.add_argument("--out", default=None, help="--table: the results folder; else a .png of samples")
+    p.add_argument(
+        "--previous", default=None, metavar="JSON",
+        help="--table: an earlier run's objects.json, whose numbers the page shows beside this run's",
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out .png")
     _add_mcmc_options(p)
     p.set_defaults(func=_objects)

@@ -7,6 +7,7 @@ __all__ = [
     "DIFFUSION_SAMPLERS",
     "BIT_PREDICTIONS",
     "ENERGIES",
+    "ENERGY_FORMS",
     "MCMC_SAMPLERS",
     "OBJECTS_WEIGHT",
     "PARAMS",
@@ -26,6 +27,12 @@ BIT_PREDICTIONS: tuple[str, ...] = ("x0", "eps", "logistic", "energy")
 PREDICTIONS: tuple[str, ...] = (*BIT_PREDICTIONS, "masked")
 #: The energy's form of an energy-parameterised denoiser (``BitDenoiser(energy=...)``).
 ENERGIES: tuple[str, ...] = ("x0", "diff", "norm")
+#: What each energy form is, in words, for the results pages (``f`` the network output).
+ENERGY_FORMS: dict[str, str] = {
+    "x0": "‖x − α·f(x, t)‖²/(2σ) trained on the x0 MSE (the x0-form, docs/composition.md)",
+    "diff": "‖f(x, t) − x‖² trained on the ε MSE",
+    "norm": "½‖f(x, t)‖² trained on the ε MSE",
+}
 #: The objects experiment's conjunction weight w per condition by default (a number the CLI and the library share;
 #: docs/composition.md says why this one).
 OBJECTS_WEIGHT: float = 1.0

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["beside_previous", "read_previous"]
+__all__ = ["beside_previous", "previous_section", "read_previous"]
 
 
 def read_previous(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -60,3 +60,32 @@ def beside_previous(
         for k in keys
     ]
     return "\n".join([head, rule, *lines])
+
+
+def previous_section(
+    before: Sequence[dict[str, Any]],
+    rows: Sequence[dict[str, Any]],
+    source: str,
+    meta: dict[str, Any],
+    key: Callable[[dict[str, Any]], str],
+    fields: Sequence[str],
+    matched_by: str,
+) -> str:
+    """The page section "Beside the previous run": where the earlier run came from (``source``, its ``meta``), and
+    :func:`beside_previous` of its cells and this run's (matched by ``key``, described as ``matched_by``)."""
+    from bitcompose.experiments.image_models import trained_line
+
+    trained = meta.get("trained")
+    models = f" Its models: {trained_line(trained)}." if isinstance(trained, dict) else ""
+    table = beside_previous(before, rows, key, fields)
+    command = meta.get("command", "command not recorded")
+    date, machine = meta.get("date", "date not recorded"), meta.get("machine_line", "machine not recorded")
+    return f"""## Beside the previous run
+
+The earlier run is `{source}` (`{command}`; {date}; {machine}).{models} Cells are matched by {matched_by}; a
+dash: the cell is not in that run. Where the models were retrained with another recipe (the energy models) a row
+compares two models, not two runs of one.
+
+{table}
+
+"""

@@ -89,6 +89,15 @@ def training_record(model: LoadedModel) -> dict[str, Any]:
     return {"steps": model.step, "train_seconds": train_seconds(model.path, model.step)}
 
 
+def trained_line(trained: dict[str, dict[str, Any]]) -> str:
+    """``name N steps in M min; …`` of the :func:`training_record` of each model."""
+    return "; ".join(
+        f"{name} {t['steps']} steps"
+        + ("" if t.get("train_seconds") is None else f" in {t['train_seconds'] / 60:.1f} min")
+        for name, t in trained.items()
+    )
+
+
 def dataset_record(dataset: ImageDataset) -> dict[str, Any]:
     """What a results page says of a data set: its name, number of levels and image shape."""
     return {

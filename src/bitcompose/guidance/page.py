@@ -8,7 +8,9 @@ from typing import Any
 
 import torch
 
-from bitcompose.experiments.compare import beside_previous
+from bitcompose.core.names import ENERGY_FORMS
+from bitcompose.experiments.compare import previous_section as compare_previous
+from bitcompose.experiments.image_models import trained_line
 from bitcompose.figures.plots import labelled_rows, line_plot
 
 __all__ = ["figures", "page", "previous_section", "summary_checks"]
@@ -17,14 +19,6 @@ __all__ = ["figures", "page", "previous_section", "summary_checks"]
 def _label(r: dict[str, Any], base: int) -> str:
     levels = "" if r["levels"] == base else f", {r['levels']} levels"
     return f"{r['sampler']} ({r['param']}{levels})"
-
-
-#: What each energy form is, for the setup line (pages made before the form was recorded used ``diff``).
-_ENERGY_FORMS = {
-    "x0": "‖x − α·f(x, t)‖²/(2σ) trained on the x0 MSE (the x0-form, docs/composition.md)",
-    "diff": "‖f(x, t) − x‖² trained on the ε MSE",
-    "norm": "½‖f(x, t)‖² trained on the ε MSE",
-}
 
 
 def _se(*values: float) -> float:
@@ -141,14 +135,6 @@ def _row(r: dict[str, Any]) -> str:
     )
 
 
-def _trained(trained: dict[str, dict[str, Any]]) -> str:
-    return "; ".join(
-        f"{name} {t['steps']} steps"
-        + ("" if t["train_seconds"] is None else f" in {t['train_seconds'] / 60:.1f} min")
-        for name, t in trained.items()
-    )
-
-
 def page(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The markdown page of a finished table."""
     return "".join((_header(meta), _results(rows, meta), _guide(meta["guide"]), _setup(meta)))
@@ -223,20 +209,10 @@ def previous_section(
     before: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]], source: str, meta: dict[str, Any]
 ) -> str:
     """The cells of an earlier run (``source``, its meta ``meta``) beside this run's: accuracy, FID, NFE."""
-    trained = meta.get("trained")
-    models = f" Its models: {_trained(trained)}." if isinstance(trained, dict) else ""
-    table = beside_previous(before, rows, _cell_key, ("accuracy", "classifier_fid", "nfe"))
-    command = meta.get("command", "command not recorded")
-    date, machine = meta.get("date", "date not recorded"), meta.get("machine_line", "machine not recorded")
-    return f"""## Beside the previous run
-
-The earlier run is `{source}` (`{command}`; {date}; {machine}).{models} Cells are matched by scale, sampler,
-parameterisation and levels; a dash: the cell is not in that run. Where the models were retrained with another
-recipe (the energy models) a row compares two models, not two runs of one.
-
-{table}
-
-"""
+    return compare_previous(
+        before, rows, source, meta, _cell_key, ("accuracy", "classifier_fid", "nfe"),
+        "scale, sampler, parameterisation and levels",
+    )  # fmt: skip
 
 
 def _guide(guide: dict[str, Any]) -> str:
@@ -264,8 +240,8 @@ def _setup(meta: dict[str, Any]) -> str:
 - Data: `{meta["data_name"]}` from `bitcompose.guidance.data` (train split 90 %, held-out 10 %, split seed 0).
 - Models: unconditional Bit Diffusion U-Net (base 32, mults (1, 2), 1 residual block, attention at half size,
   self-conditioning, cosine γ(t)), batch 64, Adam 1e-3, EMA 0.999 (online weights when the run is too short for
-  the EMA to forget its start); steps {meta["train_steps"]}. Score = x0-prediction; energy = {_ENERGY_FORMS[meta.get("energy_form", "diff")]}
-  with double backprop. Trained: {_trained(meta["trained"])} (wall time from each run's `metrics.jsonl`).
+  the EMA to forget its start); steps {meta["train_steps"]}. Score = x0-prediction; energy = {ENERGY_FORMS[meta.get("energy_form", "diff")]}
+  with double backprop. Trained: {trained_line(meta["trained"])} (wall time from each run's `metrics.jsonl`).
 - Samplers: `reverse` = ancestral reverse diffusion with the guided score on the grid of `levels` levels. MCMC =
   the same reverse steps plus {mc["steps_per_level"]} kernel steps at every level ≥ {mc["min_level"] * 100:g} % of
   the grid (the noisier half), step {mc["step"]}·σ_t (leapfrog ε for U-HMC/HMC with 3 leapfrog steps and

@@ -58,6 +58,7 @@ def objects_cell(
     seed: int = 0,
     weight: float = OBJECTS_WEIGHT,
     mcmc: MCMCSettings | None = None,
+    levels: int = 100,
     train_steps: int | None = None,
     cache: str | Path | None = None,
     progress: bool = True,
@@ -72,6 +73,7 @@ def objects_cell(
         seed: draws the requested cells and the sampler's noise.
         weight: the guidance weight ``w`` of every condition.
         mcmc: the MCMC settings (default :class:`~bitcompose.objects.sampling.MCMCSettings`).
+        levels: levels of the annealing grid (100; more for reverse diffusion at an MCMC sampler's cost).
         train_steps: training steps of the model (default: the preset's).
         cache: the cache root of the models and the evaluator.
         progress: progress bars.
@@ -87,13 +89,15 @@ def objects_cell(
         raise ValueError(f"param must be one of {', '.join(PARAMS)}, got {param!r}")
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ValueError(f"levels must be an integer >= 2, got {levels!r}")
     mcmc = mcmc or MCMCSettings()
     check_request([sampler], param, mcmc)
     loaded = load_or_train("position", param, steps=train_steps, cache=cache, progress=progress)
     evaluator = load_or_train_evaluator(cache, progress=progress)
     gen = torch.Generator().manual_seed(seed)
     cells = requested_cells(n, k, gen)
-    images, info = sample_conjunction(loaded, cells, weight, sampler, mcmc, gen, progress)
+    images, info = sample_conjunction(loaded, cells, weight, sampler, mcmc, gen, progress, levels)
     success = all_present(evaluator, images, cells)
     acc, se = accuracy(success)
     report: dict[str, Any] = {

@@ -16,14 +16,15 @@ from bitcompose.images.model import LoadedModel
 __all__ = ["check_request", "MCMCSettings", "condition_groups", "conjunction", "sample_conjunction"]
 
 
-def conjunction(loaded: LoadedModel, conds: Tensor, weights: float | Sequence[float]) -> CFGConjunction:
+def conjunction(
+    loaded: LoadedModel, conds: Tensor, weights: float | Sequence[float], levels: int = 100
+) -> CFGConjunction:
     """The CFG conjunction ``ε_u + Σ_j w_j (ε_{c_j} − ε_u)`` of the unconditional model (the null condition) and
-    one conditional model per column of ``conds`` (``long [n, m]``: one condition per sample and column). A
-    negative weight asks for the absence of its condition (Composable Diffusion's NOT)."""
+    one conditional model per column of ``conds`` (``long [n, m]``: one condition per sample and column), on a grid
+    of ``levels`` levels. A negative weight asks for the absence of its condition (Composable Diffusion's NOT)."""
     den = loaded.denoiser
-    return CFGConjunction(
-        as_model(den, cond=None), [as_model(den, cond=conds[:, j]) for j in range(conds.shape[1])], weights
-    )
+    parts = [as_model(den, cond=conds[:, j], num_levels=levels) for j in range(conds.shape[1])]
+    return CFGConjunction(as_model(den, cond=None, num_levels=levels), parts, weights)
 
 
 def condition_groups(conds: Tensor, weights: float | Sequence[float]) -> Tensor:
@@ -46,16 +47,17 @@ def sample_conjunction(
     mcmc: MCMCSettings,
     generator: torch.Generator,
     progress: bool = True,
+    levels: int = 100,
 ) -> tuple[Tensor, dict[str, Any]]:
-    """Samples ``long [n, C, H, W]`` of :func:`conjunction` and ``{sampler, nfe, network_evaluations, seconds,
-    acceptance, ...}``; ``nfe`` counts evaluations of the composite, ``network_evaluations`` those of the U-Net
-    (``nfe·(m+1)``)."""
+    """Samples ``long [n, C, H, W]`` of :func:`conjunction` (on ``levels`` levels) and ``{sampler, levels, nfe,
+    network_evaluations, seconds, acceptance, ...}``; ``nfe`` counts evaluations of the composite,
+    ``network_evaluations`` those of the U-Net (``nfe·(m+1)``)."""
     check_request([sampler], "energy" if loaded.denoiser.has_energy else "score", mcmc)
     n = conds.shape[0]
     spec = loaded.spec
     shape = (n, spec.channels * loaded.codec.num_bits, spec.image_size, spec.image_size)
     bits, info = sample_composite(
-        conjunction(loaded, conds, weights),
+        conjunction(loaded, conds, weights, levels),
         shape,
         sampler,
         mcmc,
@@ -66,6 +68,7 @@ def sample_conjunction(
     smc = mcmc.resample_ess is not None and sampler != "reverse"
     report = {
         "sampler": f"smc-{sampler}" if smc else sampler,
+        "levels": levels,
         **info,
         "network_evaluations": info["nfe"] * (conds.shape[1] + 1),
         "mcmc": None if sampler == "reverse" else vars(mcmc),

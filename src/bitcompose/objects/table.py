@@ -8,6 +8,7 @@ evaluator on real scenes and chance), the checks the issue asks for, the setup a
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,14 +18,15 @@ from typing import Any, NamedTuple
 import torch
 
 from bitcompose.compose.composite_sampling import SAMPLERS
-from bitcompose.core.names import OBJECTS_WEIGHT
-from bitcompose.experiments.image_models import training_record
+from bitcompose.core.names import ENERGY_FORMS, OBJECTS_WEIGHT
+from bitcompose.experiments.compare import previous_section, read_previous
+from bitcompose.experiments.image_models import trained_line, training_record
 from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment
 from bitcompose.figures.plots import labelled_rows, line_plot
 from bitcompose.objects.cells import MAX_K, objects_cell, yardsticks
 from bitcompose.objects.evaluator import EVALUATOR_STEPS, load_or_train_evaluator
 from bitcompose.objects.figures import marked_samples
-from bitcompose.objects.models import DEFAULT_STEPS, PARAMS, load_or_train, model_key
+from bitcompose.objects.models import DEFAULT_STEPS, PARAMS, load_or_train, model_key, objects_config
 from bitcompose.objects.prompts import prompt_rows
 from bitcompose.objects.sampling import MCMCSettings
 
@@ -40,17 +42,20 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TablePlan:
-    """Which cells the table runs.
+    """Which cells the table runs, in the order they run (the comparisons at ``other_k`` first).
 
     Attributes:
-        ks: object counts for the main samplers (score models).
+        ks: object counts of reverse diffusion and HMC with the score model (accuracy vs k).
         energy_ks: object counts for the energy model (each of its steps costs ~3× a score step): k = 5, where
             reverse diffusion is far below the evaluator's ceiling at the default weight (docs/composition.md).
         samplers: run at every ``k`` (reverse and the kernel expected best).
         params: parameterisations.
-        other_samplers: run only at ``other_k`` (the remaining kernels), for the ``other_params``.
+        other_samplers: run only at ``other_k``, for the ``other_params`` (MALA: the second kernel with a
+            Metropolis correction; ULA and U-HMC, the unadjusted ones, can be added).
         other_params: parameterisations of the kernel comparison.
         other_k: the ``k`` of the kernel comparison (5: the setting with room).
+        matched_levels: a reverse-diffusion cell (score model) at ``other_k`` on this many levels, as many network
+            evaluations as HMC's (0: none).
         smc: also the SMC-resampled HMC cell at ``other_k`` (energy models).
         n: samples per cell.
         prompt_n: samples per prompt row (0: no prompt rows).
@@ -61,9 +66,10 @@ class TablePlan:
     energy_ks: tuple[int, ...] = (5,)
     samplers: tuple[str, ...] = ("reverse", "hmc")
     params: tuple[str, ...] = PARAMS
-    other_samplers: tuple[str, ...] = ("ula", "mala", "uhmc")
+    other_samplers: tuple[str, ...] = ("mala",)
     other_params: tuple[str, ...] = ("score", "energy")
     other_k: int = 5
+    matched_levels: int = 300
     smc: bool = True
     n: int = 300
     prompt_n: int = 300
@@ -78,16 +84,22 @@ class TablePlan:
             raise ValueError(f"object counts must lie in 1..{MAX_K}")
         if any(p not in PARAMS for p in (*self.params, *self.other_params)):
             raise ValueError(f"params must be among {PARAMS}")
+        if self.matched_levels < 0 or self.matched_levels == 1:
+            raise ValueError(f"matched_levels must be 0 (none) or >= 2, got {self.matched_levels}")
 
     def ks_of(self, param: str) -> tuple[int, ...]:
         """The object counts run for ``param``."""
         return self.energy_ks if param == "energy" else self.ks
 
     def cells(self) -> list[ObjectsCell]:
-        """Every position cell, in run order."""
-        out = [
+        """Every position cell, in run order: first the cells at ``other_k`` (reverse, HMC, the matched-cost
+        reverse, the other kernels, SMC), then the other object counts."""
+        grid = [
             ObjectsCell(k, s, p, self.mcmc) for p in self.params for s in self.samplers for k in self.ks_of(p)
         ]
+        out = [c for c in grid if c.k == self.other_k]
+        if self.matched_levels:
+            out.append(ObjectsCell(self.other_k, "reverse", "score", self.mcmc, self.matched_levels))
         out += [
             ObjectsCell(self.other_k, s, p, self.mcmc) for p in self.other_params for s in self.other_samplers
         ]
@@ -99,21 +111,24 @@ class TablePlan:
                 resample_ess=0.5,
             )
             out.append(ObjectsCell(self.other_k, "hmc", "energy", smc))
-        return out
+        return out + [c for c in grid if c.k != self.other_k]
 
 
 class ObjectsCell(NamedTuple):
-    """One cell of the position table: ``k`` requested objects, a sampler, a parameterisation."""
+    """One cell of the position table: ``k`` requested objects, a sampler, a parameterisation, the grid's levels."""
 
     k: int
     sampler: str
     param: str
     mcmc: MCMCSettings
+    levels: int = 100
 
     @property
     def name(self) -> str:
-        """The file stem (``k3-hmc-score``, ``k3-smc-hmc-energy``)."""
-        return f"k{self.k}-{'smc-' if self.mcmc.resample_ess is not None else ''}{self.sampler}-{self.param}"
+        """The file stem (``k3-hmc-score``, ``k3-smc-hmc-energy``, ``k5-reverse-score-L300``)."""
+        smc = "smc-" if self.mcmc.resample_ess is not None else ""
+        levels = "" if self.levels == 100 else f"-L{self.levels}"
+        return f"k{self.k}-{smc}{self.sampler}-{self.param}{levels}"
 
 
 @dataclass(frozen=True)
@@ -123,69 +138,77 @@ class PromptsCell:
     name: str = "prompts"
 
 
-def summary_checks(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The issue's must-show comparisons, each stated with its numbers and whether it holds."""
+def _versus(name_a: str, a: dict[str, Any], name_b: str, b: dict[str, Any]) -> str:
+    """``a`` vs ``b`` by accuracy: the gap in units of its s.e. and whether ``a`` is ahead by ≥ 2 s.e."""
+    gap = a["accuracy"] - b["accuracy"]
+    se = math.hypot(a["accuracy_se"], b["accuracy_se"])
+    z = gap / se if se > 0 else (0.0 if gap == 0 else math.copysign(math.inf, gap))
+    verdict = "holds" if z >= 2 else "does NOT hold"
+    return (
+        f"{name_a} {a['accuracy']:.3f} (NFE {a['nfe']}) vs {name_b} {b['accuracy']:.3f} (NFE {b['nfe']}): gap "
+        f"{gap:+.3f} = {z:.1f} s.e. (≥ 2 s.e.: {verdict})"
+    )
 
-    def get(k: int, sampler: str, param: str) -> dict[str, Any] | None:
-        return next((r for r in rows if (r["k"], r["sampler"], r["param"]) == (k, sampler, param)), None)
+
+def summary_checks(rows: Sequence[dict[str, Any]], k_room: int = 5) -> list[str]:
+    """The issue's must-show comparisons at ``k_room`` objects (the setting with room), each with its numbers and
+    whether it holds, then accuracy vs k."""
+
+    def get(k: int, sampler: str, param: str, levels: int = 100) -> dict[str, Any] | None:
+        want = (k, sampler, param, levels)
+        return next(
+            (r for r in rows if (r["k"], r["sampler"], r["param"], r.get("levels", 100)) == want), None
+        )
 
     out = []
     for param in PARAMS:
-        rev = get(3, "reverse", param)
-        mcmc = [r for r in rows if r["k"] == 3 and r["param"] == param and r["sampler"] != "reverse"]
-        if rev is None or not mcmc:
-            continue
-        best = max(mcmc, key=lambda r: r["accuracy"])
-        gap = best["accuracy"] - rev["accuracy"]
-        se = (best["accuracy_se"] ** 2 + rev["accuracy_se"] ** 2) ** 0.5
-        verdict = "holds" if gap >= 2 * se else "does NOT hold"
-        out.append(
-            f"k = 3, {param}: best MCMC ({best['sampler']}) {best['accuracy']:.3f} vs reverse "
-            f"{rev['accuracy']:.3f}: gap {gap:+.3f} = {gap / se if se > 0 else float('inf'):.1f} s.e. "
-            f"(target ≥ 2 s.e.: {verdict})"
-        )
-        ks = sorted({r["k"] for r in rows if r["param"] == param and r["sampler"] == best["sampler"]})
-        if len(ks) >= 2:
-            lo, hi = ks[0], ks[-1]
-            r_lo, r_hi = get(lo, "reverse", param), get(hi, "reverse", param)
-            m_lo, m_hi = get(lo, best["sampler"], param), get(hi, best["sampler"], param)
-            if r_lo and r_hi and m_lo and m_hi:
-                drop_r = r_lo["accuracy"] - r_hi["accuracy"]
-                drop_m = m_lo["accuracy"] - m_hi["accuracy"]
-                se = sum(r["accuracy_se"] ** 2 for r in (r_lo, r_hi, m_lo, m_hi)) ** 0.5
-                if drop_r - drop_m >= 2 * se:
-                    verdict = "holds"
-                elif drop_r > drop_m:
-                    verdict = f"in that direction, but within noise: difference {drop_r - drop_m:.3f} < 2 s.e. = {2 * se:.3f}"
-                else:
-                    verdict = "does NOT hold"
-                out.append(
-                    f"{param}: fall from k = {lo} to k = {hi}: reverse {drop_r:+.3f}, {best['sampler']} "
-                    f"{drop_m:+.3f} (reverse falls faster: {verdict})"
-                )
-    for sampler in ("reverse", "hmc"):
-        for k in (3, 5):
-            s, e = get(k, sampler, "score"), get(k, sampler, "energy")
-            if s and e:
-                out.append(
-                    f"k = {k}, {sampler}: energy {e['accuracy']:.3f} ± {e['accuracy_se']:.3f} vs score "
-                    f"{s['accuracy']:.3f} ± {s['accuracy_se']:.3f}"
-                )
+        rev = get(k_room, "reverse", param)
+        mcmc = [r for r in rows if r["k"] == k_room and r["param"] == param and r["sampler"] != "reverse"]
+        if rev is not None:
+            out += [f"k = {k_room}, {param}: " + _versus(r["sampler"], r, "reverse", rev) for r in mcmc]
+    matched = next((r for r in rows if r["k"] == k_room and r["sampler"] == "reverse" and
+                    r.get("levels", 100) != 100), None)  # fmt: skip
+    for param in PARAMS:
+        hmc = get(k_room, "hmc", param)
+        if matched is not None and hmc is not None:
+            out.append(
+                f"k = {k_room}, matched cost: {param} HMC vs reverse (score) on {matched['levels']} levels: "
+                + _versus("hmc", hmc, "reverse", matched)
+            )
+    for sampler in ("reverse", "hmc", "mala", "smc-hmc"):
+        s, e = get(k_room, sampler, "score"), get(k_room, sampler, "energy")
+        if s and e:
+            out.append(f"k = {k_room}, {sampler}: energy vs score: " + _versus("energy", e, "score", s))
+    ks = sorted({r["k"] for r in rows if r["param"] == "score" and r["sampler"] == "hmc"})
+    if len(ks) >= 2:
+        lo, hi = ks[0], ks[-1]
+        r_lo, r_hi, m_lo, m_hi = (get(k, s, "score") for s in ("reverse", "hmc") for k in (lo, hi))
+        if r_lo is not None and r_hi is not None and m_lo is not None and m_hi is not None:
+            drop_r, drop_m = r_lo["accuracy"] - r_hi["accuracy"], m_lo["accuracy"] - m_hi["accuracy"]
+            se = math.sqrt(sum(r["accuracy_se"] ** 2 for r in (r_lo, r_hi, m_lo, m_hi)))
+            verdict = "holds" if drop_r - drop_m >= 2 * se else "does NOT hold"
+            out.append(
+                f"score: fall from k = {lo} to k = {hi}: reverse {drop_r:+.3f}, hmc {drop_m:+.3f} (reverse falls "
+                f"faster by ≥ 2 s.e. = {2 * se:.3f}: {verdict})"
+            )
     return out
 
 
-def _trained(trained: dict[str, dict[str, Any]]) -> str:
-    return "; ".join(
-        f"{name} {t['steps']} steps"
-        + ("" if t["train_seconds"] is None else f" in {t['train_seconds'] / 60:.1f} min")
-        for name, t in trained.items()
-    )
+def _cell_key(r: dict[str, Any]) -> str:
+    return f"k = {r['k']}, w = {r.get('weight', 4.0):g}, {r['sampler']} ({r['param']}, {r.get('levels', 100)} levels)"
+
+
+def _label(cell: ObjectsCell) -> str:
+    """A figure row's label: ``hmc (energy)``, ``smc-hmc (energy)``, ``reverse (score, 300 levels)``."""
+    smc = "smc-" if cell.mcmc.resample_ess is not None else ""
+    levels = "" if cell.levels == 100 else f", {cell.levels} levels"
+    return f"{smc}{cell.sampler} ({cell.param}{levels})"
 
 
 def _fmt(r: dict[str, Any]) -> str:
     acc = r.get("acceptance")
     return (
-        f"| {r['k']} | {r['sampler']} | {r['param']} | {r['accuracy']:.3f} ± {r['accuracy_se']:.3f} | "
+        f"| {r['k']} | {r['sampler']} | {r['param']} | {r.get('levels', 100)} | {r['accuracy']:.3f} ± {r['accuracy_se']:.3f} | "
         f"{r['nfe']} | {r['network_evaluations']} | {'–' if acc is None else f'{acc:.2f}'} | {r['seconds']:.0f} |"
     )
 
@@ -224,15 +247,15 @@ def _positions(
         f"| {k} | {v['real_ceiling']:.3f} ({v['real_scenes']} scenes) | {v['chance']:.3f} |"
         for k, v in sorted(sticks.items())
     )
-    checks = "\n".join(f"- {c}" for c in summary_checks(rows))
+    checks = "\n".join(f"- {c}" for c in summary_checks(rows, meta["other_k"]))
     return f"""## Objects at k positions
 
 Accuracy = share of samples in which the evaluator finds an object in every requested cell, ± its standard error
 (n = {meta["n"]} per cell). NFE counts evaluations of the composite, "U-Net evals" those of the network
 (k + 1 per composite evaluation; each is a forward and a backward pass for energy models and gradient samplers).
 
-| k | sampler | param | accuracy ± s.e. | NFE | U-Net evals | acceptance | seconds |
-|---|---|---|---|---|---|---|---|
+| k | sampler | param | levels | accuracy ± s.e. | NFE | U-Net evals | acceptance | seconds |
+|---|---|---|---|---|---|---|---|---|
 {cells}
 
 Yardsticks on held-out real scenes: the evaluator's success when k of a scene's own objects are requested (what a
@@ -286,11 +309,13 @@ def _setup(meta: dict[str, Any]) -> str:
 - Models: Bit Diffusion U-Net (base 32 channels, mults (1, 2), 1 residual block, attention at 8×8, self-conditioning,
   cosine γ(t), 100 levels), conditioned on ONE object's cell (16 classes) or prompt (12 classes) with label
   dropout 0.1 (the null condition is the unconditional model), trained with the shared trainer at batch 64,
-  Adam 1e-3, EMA 0.999; steps: {meta["train_steps"]}. Score = x0-prediction; energy = ‖f(x, t) − x‖² on the U-Net
-  output with double backprop. Each model's steps and training wall time (from its `metrics.jsonl`; the machine it
-  trained on is not recorded there, see docs/composition.md): {_trained(meta["trained"])}.
+  Adam 1e-3, EMA 0.999 with warm-up for the energy model; steps: {meta["train_steps"]}. Score = x0-prediction;
+  energy = {ENERGY_FORMS[meta.get("energy_form", "diff")]}, on the U-Net output with double backprop. Each model's
+  steps and training wall time (from its `metrics.jsonl`, on the machine of the run that trained it):
+  {trained_line(meta["trained"])}.
 - Composition: consistent CFG conjunction, w = {meta["weight"]} per condition.
-- Samplers: `reverse` = 100 ancestral steps with the composed score. MCMC = the same reverse steps plus
+- Samplers: `reverse` = ancestral steps with the composed score on the grid of `levels` levels (100; the
+  matched-cost row as many as HMC's network evaluations). MCMC = the 100 reverse steps plus
   {mc["steps_per_level"]} kernel steps at every level ≥ {mc["min_level"] * 100:g} of 100 (the paper's CLEVR code: MCMC on the
   noisier half), step {mc["step"]}·σ_t (leapfrog ε for U-HMC/HMC with 3 leapfrog steps and damping 0.5;
   Langevin η = (step·σ_t)² for ULA/MALA). Metropolis corrections: exact energies for energy models, the
@@ -314,6 +339,12 @@ class ObjectsExperiment:
     cache: str | Path | None = None
     progress: bool = True
     name: str = "objects"
+    #: an earlier run's ``objects.json``: its numbers are shown beside this run's
+    previous: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.previous is not None:
+            read_previous(self.previous)  # refuse a bad file before any work
 
     def settings(self) -> dict[str, Any]:
         """Seed, n, the conjunction's weight and the MCMC settings every cell shares, and the cache key of each
@@ -347,6 +378,7 @@ class ObjectsExperiment:
         evaluator = load_or_train_evaluator(self.cache, progress=self.progress)
         return {
             "other_k": plan.other_k,
+            "energy_form": objects_config("position", "energy").model.energy,
             "train_steps": {p: DEFAULT_STEPS[p] for p in plan.params},
             "train_seconds": seconds,
             "trained": trained,
@@ -368,7 +400,7 @@ class ObjectsExperiment:
             return CellResult([r.report for r in res], {"images": [r.images for r in res]})
         return objects_cell(
             cell.k, cell.sampler, param=cell.param, n=plan.n, seed=self.seed, weight=self.weight, mcmc=cell.mcmc,
-            cache=self.cache, progress=self.progress,
+            levels=cell.levels, cache=self.cache, progress=self.progress,
         )  # fmt: skip
 
     def describe(self, report: Any) -> str:
@@ -383,7 +415,7 @@ class ObjectsExperiment:
         cells = self.plan.cells()
         rows = run.rows[: len(cells)]
         prompts: list[dict[str, Any]] = run.rows[len(cells)] if plan.prompt_n else []
-        shown = {f"{c.sampler} ({c.param})": run.tensors[c.name] for c in cells if c.k == plan.other_k}
+        shown = {_label(c): run.tensors[c.name] for c in cells if c.k == plan.other_k}
         prompt_images = (
             [
                 (f"{p['prompt']} ({p['sampler']})", im[:10])
@@ -398,7 +430,14 @@ class ObjectsExperiment:
         }
         _figures(out, rows, shown, prompt_images, plan)
         data = {"meta": run.meta, "cells": rows, "prompts": prompts, "yardsticks": sticks}
-        return Page(_page(rows, prompts, sticks, run.meta), data)
+        beside = ""
+        if self.previous is not None:
+            before, meta = read_previous(self.previous)
+            beside = previous_section(
+                before, rows, str(self.previous), meta, _cell_key, ("accuracy", "nfe"),
+                "k, weight, sampler, parameterisation and levels",
+            )  # fmt: skip
+        return Page(_page(rows, prompts, sticks, run.meta) + beside, data)
 
 
 def run_objects_table(
