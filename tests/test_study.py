@@ -108,6 +108,15 @@ def test_bound_verdicts_follow_the_numbers() -> None:
     assert compare_bpd(a, close, "with", "without").endswith("no difference beyond 2 s.e.")  # type: ignore[union-attr]
     worse_with = a | {"bpd": 1.30}
     assert compare_bpd(worse_with, b, "with", "without").endswith("without better")  # type: ignore[union-attr]
+    # the same images: the paired differences (0.01 each, spread 0.002) decide what the unpaired s.e. cannot
+    pa = [1.0 + 0.1 * i for i in range(10)]
+    paired_a = a | {"bpd": 1.45, "bpd_se": 0.1, "bpd_per_image": pa}
+    paired_b = b | {
+        "bpd": 1.46,
+        "bpd_se": 0.1,
+        "bpd_per_image": [v + 0.01 + 0.002 * (-1) ** i for i, v in enumerate(pa)],
+    }
+    assert compare_bpd(paired_a, paired_b, "with", "without").endswith("with better")  # type: ignore[union-attr]
     found = dict(bound_claims([a, b, _row("binary-eps", "ddim", 100, 2.0, 0.3)]))
     assert found["Self-conditioning improves Bit Diffusion (Fig. 5)"].endswith("with better")
     assert found["x0 prediction ≫ ε prediction for analog bits (Fig. 5)"] == "not run"  # ε row has no bound

@@ -41,8 +41,10 @@ def image_bpd(
     class-conditional model), averaged over the images.
 
     Returns:
-        ``bpd`` (bits per pixel-channel), ``bpd_se`` (its standard error over the images), ``bpd_num_images``,
-        ``bpd_draws``, ``bpd_conditional`` (whether it is ``−log p(x | y)``), ``bpd_seconds``.
+        ``bpd`` (bits per pixel-channel), ``bpd_se`` (its standard error over the images), ``bpd_per_image``
+        (each image's bound, bits per pixel-channel, in order: two models scored on the same images are compared
+        by their paired differences), ``bpd_num_images``, ``bpd_draws``, ``bpd_conditional`` (whether it is
+        ``−log p(x | y)``), ``bpd_seconds``.
     """
     spec = model.spec
     if images.ndim != 4 or tuple(images.shape[1:]) != (spec.channels, spec.image_size, spec.image_size):
@@ -77,10 +79,12 @@ def image_bpd(
         bar.update(hi - lo)
     bar.close()
     dims = math.prod(images.shape[1:])
-    bpd, se = bits_per_dim(torch.cat(nats), dims)
+    per_image = torch.cat(nats)
+    bpd, se = bits_per_dim(per_image, dims)
     return {
         "bpd": bpd,
         "bpd_se": se,
+        "bpd_per_image": [round(float(v), 5) for v in per_image / (dims * math.log(2))],
         "bpd_num_images": len(images),
         "bpd_draws": draws,
         "bpd_conditional": conditional,

@@ -176,12 +176,22 @@ def model_row(rows: Sequence[Row], model: str) -> Row | None:
     return next((r for r in rows if r["model"] == model and "bpd" in r), None)
 
 
+def _difference_se(a: Row, b: Row) -> float:
+    """The s.e. of ``b.bpd − a.bpd``: from the paired per-image differences when both bounds are of the same
+    held-out images (``bpd_per_image`` of equal length), else as if independent."""
+    pa, pb = a.get("bpd_per_image"), b.get("bpd_per_image")
+    if pa and pb and len(pa) == len(pb) and len(pa) > 1:
+        diff = torch.tensor(pb, dtype=torch.float64) - torch.tensor(pa, dtype=torch.float64)
+        return float(diff.std() / math.sqrt(len(pa)))
+    return math.hypot(a["bpd_se"], b["bpd_se"])
+
+
 def compare_bpd(a: Row | None, b: Row | None, name_a: str, name_b: str) -> str | None:
-    """``name_a`` vs ``name_b`` by the likelihood bound (lower is better); the s.e. of the difference treats the two
-    bounds as independent (both use the same held-out images, so it is conservative)."""
+    """``name_a`` vs ``name_b`` by the likelihood bound (lower is better), the difference in units of its s.e.
+    (paired over the held-out images where both rows carry them, :func:`_difference_se`)."""
     if a is None or b is None:
         return None
-    se = math.hypot(a["bpd_se"], b["bpd_se"])
+    se = _difference_se(a, b)
     z = _z(b["bpd"] - a["bpd"], se)
     verdict = (
         f"{name_a} better" if z >= 2 else f"{name_b} better" if z <= -2 else "no difference beyond 2 s.e."
