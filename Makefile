@@ -26,7 +26,7 @@ test: lint
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	.venv/bin/bitcompose demo --out runs/demo
+	.venv/bin/bitcompose demo --out runs/demo --overwrite
 
 # Optional system data: Fashion-MNIST (Debian package, 30 MB; needs root). MNIST and the digits come with the extras.
 data:

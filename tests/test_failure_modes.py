@@ -107,7 +107,7 @@ def test_sample_never_overwrites_a_file_it_did_not_create(
         capsys, ["sample", str(run), "--n", "2", "--out", str(tmp_path / "my12.png")], "my12.npz exists"
     )
     assert user_data.read_bytes() == b"precious"
-    _one_error(capsys, ["sample", str(run), "--out", str(tmp_path)], "must end in .png")
+    _one_error(capsys, ["sample", str(run), "--out", str(tmp_path)], "is a folder; give a file name")
     (tmp_path / "d.png").mkdir()
     _one_error(capsys, ["sample", str(run), "--out", str(tmp_path / "d.png")], "is a folder")
     _one_error(capsys, ["evaluate", str(run), "--out", str(tmp_path)], "is a folder")

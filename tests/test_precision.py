@@ -28,6 +28,20 @@ def test_auto_picks_bf16_only_where_the_hardware_has_it(monkeypatch: pytest.Monk
         precision.resolve_precision("fp16", "cpu")
 
 
+def test_bf16_on_a_cpu_that_emulates_it_is_said_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    precision._slow_bf16_notice.cache_clear()
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
+    assert precision.resolve_precision("bf16", "cpu") == "bf16"  # asked for: kept, but said
+    precision.resolve_precision("bf16", "cpu")
+    assert capsys.readouterr().err.count("bf16 is emulated") == 1
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+    precision._slow_bf16_notice.cache_clear()
+    precision.resolve_precision("bf16", "cpu")
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("prec", ["fp32", "bf16"])
 def test_each_precision_trains_and_samples(prec: str, tmp_path: object) -> None:
     cfg = tiny_config(steps=2, precision=prec)

@@ -16,6 +16,9 @@ from bitcompose.cli.errors import CLIError
 
 __all__ = ["main", "build_parser", "CLIError"]
 
+#: What an interrupted command has kept, unless it says so itself (a subcommand's ``on_interrupt`` default).
+INTERRUPT_NOTE = "nothing was written"
+
 # Modules under bitcompose.cli that define command groups (each has `register(subparsers)`).
 COMMAND_MODULES: tuple[str, ...] = ("toy2d", "caption", "classifier", "images", "compose", "study")
 
@@ -57,7 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bitcompose: error: out of memory ({first[:160]}); lower the batch size", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print(f"bitcompose: {exc or 'interrupted'}", file=sys.stderr)
+        sub = next((v for k, v in vars(args).items() if k.endswith("_command") and isinstance(v, str)), None)
+        name = " ".join(v for v in (args.command, sub) if v)
+        said = str(exc) or f"interrupted; {getattr(args, 'on_interrupt', INTERRUPT_NOTE)}"
+        print(f"bitcompose {name}: {said}", file=sys.stderr)
         return 130
     return int(result or 0)
 

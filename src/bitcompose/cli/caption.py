@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line
+from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line, output_path
 
 __all__ = ["register"]
 
@@ -18,6 +18,25 @@ def _check_run_dir(path: str) -> Path:
     if not p.exists():
         raise CLIError(f"run folder not found: {p}")
     return p
+
+
+#: The decoding options of ``caption sample`` / ``evaluate`` and which captioner each applies to.
+_DIFFUSION_ONLY, _AR_ONLY = ("steps", "td", "decode"), ("beam",)
+_DECODE_DEFAULTS = {"steps": 10, "td": 0.0, "decode": "bits", "beam": 1}
+
+
+def _decoding(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """The decoding settings for a ``kind`` captioner; an option given for the other kind is refused (it would be
+    ignored)."""
+    foreign = _AR_ONLY if kind == "diffusion" else _DIFFUSION_ONLY
+    given = [f"--{name}" for name in foreign if getattr(args, name) is not None]
+    if given:
+        other = "autoregressive" if kind == "diffusion" else "diffusion"
+        raise CLIError(f"{', '.join(given)} applies to the {other} captioner; this run is a {kind} captioner")
+    settings = {k: v if getattr(args, k) is None else getattr(args, k) for k, v in _DECODE_DEFAULTS.items()}
+    if kind == "diffusion" and settings["td"] >= settings["steps"]:
+        raise CLIError(f"--td {settings['td']:g} must be below --steps {settings['steps']}")
+    return settings
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -47,19 +66,19 @@ def _sample(args: argparse.Namespace) -> int:
     from bitcompose.captioning.model import load_captioner
     from bitcompose.captioning.sheet import caption_sheet
 
+    out = None if args.out is None else output_path(args.out, overwrite=args.overwrite, suffix=".png")
     cap = load_captioner(_check_run_dir(args.run_dir))
+    decoding = _decoding(args, cap.kind)
     split = load_splits(cap.run)[args.split]
     if args.n > len(split):
         raise CLIError(f"--n {args.n} is more than the {len(split)} images of the {args.split} split")
     data = split.head(args.n)
     gen = torch.Generator().manual_seed(args.seed)
-    captions = cap.caption(
-        data.images, steps=args.steps, td=args.td, beam=args.beam, generator=gen, decode=args.decode
-    )
+    captions = cap.caption(data.images, generator=gen, **decoding)
     for image_id, text in zip(data.ids, captions, strict=True):
         print(f"{image_id}\t{text}")
-    if args.out is not None:
-        path = caption_sheet(data.images, captions, args.out, ids=data.ids)
+    if out is not None:
+        path = caption_sheet(data.images, captions, out, ids=data.ids)
         print(f"wrote {path}")
     return 0
 
@@ -70,14 +89,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from bitcompose.captioning.model import load_captioner
 
     cap = load_captioner(_check_run_dir(args.run_dir))
+    decoding = _decoding(args, cap.kind)
     data = load_splits(cap.run)[args.split]
-    scores = evaluate_captioner(
-        cap, data, steps=args.steps, td=args.td, beam=args.beam, seed=args.seed, decode=args.decode
-    )
+    scores = evaluate_captioner(cap, data, seed=args.seed, **decoding)
     row = {
         "model": cap.kind,
-        "steps": args.steps if cap.kind == "diffusion" else cap.net_config.max_len,
-        "td": args.td if cap.kind == "diffusion" else None,
+        "steps": decoding["steps"] if cap.kind == "diffusion" else cap.net_config.max_len,
+        "td": decoding["td"] if cap.kind == "diffusion" else None,
         **scores,
     }
     if args.json:
@@ -147,36 +165,36 @@ def _add_sample(sub: Any) -> None:
     p = sub.add_parser("sample", help="caption N images of a split; optional PNG sheet")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--n", type=int_arg("--n", 1), default=8)
-    p.add_argument("--steps", type=int_arg("--steps", 1), default=10, help="diffusion sampling steps")
-    p.add_argument("--td", type=float_arg("--td", 0.0), default=0.0, help="time difference in steps")
-    p.add_argument("--beam", type=int_arg("--beam", 1), default=1, help="AR beam width (1 = greedy)")
+    _decoding_arguments(p)
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="PNG sheet of images with their captions")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=_sample)
+
+
+def _decoding_arguments(p: argparse.ArgumentParser) -> None:
+    """``--steps``, ``--td``, ``--decode`` (diffusion) and ``--beam`` (autoregressive); unset unless given."""
+    p.add_argument("--steps", type=int_arg("--steps", 1), default=None, help="diffusion sampling steps (10)")
+    p.add_argument(
+        "--td", type=float_arg("--td", 0.0), default=None, help="diffusion time difference in steps (0)"
+    )
+    p.add_argument("--beam", type=int_arg("--beam", 1), default=None, help="AR beam width (1 = greedy)")
     p.add_argument(
         "--decode",
         choices=("bits", "argmax"),
-        default="bits",
-        help="diffusion read-out: threshold the bits (paper) or argmax of the softmax head",
+        default=None,
+        help="diffusion read-out: threshold the bits (paper, default) or argmax of the softmax head",
     )
-    p.set_defaults(func=_sample)
 
 
 def _add_evaluate(sub: Any) -> None:
     """The ``caption evaluate`` subcommand."""
     p = sub.add_parser("evaluate", help="BLEU-4, CIDEr-D, ROUGE-L on a split")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--steps", type=int_arg("--steps", 1), default=10)
-    p.add_argument("--td", type=float_arg("--td", 0.0), default=0.0)
-    p.add_argument("--beam", type=int_arg("--beam", 1), default=1)
+    _decoding_arguments(p)
     p.add_argument("--split", choices=("val", "test"), default="test")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--decode",
-        choices=("bits", "argmax"),
-        default="bits",
-        help="diffusion read-out: threshold the bits (paper) or argmax of the softmax head",
-    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_evaluate)
 

@@ -13,7 +13,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
@@ -46,9 +45,8 @@ def _classes(args: argparse.Namespace) -> int:
     from bitcompose.images.composition import check_classes, compose_classes
     from bitcompose.images.model import load_model
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise CLIError(f"--out must end in .png, got {args.out!r}")
+    out = output_path(args.out, overwrite=args.overwrite, suffix=".png")
+    report_path = output_path(out.with_suffix(".json"), overwrite=args.overwrite, what="the report")
     loaded = load_model(args.run)
     check_classes(loaded, args.a, args.b, args.samplers)
     cfg = loaded.config.data
@@ -81,8 +79,8 @@ def _classes(args: argparse.Namespace) -> int:
         "png": str(out),
         "rows": {r.name: r.metrics for r in rows},
     }
-    out.with_suffix(".json").write_text(json_line(report, indent=2) + "\n")
-    print(json_line(report) if args.json else f"{out}\n{out.with_suffix('.json')}")
+    report_path.write_text(json_line(report, indent=2) + "\n")
+    print(json_line(report) if args.json else f"{out}\n{report_path}")
     return 0
 
 
@@ -115,7 +113,7 @@ def _objects(args: argparse.Namespace) -> int:
         return 0
     if args.k is None or args.sampler is None:
         raise CLIError("give --k K and --sampler S for one cell, or --table --out DIR")
-    png = None if args.out is None else output_path(args.out, overwrite=args.overwrite)
+    png = None if args.out is None else output_path(args.out, overwrite=args.overwrite, suffix=".png")
     res = objects_cell(
         args.k, args.sampler, param=args.param, n=args.n or 300, seed=args.seed, weight=args.weight,
         mcmc=_mcmc(args), cache=args.cache, progress=not args.no_progress,
@@ -147,7 +145,7 @@ def _objects(args: argparse.Namespace) -> int:
 def _prompts(args: argparse.Namespace) -> int:
     from bitcompose.objects.prompts import PROMPT_PAIRS, prompt_rows
 
-    png = None if args.out is None else output_path(args.out, overwrite=args.overwrite)
+    png = None if args.out is None else output_path(args.out, overwrite=args.overwrite, suffix=".png")
     rows = prompt_rows(
         pairs=PROMPT_PAIRS, samplers=args.samplers, param=args.param, n=args.n, seed=args.seed,
         weight=args.weight, mcmc=_mcmc(args), cache=args.cache, progress=not args.no_progress,
@@ -188,7 +186,7 @@ def _guidance(args: argparse.Namespace) -> int:
         raise CLIError("give --scale W and --sampler S for one cell, or --table --out DIR")
     n = args.n or 300
     check_cell(args.dataset, args.scale, args.sampler, args.param, n, _mcmc(args))
-    png = None if args.out is None else output_path(args.out, overwrite=args.overwrite)
+    png = None if args.out is None else output_path(args.out, overwrite=args.overwrite, suffix=".png")
     res = guidance_cell(
         args.dataset, args.scale, args.sampler, param=args.param, n=n, seed=args.seed, mcmc=_mcmc(args),
         levels=args.levels, cache=args.cache, progress=not args.no_progress,
@@ -284,6 +282,7 @@ def _add_classes(sub: Any) -> None:
     )
     p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="sampling seed")
     p.add_argument("--out", required=True, help="the grid .png (the .json is written beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out files")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_classes)

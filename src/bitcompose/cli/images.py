@@ -116,6 +116,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------------ sample
 
 
+def run_folder(path: str | Path) -> Path:
+    """The run folder of ``path`` (a run folder, or its ``checkpoint`` folder): what outputs must never replace."""
+    p = Path(path)
+    return p.parent if (p / "model.safetensors").is_file() and not (p / "checkpoint").is_dir() else p
+
+
+def _checked_sampling(args: argparse.Namespace, model: Any) -> Any:
+    """:func:`_sampling`, with the settings that cannot work together refused before any sampling."""
+    sampling = _sampling(args, model)
+    if sampling.td >= sampling.steps:
+        raise CLIError(
+            f"--td {sampling.td:g} must be below the number of steps ({sampling.steps}): the first step would "
+            "jump to t = 0"
+        )
+    return sampling
+
+
 def _load(args: argparse.Namespace) -> Any:
     from bitcompose.images.model import load_model
     from bitcompose.training.dist import resolve_device
@@ -174,16 +191,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from bitcompose.figures.grids import save_grid
     from bitcompose.images.evaluate import generate
 
-    if not str(args.out).lower().endswith(".png"):
-        raise CLIError(f"--out must end in .png, got {args.out!r}")
-    out = output_path(args.out, overwrite=args.overwrite)
-    npz = output_path(out.with_suffix(".npz"), overwrite=args.overwrite, what="the samples file")
+    run = run_folder(args.run)
+    out = output_path(args.out, overwrite=args.overwrite, suffix=".png", protect=run)
+    npz = output_path(out.with_suffix(".npz"), overwrite=args.overwrite, what="the samples file", protect=run)
     model = _load(args)
     labels = _labels(args, model, args.n)
+    sampling = _checked_sampling(args, model)
     gen = generate(
         model,
         args.n,
-        _sampling(args, model),
+        sampling,
         labels=labels,
         seed=args.seed,
         batch_size=args.batch_size,
@@ -217,7 +234,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from bitcompose.images.trainer import load_training_data
     from bitcompose.training.dist import cleanup_distributed, init_distributed
 
-    out = None if args.out is None else output_path(args.out, overwrite=args.overwrite)
+    protect = run_folder(args.run)
+    out = (
+        None
+        if args.out is None
+        else output_path(args.out, overwrite=args.overwrite, suffix=".json", protect=protect)
+    )
     if args.bpd_data is not None and not Path(args.bpd_data).expanduser().is_file():
         raise CLIError(f"--bpd-data {args.bpd_data}: no such file")
     info = init_distributed(args.device)  # under torchrun the ranks share the sampling batches
@@ -240,7 +262,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         gen = generate(
             model,
             n,
-            _sampling(args, model),
+            _checked_sampling(args, model),
             labels=labels,
             seed=args.seed,
             batch_size=args.batch_size,
@@ -322,13 +344,22 @@ def _bound_report(args: argparse.Namespace, model: Any, dataset: Any) -> dict[st
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bitcompose.images.demo import run_demo
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; the demo writes a folder")
+    held = [p.name for p in (out / "train", out / "samples.png", out / "metrics.json") if p.exists()]
+    if held and not args.overwrite:
+        raise CLIError(
+            f"--out {out} holds an earlier demo ({', '.join(held)}); choose another folder or pass --overwrite "
+            "to replace it"
+        )
+    output_path(out / "metrics.json", overwrite=True)  # the folder can be created and written
     overrides = list(args.set or [])
     if args.steps is not None:
         overrides.append(f"steps={args.steps}")
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    m = run_demo(args.out, overrides=overrides, progress=not args.no_progress)
-    out = Path(args.out)
+    m = run_demo(out, overrides=overrides, progress=not args.no_progress)
     print(
         f"demo: {m['steps']} steps in {m['train_seconds']:.0f} s (total {m['total_seconds']:.0f} s); "
         f"class accuracy {m['class_accuracy']:.3f}, classifier FID {m['classifier_fid']:.2f} "
@@ -484,6 +515,7 @@ def _add_demo(subparsers: Any) -> None:
         ),
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     p.add_argument(
         "--steps", type=int_arg("--steps", 1), default=None, help="training steps (default: preset)"
     )

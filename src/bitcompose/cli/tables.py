@@ -36,9 +36,15 @@ def run_table(experiment: Experiment, out: Path, *, json: bool, workers: int = 1
     (``json``) or the page's path."""
     from bitcompose.experiments.runner import run_experiment
 
-    run, _ = run_experiment(
-        experiment, out, command=command_line(), workers=workers, log=lambda m: print(m, file=sys.stderr)
-    )
+    try:
+        run, _ = run_experiment(
+            experiment, out, command=command_line(), workers=workers, log=lambda m: print(m, file=sys.stderr)
+        )
+    except KeyboardInterrupt as exc:
+        said = str(exc) or "interrupted"
+        raise KeyboardInterrupt(
+            f"{said}; the finished cells are kept in {out / 'cells'} and the same command resumes the table"
+        ) from None
     rows: Any = run.rows
     print(
         json_line(rows) if json else f"{out / (experiment.name + '.md')}\n{out / (experiment.name + '.json')}"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from bitcompose.cli.errors import CLIError
 from bitcompose.cli.tables import check_out, run_table
-from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line
+from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line, output_path
 
 if TYPE_CHECKING:
     from bitcompose.toy2d.run import CellOptions
@@ -120,6 +120,7 @@ def _output_arguments(p: argparse.ArgumentParser) -> None:
         help="output folder: --table writes toy2d.md, toy2d.png and its resumable cells there (required); one "
         "cell writes toy2d_TASK_PARAM_SAMPLER.png and .json when given",
     )
+    p.add_argument("--overwrite", action="store_true", help="one cell: replace its existing .png and .json")
     p.add_argument("--tasks", default=None, help="--table: comma-separated subset of tasks (default all)")
     p.add_argument(
         "--params", default=None, help="--table: comma-separated subset of params (default all three)"
@@ -160,9 +161,25 @@ def _options(args: argparse.Namespace, n: int) -> CellOptions:
     )
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Options that would be ignored, or an untrained network evaluated, are refused before any work."""
+    if args.table:
+        return
+    if args.resample_ess is not None and args.sampler == "reverse":
+        raise CLIError("--resample-ess resamples annealed-MCMC particles; --sampler reverse has none")
+    if args.mixture_sharpen is not None and args.task != "mixture":
+        raise CLIError(f"--mixture-sharpen applies to --task mixture, not {args.task}")
+    if args.train_steps == 0 and args.param != "exact":
+        raise CLIError(
+            "--train-steps 0 would evaluate untrained networks; give a positive --train-steps, or --param exact "
+            "(closed-form components, no training)"
+        )
+
+
 def _run(args: argparse.Namespace) -> int:
     from bitcompose.toy2d.run import CELL_N, CELL_PARAMS, SAMPLERS, TABLE_N, run_cell
 
+    _check_options(args)
     if args.table:
         from bitcompose.toy2d.table import Toy2dExperiment, summary_checks
         from bitcompose.toy2d.tasks import TASKS
@@ -182,13 +199,22 @@ def _run(args: argparse.Namespace) -> int:
         for line in summary_checks(run.rows):
             print(line)
         return 0
-    result = run_cell(args.task, args.param, args.sampler, _options(args, CELL_N), progress=args.progress)
+    outputs = None
     if args.out is not None:
+        folder = Path(args.out)
+        if folder.exists() and not folder.is_dir():
+            raise CLIError(
+                f"--out {folder} is a file; one cell writes toy2d_TASK_PARAM_SAMPLER.png/.json into a folder"
+            )
+        stem = folder / f"toy2d_{args.task}_{args.param}_{args.sampler}"
+        outputs = [output_path(stem.with_suffix(x), overwrite=args.overwrite) for x in (".png", ".json")]
+    result = run_cell(args.task, args.param, args.sampler, _options(args, CELL_N), progress=args.progress)
+    if outputs is not None:
         from bitcompose.toy2d.report import render_figure
 
-        stem = Path(args.out) / f"toy2d_{args.task}_{args.param}_{args.sampler}"
-        render_figure([(result.report, result.tensors.get("samples"))], stem.with_suffix(".png"))
-        stem.with_suffix(".json").write_text(json_line(result.report, indent=2) + "\n")
-        print(f"wrote {stem}.png and {stem}.json", file=sys.stderr)
+        png, report = outputs
+        render_figure([(result.report, result.tensors.get("samples"))], png)
+        report.write_text(json_line(result.report, indent=2) + "\n")
+        print(f"wrote {png} and {report}", file=sys.stderr)
     print(json_line(result.report, indent=None if args.json else 2))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,20 +71,41 @@ def json_line(value: Any, indent: int | None = None) -> str:
     return json.dumps(strict_json(value), indent=indent, allow_nan=False)
 
 
-def output_path(path: str | Path, *, overwrite: bool = False, what: str = "--out") -> Path:
-    """A file the command may write, checked before any work: not a folder, not an existing file (unless
-    ``overwrite``), in a folder that exists (it is created) and is writable. Raises ``ValueError`` otherwise."""
+def output_path(
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    what: str = "--out",
+    suffix: str | tuple[str, ...] | None = None,
+    protect: Path | None = None,
+) -> Path:
+    """A file the command may write, checked before any work (the one output rule of every subcommand).
+
+    Refused, each with a one-line :class:`CLIError`: a folder; a name without the expected ``suffix``; an
+    existing file (unless ``overwrite``); an existing file inside the run folder ``protect`` (a run's own data,
+    config and checkpoints are never replaced, even with ``overwrite``); a folder that cannot be created or written
+    (tried by creating and removing a file there, which also holds for root and read-only file systems)."""
     from bitcompose.cli.errors import CLIError
 
     out = Path(path)
     if out.is_dir():
         raise CLIError(f"{what} {out} is a folder; give a file name")
+    wanted = (suffix,) if isinstance(suffix, str) else suffix
+    if wanted and out.suffix.lower() not in wanted:
+        raise CLIError(f"{what} {out} must end in {' or '.join(wanted)}")
+    if protect is not None and out.exists() and out.resolve().is_relative_to(protect.resolve()):
+        raise CLIError(
+            f"{what} {out} belongs to the run {protect} (its data or checkpoints); write elsewhere"
+        )
     if out.exists() and not overwrite:
         raise CLIError(f"{what} {out} exists; choose another name or pass --overwrite")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CLIError(f"cannot create the folder of {what} {out}: {exc.strerror}") from None
-    if not os.access(out.parent, os.W_OK):
-        raise CLIError(f"cannot write {what} {out}: the folder {out.parent} is not writable")
+    try:
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".bitcompose-probe-"):
+            pass
+    except OSError as exc:
+        raise CLIError(f"cannot write {what} {out}: {exc.strerror or exc}") from None
     return out

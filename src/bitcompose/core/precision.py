@@ -8,6 +8,7 @@ Autocast covers the network only: losses, EMA weights, sampler coefficients and 
 from __future__ import annotations
 
 import functools
+import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -33,13 +34,25 @@ def cpu_has_fast_bf16() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+@functools.cache
+def _slow_bf16_notice() -> None:
+    """Once per process: bf16 asked for on a CPU that emulates it."""
+    print(
+        "bitcompose: notice: bf16 was asked for, but this CPU has no AVX-512 BF16 or AMX: bf16 is emulated and "
+        "several times slower than fp32 here (precision auto picks fp32)",
+        file=sys.stderr,
+    )
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """``fp32`` or ``bf16`` for ``precision`` (``auto``, ``fp32`` or ``bf16``) on ``device``."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    kind = torch.device(device).type
+    if precision == "bf16" and kind == "cpu" and not cpu_has_fast_bf16():
+        _slow_bf16_notice()
     if precision != "auto":
         return precision
-    kind = torch.device(device).type
     if kind == "cuda":
         return "bf16"
     return "bf16" if kind == "cpu" and cpu_has_fast_bf16() else "fp32"

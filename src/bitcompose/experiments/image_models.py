@@ -49,7 +49,14 @@ def cached_model(
     """
 
     def train(folder: Path) -> dict[str, Any]:
-        result = ImageTrainer(config, folder, dataset=dataset, resume=True, progress=progress).train()
+        try:
+            result = ImageTrainer(config, folder, dataset=dataset, resume=True, progress=progress).train()
+        except KeyboardInterrupt as exc:  # the trainer's hint names `train --resume`; here a rerun resumes
+            said = str(exc).split("; the checkpoint", 1)[0] or "interrupted"
+            raise KeyboardInterrupt(
+                f"{said} while training a cached model in {folder}; its last checkpoint is kept and the same "
+                "command continues its training"
+            ) from None
         return {"steps": result.step, "train_seconds": result.train_seconds}
 
     entry = cached(kind, config.preset, _spec(config), train, data=dataset.fingerprint(), cache=cache)

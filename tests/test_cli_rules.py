@@ -1,0 +1,91 @@
+"""The command line's rules, each tested once: the output rule, options that would be ignored, interrupts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from bitcompose.cli import main
+from bitcompose.cli.caption import _decoding
+from bitcompose.cli.errors import CLIError
+from bitcompose.cli.types import output_path
+
+
+def _one_error(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+
+
+def test_the_output_rule(tmp_path: Path) -> None:
+    fresh = output_path(tmp_path / "a" / "b.png", suffix=".png")
+    assert fresh.parent.is_dir() and not fresh.exists()  # the folder is made, no file yet
+    assert not list(fresh.parent.iterdir())  # the write probe leaves nothing behind
+    with pytest.raises(CLIError, match=r"must end in \.png"):
+        output_path(tmp_path / "b.jpg", suffix=".png")
+    existing = tmp_path / "c.json"
+    existing.write_text("{}")
+    with pytest.raises(CLIError, match="exists; choose another name or pass --overwrite"):
+        output_path(existing)
+    assert output_path(existing, overwrite=True) == existing
+    with pytest.raises(CLIError, match="is a folder"):
+        output_path(tmp_path)
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "data.npz").write_bytes(b"the run's own data")
+    with pytest.raises(CLIError, match="belongs to the run"):
+        output_path(run / "data.npz", overwrite=True, protect=run)  # never, even with --overwrite
+    assert output_path(run / "new.png", protect=run) == run / "new.png"  # a new file there is fine
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    with pytest.raises(CLIError, match="cannot create the folder"):
+        output_path(blocked / "x.png")
+
+
+def test_demo_keeps_an_earlier_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "metrics.json").write_text("{}")
+    _one_error(capsys, ["demo", "--out", str(tmp_path)], "holds an earlier demo (metrics.json)")
+    assert (tmp_path / "metrics.json").read_text() == "{}"
+
+
+def test_options_that_would_be_ignored_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    _one_error(
+        capsys, ["toy2d", "--sampler", "reverse", "--resample-ess", "0.5"], "--sampler reverse has none"
+    )
+    _one_error(
+        capsys, ["toy2d", "--task", "product", "--mixture-sharpen", "3.5"], "applies to --task mixture"
+    )
+    _one_error(capsys, ["toy2d", "--param", "score", "--train-steps", "0"], "untrained networks")
+
+    def ns(**kw: object) -> argparse.Namespace:
+        return argparse.Namespace(**{"steps": None, "td": None, "beam": None, "decode": None, **kw})
+
+    assert _decoding(ns(td=1.0), "diffusion") == {"steps": 10, "td": 1.0, "decode": "bits", "beam": 1}
+    with pytest.raises(CLIError, match="--beam applies to the autoregressive captioner"):
+        _decoding(ns(beam=3), "diffusion")
+    with pytest.raises(CLIError, match="--td applies to the diffusion captioner"):
+        _decoding(ns(td=3.0), "ar")
+    with pytest.raises(CLIError, match="must be below --steps"):
+        _decoding(ns(td=10.0), "diffusion")
+
+
+def test_an_interrupt_says_what_was_interrupted_and_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bitcompose.experiments.runner as runner
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bitcompose.toy2d.run.run_cell", interrupted)
+    assert main(["toy2d", "--param", "exact"]) == 130
+    assert capsys.readouterr().err.strip() == "bitcompose toy2d: interrupted; nothing was written"
+    monkeypatch.setattr(runner, "run_experiment", interrupted)
+    # the table path goes through run_table, which says where the finished cells are
+    out = tmp_path / "table"
+    assert main(["toy2d", "--table", "--out", str(out), "--tasks", "product", "--params", "exact"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bitcompose toy2d: interrupted; the finished cells are kept in")
+    assert err.endswith("the same command resumes the table")
