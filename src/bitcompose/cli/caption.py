@@ -22,7 +22,7 @@ def _check_run_dir(path: str) -> Path:
 
 #: The decoding options of ``caption sample`` / ``evaluate`` and which captioner each applies to.
 _DIFFUSION_ONLY, _AR_ONLY = ("steps", "td", "decode"), ("beam",)
-_DECODE_DEFAULTS = {"steps": 10, "td": 0.0, "decode": "bits", "beam": 1}
+_DECODE_DEFAULTS: dict[str, Any] = {"steps": 10, "td": 0.0, "decode": "bits", "beam": 1}
 
 
 def _decoding(args: argparse.Namespace, kind: str) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def _decoding(args: argparse.Namespace, kind: str) -> dict[str, Any]:
         other = "autoregressive" if kind == "diffusion" else "diffusion"
         raise CLIError(f"{', '.join(given)} applies to the {other} captioner; this run is a {kind} captioner")
     settings = {k: v if getattr(args, k) is None else getattr(args, k) for k, v in _DECODE_DEFAULTS.items()}
-    if kind == "diffusion" and settings["td"] >= settings["steps"]:
+    if kind == "diffusion" and float(settings["td"]) >= int(settings["steps"]):
         raise CLIError(f"--td {settings['td']:g} must be below --steps {settings['steps']}")
     return settings
 
