@@ -89,3 +89,27 @@ def test_an_interrupt_says_what_was_interrupted_and_kept(
     err = capsys.readouterr().err.strip()
     assert err.startswith("bitcompose toy2d: interrupted; the finished cells are kept in")
     assert err.endswith("the same command resumes the table")
+
+
+def test_every_experiment_command_takes_train_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--train-steps reaches the model of a one-cell run and of a table (a new cache key, so a short model never
+    stands in for the recipe's); the default steps keep the recipe's key."""
+    from bitcompose.guidance.models import model_key as guidance_key
+    from bitcompose.objects.models import DEFAULT_STEPS
+    from bitcompose.objects.models import model_key as objects_key
+    from bitcompose.objects.table import ObjectsExperiment, TablePlan
+
+    seen: dict[str, object] = {}
+
+    def fake_cell(*args: object, **kwargs: object) -> None:
+        seen.update(kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bitcompose.objects.cells.objects_cell", fake_cell)
+    assert main(["compose", "objects", "--k", "2", "--sampler", "reverse", "--train-steps", "50"]) == 130
+    assert seen["train_steps"] == 50
+    assert objects_key("position", "score") == objects_key("position", "score", DEFAULT_STEPS["score"])
+    assert objects_key("position", "score", 50) != objects_key("position", "score")
+    assert guidance_key("digits", "score", 50) != guidance_key("digits", "score")
+    short = ObjectsExperiment(TablePlan(), train_steps=50).settings()["models"]
+    assert short["position-score"] == objects_key("position", "score", 50)

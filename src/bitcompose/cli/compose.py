@@ -107,8 +107,9 @@ def _objects(args: argparse.Namespace) -> int:
         out = check_out(args.out, "docs/results/objects")
         plan = TablePlan(n=args.n or TablePlan.n, mcmc=_mcmc(args))
         experiment = ObjectsExperiment(
-            plan, args.seed, args.weight, args.cache, not args.no_progress, previous=args.previous
-        )
+            plan, args.seed, args.weight, args.cache, not args.no_progress, previous=args.previous,
+            train_steps=args.train_steps,
+        )  # fmt: skip
         run_table(experiment, out, json=args.json)
         return 0
     if args.k is None or args.sampler is None:
@@ -116,7 +117,7 @@ def _objects(args: argparse.Namespace) -> int:
     png = None if args.out is None else output_path(args.out, overwrite=args.overwrite, suffix=".png")
     res = objects_cell(
         args.k, args.sampler, param=args.param, n=args.n or 300, seed=args.seed, weight=args.weight,
-        mcmc=_mcmc(args), cache=args.cache, progress=not args.no_progress,
+        mcmc=_mcmc(args), train_steps=args.train_steps, cache=args.cache, progress=not args.no_progress,
     )  # fmt: skip
     if png is not None:
         from bitcompose.objects.figures import marked_samples
@@ -148,7 +149,8 @@ def _prompts(args: argparse.Namespace) -> int:
     png = None if args.out is None else output_path(args.out, overwrite=args.overwrite, suffix=".png")
     rows = prompt_rows(
         pairs=PROMPT_PAIRS, samplers=args.samplers, param=args.param, n=args.n, seed=args.seed,
-        weight=args.weight, mcmc=_mcmc(args), cache=args.cache, progress=not args.no_progress,
+        weight=args.weight, mcmc=_mcmc(args), train_steps=args.train_steps, cache=args.cache,
+        progress=not args.no_progress,
     )  # fmt: skip
     if png is not None:
         from bitcompose.figures.plots import labelled_rows
@@ -178,7 +180,12 @@ def _guidance(args: argparse.Namespace) -> int:
         out = check_out(args.out, "docs/results/guidance")
         plan = GuidancePlan(dataset=args.dataset, n=args.n or GuidancePlan.n, mcmc=_mcmc(args))
         experiment = GuidanceExperiment(
-            plan, args.seed, args.cache, not args.no_progress, previous=args.previous
+            plan,
+            args.seed,
+            args.cache,
+            not args.no_progress,
+            previous=args.previous,
+            train_steps=args.train_steps,
         )
         run_table(experiment, out, json=args.json)
         return 0
@@ -189,7 +196,7 @@ def _guidance(args: argparse.Namespace) -> int:
     png = None if args.out is None else output_path(args.out, overwrite=args.overwrite, suffix=".png")
     res = guidance_cell(
         args.dataset, args.scale, args.sampler, param=args.param, n=n, seed=args.seed, mcmc=_mcmc(args),
-        levels=args.levels, cache=args.cache, progress=not args.no_progress,
+        levels=args.levels, train_steps=args.train_steps, cache=args.cache, progress=not args.no_progress,
     )  # fmt: skip
     r = res.report
     if png is not None:
@@ -245,6 +252,11 @@ def _add_mcmc_options(p: argparse.ArgumentParser, *, weight: bool = True) -> Non
         default=None,
         help="SMC: anneal from noise, resample when ESS < this fraction (energy models only)",
     )
+    p.add_argument(
+        "--train-steps", type=int_arg("--train-steps", 1), default=None,
+        help="training steps of the models trained on first use (default: the recipe's, 4000; fewer to try "
+        "the command in minutes: another model, cached apart)",
+    )  # fmt: skip
     p.add_argument("--cache", default=None, help=CACHE_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

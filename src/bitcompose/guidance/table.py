@@ -132,10 +132,15 @@ class GuidanceExperiment:
     name: str = "guidance"
     #: an earlier run's ``guidance.json``: its numbers are shown beside this run's
     previous: str | Path | None = None
+    #: training steps of every model (``None``: each parameterisation's default, :data:`DEFAULT_STEPS`)
+    train_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.previous is not None:
             read_previous(self.previous)  # refuse a bad file before any work
+
+    def _steps(self, param: str) -> int:
+        return DEFAULT_STEPS[param] if self.train_steps is None else self.train_steps
 
     def settings(self) -> dict[str, Any]:
         """The data set, seed, n and MCMC settings every cell shares, and the cache key of each model (a changed
@@ -145,7 +150,7 @@ class GuidanceExperiment:
             "seed": self.seed,
             "n": self.plan.n,
             "mcmc": vars(self.plan.mcmc),
-            "models": {p: model_key(self.plan.dataset, p) for p in self.plan.params},
+            "models": {p: model_key(self.plan.dataset, p, self._steps(p)) for p in self.plan.params},
         }
 
     def prepare(self, log: Callable[[str], None]) -> dict[str, Any]:
@@ -153,7 +158,9 @@ class GuidanceExperiment:
         plan = self.plan
         trained: dict[str, dict[str, Any]] = {}
         for param in plan.params:
-            model = load_or_train(plan.dataset, param, cache=self.cache, progress=self.progress)
+            model = load_or_train(
+                plan.dataset, param, steps=self._steps(param), cache=self.cache, progress=self.progress
+            )
             trained[param] = training_record(model)
             log(f"model {plan.dataset}-{param}: step {model.step}")
         guide = load_or_train_guide(plan.dataset, cache=self.cache, progress=self.progress)
@@ -163,7 +170,7 @@ class GuidanceExperiment:
             **dataset_record(data),
             "other_scale": plan.other_scale,
             "energy_form": guidance_config(plan.dataset, "energy").model.energy,
-            "train_steps": {p: DEFAULT_STEPS[p] for p in plan.params},
+            "train_steps": {p: self._steps(p) for p in plan.params},
             "trained": trained,
             "guide": guide.info,
             "evaluator": judge.info,
@@ -178,7 +185,8 @@ class GuidanceExperiment:
         """One guided cell's samples and report."""
         return guidance_cell(
             self.plan.dataset, cell.scale, cell.sampler, param=cell.param, n=self.plan.n, seed=self.seed,
-            mcmc=cell.mcmc, levels=cell.levels, cache=self.cache, progress=self.progress,
+            mcmc=cell.mcmc, levels=cell.levels, train_steps=self._steps(cell.param), cache=self.cache,
+            progress=self.progress,
         )  # fmt: skip
 
     def describe(self, report: dict[str, Any]) -> str:

@@ -341,10 +341,15 @@ class ObjectsExperiment:
     name: str = "objects"
     #: an earlier run's ``objects.json``: its numbers are shown beside this run's
     previous: str | Path | None = None
+    #: training steps of every model (``None``: each parameterisation's default, :data:`DEFAULT_STEPS`)
+    train_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.previous is not None:
             read_previous(self.previous)  # refuse a bad file before any work
+
+    def _steps(self, param: str) -> int:
+        return DEFAULT_STEPS[param] if self.train_steps is None else self.train_steps
 
     def settings(self) -> dict[str, Any]:
         """Seed, n, the conjunction's weight and the MCMC settings every cell shares, and the cache key of each
@@ -356,7 +361,7 @@ class ObjectsExperiment:
             "prompt_n": plan.prompt_n,
             "weight": self.weight,
             "mcmc": vars(plan.mcmc),
-            "models": {f"{c}-{p}": model_key(c, p) for c, p in self._models()},
+            "models": {f"{c}-{p}": model_key(c, p, self._steps(p)) for c, p in self._models()},
         }
 
     def _models(self) -> list[tuple[str, str]]:
@@ -371,7 +376,9 @@ class ObjectsExperiment:
         trained: dict[str, dict[str, Any]] = {}
         for condition, param in self._models():
             t0 = time.perf_counter()
-            model = load_or_train(condition, param, cache=self.cache, progress=self.progress)
+            model = load_or_train(
+                condition, param, steps=self._steps(param), cache=self.cache, progress=self.progress
+            )
             seconds[f"{condition}-{param}"] = round(time.perf_counter() - t0, 1)
             log(f"model {condition}-{param}: step {model.step} ({seconds[f'{condition}-{param}']:.0f} s)")
             trained[f"{condition}-{param}"] = training_record(model)
@@ -379,7 +386,7 @@ class ObjectsExperiment:
         return {
             "other_k": plan.other_k,
             "energy_form": objects_config("position", "energy").model.energy,
-            "train_steps": {p: DEFAULT_STEPS[p] for p in plan.params},
+            "train_steps": {p: self._steps(p) for p in plan.params},
             "train_seconds": seconds,
             "trained": trained,
             "evaluator": evaluator.info,
@@ -395,12 +402,12 @@ class ObjectsExperiment:
         if isinstance(cell, PromptsCell):
             res = prompt_rows(
                 samplers=plan.prompt_samplers, n=plan.prompt_n, seed=self.seed, weight=self.weight,
-                mcmc=plan.mcmc, cache=self.cache, progress=self.progress,
+                mcmc=plan.mcmc, train_steps=self._steps("score"), cache=self.cache, progress=self.progress,
             )  # fmt: skip
             return CellResult([r.report for r in res], {"images": [r.images for r in res]})
         return objects_cell(
             cell.k, cell.sampler, param=cell.param, n=plan.n, seed=self.seed, weight=self.weight, mcmc=cell.mcmc,
-            levels=cell.levels, cache=self.cache, progress=self.progress,
+            levels=cell.levels, train_steps=self._steps(cell.param), cache=self.cache, progress=self.progress,
         )  # fmt: skip
 
     def describe(self, report: Any) -> str:
