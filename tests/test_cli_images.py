@@ -85,6 +85,8 @@ def test_train_sample_evaluate(
         == 0
     )
     assert png.is_file()
+    # a 3-step run's EMA is still its initial weights: said once, with the way out
+    assert "3-step run still holds 99 % of its initial weights" in capsys.readouterr().err
     with np.load(png.with_suffix(".npz")) as z:
         assert z["samples"].shape == (6, 1, 4, 4) and z["samples"].max() < 4 and int(z["num_values"]) == 4
         assert (z["labels"] == 2).all()

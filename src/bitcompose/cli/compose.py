@@ -47,12 +47,13 @@ def _classes(args: argparse.Namespace) -> int:
 
     out = output_path(args.out, overwrite=args.overwrite, suffix=".png")
     report_path = output_path(out.with_suffix(".json"), overwrite=args.overwrite, what="the report")
-    loaded = load_model(args.run)
+    loaded = load_model(args.run, ema=not args.no_ema)
     check_classes(loaded, args.a, args.b, args.samplers)
     cfg = loaded.config.data
     dataset = load_image_dataset(cfg.name, root=cfg.root, path=cfg.path, levels=cfg.levels)
     classifier = load_or_train_classifier(dataset, progress=not args.no_progress)
     mcmc = MCMCSettings(steps_per_level=args.steps_per_level, step=args.step, min_level=args.mcmc_min_level)
+    loaded.young_ema_notice()
     rows = compose_classes(
         loaded,
         args.a,
@@ -295,6 +296,7 @@ def _add_classes(sub: Any) -> None:
     p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="sampling seed")
     p.add_argument("--out", required=True, help="the grid .png (the .json is written beside it)")
     p.add_argument("--overwrite", action="store_true", help="replace existing --out files")
+    p.add_argument("--no-ema", action="store_true", help="sample the online weights, not the EMA")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_classes)

@@ -12,7 +12,7 @@ from bitcompose.experiments.cache import cache_key, cached
 from bitcompose.images.config import DataConfig, ModelConfig, OptimConfig, SampleConfig, TrainConfig
 from bitcompose.images.model import LoadedModel, load_model
 from bitcompose.images.trainer import ImageTrainer
-from bitcompose.training.optim import ema_decay
+from bitcompose.training.optim import ema_initial_share
 
 __all__ = [
     "cached_model",
@@ -87,8 +87,7 @@ def use_ema(steps: int, decay: float, *, warmup: bool = False) -> bool:
         return True
     if not warmup:
         return steps * -math.log(decay) >= 4.0
-    optim = OptimConfig(ema_decay=decay, ema_warmup=True)
-    return sum(math.log(ema_decay(optim, n)) for n in range(steps)) <= -4.0
+    return ema_initial_share(OptimConfig(ema_decay=decay, ema_warmup=True), steps) <= math.exp(-4.0)
 
 
 def training_record(model: LoadedModel) -> dict[str, Any]:

@@ -173,6 +173,8 @@ def generate(
     s = model.config.sample if sampling is None else sampling
     s = replace(s, precision=image_precision(s.precision, device_of(model), model.spec.image_size))
     labels = _checked_labels(model, n, labels, s)
+    if info.is_main:
+        model.young_ema_notice()
     start = time.perf_counter()
     local, pos, invalid = _sample_batches(model, n, labels, s, seed, batch_size, progress, info)
     if info.distributed:

@@ -7,6 +7,7 @@ a checkpoint can be sampled without the training data.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from bitcompose.diffusion.samplers import sample_model
 from bitcompose.images.config import ModelConfig, SampleConfig, TrainConfig
 from bitcompose.nets.unet import UNet, UNetConfig
 from bitcompose.training.checkpoint import find_checkpoint, load_checkpoint, load_state_strict
+from bitcompose.training.optim import ema_initial_share
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -167,6 +169,7 @@ class LoadedModel:
         step: the training step of the checkpoint.
         path: the checkpoint folder.
         ema: whether the EMA weights were loaded.
+        ema_initial_share: the share of the initial weights still in the loaded EMA (0 for the online weights).
     """
 
     denoiser: ImageDenoiser
@@ -176,6 +179,22 @@ class LoadedModel:
     step: int
     path: Path
     ema: bool
+    ema_initial_share: float = 0.0
+
+    def young_ema_notice(self) -> None:
+        """Say on stderr when the loaded EMA still holds more than :data:`YOUNG_EMA_SHARE` of its initial weights
+        (a short run's samples then look like noise)."""
+        if self.ema_initial_share > YOUNG_EMA_SHARE:
+            print(
+                f"bitcompose: notice: the EMA of this {self.step}-step run still holds "
+                f"{100 * self.ema_initial_share:.0f} % of its initial weights, so its samples can look like noise; "
+                "train longer, or sample the online weights (--no-ema)",
+                file=sys.stderr,
+            )
+
+
+#: A loaded EMA whose share of the initial weights is above this gets a notice (e**-4: ≈ 1.8 %).
+YOUNG_EMA_SHARE = math.exp(-4.0)
 
 
 def load_model(path: str | Path, *, ema: bool = True, device: str | torch.device = "cpu") -> LoadedModel:
@@ -199,11 +218,12 @@ def load_model(path: str | Path, *, ema: bool = True, device: str | torch.device
         print(
             f"bitcompose: {folder} has no ema.safetensors; sampling with the online weights", file=sys.stderr
         )
+    step = int(ckpt.config.get("step", 0))
     state = ckpt.ema_state if use_ema and ckpt.ema_state is not None else ckpt.model_state
     load_state_strict(net, state, what=f"{'EMA' if use_ema else 'model'} weights of {folder}")
     denoiser = make_denoiser(net, config.model, spec.num_values).to(device).eval()
-    step = int(ckpt.config.get("step", 0))
-    return LoadedModel(denoiser, codec, config, spec, step, folder, use_ema)
+    share = ema_initial_share(config.optim, step) if use_ema else 0.0
+    return LoadedModel(denoiser, codec, config, spec, step, folder, use_ema, share)
 
 
 def sampling_options(sampling: SampleConfig) -> SamplingOptions:

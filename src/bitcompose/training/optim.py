@@ -10,7 +10,14 @@ import torch
 
 from bitcompose.core.config import Config, check
 
-__all__ = ["OptimConfig", "LR_SCHEDULES", "learning_rate", "ema_decay", "build_optimizer"]
+__all__ = [
+    "OptimConfig",
+    "LR_SCHEDULES",
+    "learning_rate",
+    "ema_decay",
+    "ema_initial_share",
+    "build_optimizer",
+]
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
 
@@ -94,6 +101,14 @@ def ema_decay(config: OptimConfig, step: int) -> float:
     if config.ema_warmup:
         return min(config.ema_decay, (1.0 + step) / (10.0 + step))
     return config.ema_decay
+
+
+def ema_initial_share(config: OptimConfig, steps: int) -> float:
+    """The share of the initial weights still in the EMA after ``steps`` updates, ``Π_n d_n`` (0 without an
+    EMA: there is nothing to forget)."""
+    if config.ema_decay is None or config.ema_decay <= 0:
+        return 0.0
+    return math.exp(sum(math.log(ema_decay(config, n)) for n in range(steps)))
 
 
 def build_optimizer(config: OptimConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
