@@ -124,8 +124,15 @@ def read_npz_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, in
             labels = npz["labels"] if "labels" in npz.files else None
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
         detail = "the file is empty" if path.stat().st_size == 0 else str(exc).splitlines()[0]
-        if "pickled" in detail:
-            detail = "it is not a .npz archive of arrays (it looks like pickled data, which is never loaded)"
+        if "pickled" in detail:  # numpy says "pickled" of anything that is neither a zip nor a .npy file
+            head = path.read_bytes()[:64]
+            detail = "it is not a .npz archive (a zip of .npy arrays): " + (
+                "it looks like pickled data, which is never loaded"
+                if head[:1] == b"\x80"
+                else "it looks like text"
+                if head.isascii()
+                else f"it starts with {head[:8]!r}"
+            )
         raise ValueError(f"cannot read {path} as .npz images: {detail}") from None
     if images.dtype != np.uint8:
         raise ValueError(f"{path}: 'images' must be uint8, got {images.dtype}")
