@@ -125,6 +125,17 @@ def test_npz_missing_file_and_path(tmp_path: Path) -> None:
         load_image_dataset("npz")
 
 
+def test_a_file_that_is_not_an_npz_is_named_for_what_it_is(tmp_path: Path) -> None:
+    text = tmp_path / "text.npz"
+    text.write_text("images,labels\n1,2\n")
+    with pytest.raises(ValueError, match="not a .npz archive .*it looks like text"):
+        load_image_dataset(str(text))
+    pickled = tmp_path / "pickled.npz"
+    pickled.write_bytes(b"\x80\x04\x95" + bytes(20))
+    with pytest.raises(ValueError, match="it looks like pickled data, which is never loaded"):
+        load_image_dataset(str(pickled))
+
+
 # ---------------------------------------------------------------- CIFAR-10 / ImageNet-64 (fabricated files)
 
 
