@@ -84,6 +84,9 @@ def _fixtures(d: Path) -> dict[str, Path]:
     f["existing_npz"].write_bytes(b"precious too")
     f["a_file"] = d / "a_file"
     f["a_file"].write_text("not a folder")
+    f["demo"] = d / "demo"
+    f["demo"].mkdir()
+    (f["demo"] / "metrics.json").write_text("{}")
     return f
 
 
@@ -130,8 +133,60 @@ def _bad_inputs(d: Path, f: dict[str, Path], run: Path) -> list[tuple[str, list[
         ("compose objects: SMC on a score model", ["compose", "objects", "--k", "2", "--sampler", "hmc",
                                                    "--resample-ess", "0.5", "--cache", str(d / "cache")]),
         ("caption: unknown preset", ["caption", "train", "--preset", "nope", "--out", str(d / "cap")]),
+        # the output rule, the option rule (wave 3): refused before any work
+        ("evaluate: a run's own file, even with --overwrite", ["evaluate", str(run), "--n", "4", "--out",
+                                                               str(run / "config.json"), "--overwrite"]),
+        ("evaluate: not a .json", ["evaluate", str(run), "--n", "4", "--out", str(d / "e.txt")]),
+        ("evaluate: missing --bpd-data", ["evaluate", str(run), "--n", "4", "--bpd-data", str(d / "no.npz")]),
+        ("sample: td >= steps", ["sample", str(run), "--n", "2", "--steps", "5", "--td", "5", "--out",
+                                 str(d / "s3.png")]),
+        ("demo: an earlier demo in --out", ["demo", "--out", str(f["demo"])]),
+        ("demo: --out is a file", ["demo", "--out", str(f["a_file"])]),
+        ("toy2d: --resample-ess with reverse", ["toy2d", "--param", "exact", "--sampler", "reverse",
+                                                "--resample-ess", "0.5"]),
+        ("toy2d: --mixture-sharpen on a product", ["toy2d", "--task", "product", "--param", "exact",
+                                                   "--mixture-sharpen", "3.5"]),
+        ("toy2d: untrained networks", ["toy2d", "--param", "score", "--train-steps", "0"]),
+        ("toy2d: --out is a file", ["toy2d", "--param", "exact", "--sampler", "reverse", "--out",
+                                    str(f["a_file"])]),
+        ("compose classes: existing png", ["compose", "classes", str(run), "--a", "1", "--b", "2", "--out",
+                                           str(f["existing_png"])]),
+        ("compose objects: a .jpg", ["compose", "objects", "--k", "2", "--sampler", "reverse", "--out",
+                                     str(d / "o.jpg"), "--cache", str(d / "cache")]),
+        ("compose objects: --train-steps 0", ["compose", "objects", "--k", "2", "--sampler", "reverse",
+                                              "--train-steps", "0"]),
+        ("compose guidance: --previous without --table", ["compose", "guidance", "--scale", "1", "--sampler",
+                                                          "hmc", "--previous", str(f["existing_npz"])]),
+        ("compose objects: --previous not a page", ["compose", "objects", "--table", "--out", str(d / "tab"),
+                                                    "--previous", str(f["existing_npz"])]),
+        ("caption sample: not a .png", ["caption", "sample", str(run), "--out", str(d / "sheet.txt")]),
     ]  # fmt: skip
     return cases
+
+
+def _interrupts(d: Path, run: Path) -> list[dict[str, Any]]:
+    """SIGINT a few seconds into long commands: each must exit 130 saying what it was and what was kept."""
+    cases = [
+        ("sample", ["sample", str(run), "--n", "4000", "--steps", "200", "--out", str(d / "int.png")]),
+        ("toy2d", ["toy2d", "--param", "exact", "--sampler", "hmc", "--n", "200000"]),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    results = []
+    for name, argv in cases:
+        proc = subprocess.Popen(
+            [*CLI, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+        )
+        time.sleep(8.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        last = (err.strip().splitlines() or [""])[-1]
+        ok = (
+            proc.returncode == 130
+            and last.startswith(f"bitcompose {name}: interrupted")
+            and "Traceback" not in err
+        )
+        results.append({"case": f"SIGINT {name}", "ok": ok, "exit": proc.returncode, "said": last})
+    return results
 
 
 def _corrupt_cases(d: Path, run: Path) -> list[tuple[str, list[str]]]:
@@ -234,7 +289,7 @@ def main() -> None:
                     "--no-progress"])  # fmt: skip
         if res.returncode != 0:
             raise SystemExit(f"the probe's own training run failed:\n{res.stderr}")
-        before = {p: _digest(p) for p in d.iterdir() if p.is_file()}
+        before = {p: _digest(p) for p in [*d.iterdir(), *run.rglob("*")] if p.is_file()}
         results = []
         for name, argv in _bad_inputs(d, f, run) + _corrupt_cases(d, run):
             try:
@@ -249,12 +304,16 @@ def main() -> None:
                 print(
                     f"{'ok ' if ok else 'BAD'} {name}: {r.stderr.strip().splitlines()[-1:] or r.returncode}"
                 )
+        interrupts = _interrupts(d, run)
         overwritten = [str(p) for p, h in before.items() if not p.exists() or _digest(p) != h]
         kills = _kills(d, f, args.kills, args.seed)
     report = {
         "bad_inputs_tried": len(results),
         "handled_one_line": sum(r["one_line_error"] for r in results),
         "not_handled": [r for r in results if not r["one_line_error"]],
+        "interrupts_tried": len(interrupts),
+        "interrupts_said": sum(r["ok"] for r in interrupts),
+        "interrupts_not_said": [r for r in interrupts if not r["ok"]],
         "files_overwritten": overwritten,
         **kills,
     }
