@@ -101,3 +101,27 @@ def test_cross_field_checks_and_unknown_preset() -> None:
         TrainConfig.from_dict({"optim": {"lr": 1e-3, "momentum": 0.9}})
     with pytest.raises(ValueError, match="must be a number"):
         TrainConfig.from_dict({"optim": {"lr": "fast"}})
+
+
+def test_custom_is_sized_for_a_small_data_set() -> None:
+    """64 images of 12×12 get a ≈ 0.5M-parameter U-Net at batch 32, not the 6M "small" one at batch 64."""
+    from bitcompose.images.config import fit_to_data, preset
+    from bitcompose.images.model import DataSpec, build_codec, build_unet
+    from bitcompose.nets.unet import count_parameters
+
+    base = preset("custom")
+    small, notes = fit_to_data(
+        base, channels=1, image_size=12, labelled=False, num_images=64, size_model=True
+    )
+    big, _ = fit_to_data(base, channels=1, image_size=12, labelled=False, num_images=5000, size_model=True)
+    kept, _ = fit_to_data(base, channels=1, image_size=12, labelled=False, num_images=64, size_model=False)
+    assert small.batch_size == 32 and small.model.base_channels == 32 and small.model.num_res_blocks == 1
+    assert any("64 images: a small U-Net" in n for n in notes)
+    assert big.model == kept.model and big.batch_size == base.batch_size  # enough data, or model.* given
+    spec = DataSpec(channels=1, image_size=12, num_values=256, num_classes=0, name="mine")
+
+    def params(config: object) -> int:
+        codec = build_codec(config.model, 256)  # type: ignore[attr-defined]
+        return count_parameters(build_unet(config.model, spec, codec))  # type: ignore[attr-defined]
+
+    assert params(small) < 1_000_000 < 5_000_000 < params(kept)

@@ -68,7 +68,11 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path, Any]:
     config = preset(args.preset or "custom").with_overrides(overrides)
     dataset = load_training_data(config)
     c, h, _ = dataset.image_shape
-    config, notes = fit_to_data(config, channels=c, image_size=h, labelled=dataset.labels is not None)
+    size_model = (args.preset or "custom") == "custom" and not any(o.startswith("model.") for o in overrides)
+    config, notes = fit_to_data(
+        config, channels=c, image_size=h, labelled=dataset.labels is not None, num_images=len(dataset),
+        size_model=size_model,
+    )  # fmt: skip
     for note in notes:
         print(f"bitcompose: {note}", file=sys.stderr)
     return config, out, dataset

@@ -388,19 +388,48 @@ def preset(name: str) -> TrainConfig:
 MAX_CLASSES = MAX_LABEL_CLASSES
 
 
+#: Below this many images ``custom`` trains the small CPU recipe of the experiments instead of the "small" U-Net.
+SMALL_DATA = 2000
+
+
+def _sized_for(config: TrainConfig, num_images: int, notes: list[str]) -> TrainConfig:
+    """``custom`` on fewer than :data:`SMALL_DATA` images: base 32, mults (1, 2), one residual block (≈ 0.5M
+    parameters instead of ≈ 6M) and a batch of at most half the images."""
+    model = dataclasses.replace(
+        config.model, base_channels=32, channel_mults=config.model.channel_mults[:2], num_res_blocks=1,
+        num_groups=8, per_head_dim=32,
+    )  # fmt: skip
+    batch = min(config.batch_size, max(8, num_images // 2))
+    notes.append(
+        f"{num_images} images: a small U-Net (base 32, mults {model.channel_mults}, 1 block) at batch {batch}; set "
+        "model.* or --preset to choose another"
+    )
+    return dataclasses.replace(config, model=model, batch_size=batch)
+
+
 def fit_to_data(
-    config: TrainConfig, *, channels: int, image_size: int, labelled: bool
+    config: TrainConfig,
+    *,
+    channels: int,
+    image_size: int,
+    labelled: bool,
+    num_images: int | None = None,
+    size_model: bool = False,
 ) -> tuple[TrainConfig, list[str]]:
     """The config adapted to data of ``channels`` × ``image_size`` × ``image_size`` (labelled or not).
 
-    The U-Net keeps the stages its image size allows (each side divisible by 2 per downsampling); attention stays
-    at the resolutions that exist, or moves to the lowest one;
-    the model is class-conditional exactly when the data have labels (label dropout off without them).
+    With ``size_model`` (the ``custom`` preset, no ``model.*`` given) and fewer than :data:`SMALL_DATA` images the
+    U-Net and the batch are sized down for the data (:func:`_sized_for`). The U-Net keeps the stages its image size
+    allows (each side divisible by 2 per downsampling); attention stays at the resolutions that exist, or moves to
+    the lowest one; the model is class-conditional exactly when the data have labels (label dropout off without
+    them).
 
     Returns:
         ``(config, notes)``: the adapted config and one line per change (empty when nothing changed).
     """
     notes: list[str] = []
+    if size_model and num_images is not None and num_images < SMALL_DATA:
+        config = _sized_for(config, num_images, notes)
     model, data = config.model, config.data
     stages = len(model.channel_mults)
     while stages > 1 and image_size % 2 ** (stages - 1):
