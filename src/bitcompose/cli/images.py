@@ -233,9 +233,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from bitcompose.experiments.classifier import load_or_train_classifier
-    from bitcompose.images.evaluate import generate, score_samples
+    from bitcompose.images.evaluate import generate, inception_scores, score_samples
     from bitcompose.images.model import load_model
     from bitcompose.images.trainer import load_training_data
+    from bitcompose.metrics.inception import find_inception_weights
     from bitcompose.training.dist import cleanup_distributed, init_distributed
 
     protect = run_folder(args.run)
@@ -246,6 +247,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     if args.bpd_data is not None and not Path(args.bpd_data).expanduser().is_file():
         raise CLIError(f"--bpd-data {args.bpd_data}: no such file")
+    inception = args.inception
+    if inception:
+        find_inception_weights()  # the fid extra is there, or one line saying how to install it (before any work)
     info = init_distributed(args.device)  # under torchrun the ranks share the sampling batches
     try:
         model = load_model(args.run, ema=not args.no_ema, device=info.device)
@@ -261,6 +265,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             or dataset.image_shape != (model.spec.channels, model.spec.image_size, model.spec.image_size)
         ):
             raise CLIError(f"the data set {dataset.name!r} does not match the model's data ({model.spec})")
+        if dataset is not None and dataset.labels is None and not inception:
+            inception = _unlabelled_needs_inception()
         n = args.n or model.config.sample.num_eval
         labels = _labels(args, model, n)
         gen = generate(
@@ -277,14 +283,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         cleanup_distributed()
     if not info.is_main or dataset is None:
         return 0
-    classifier = load_or_train_classifier(dataset, progress=not args.no_progress)
-    report = {
-        "checkpoint": str(model.path),
-        "checkpoint_step": model.step,
-        **score_samples(gen, dataset, classifier, seed=args.seed),
-        "sampler": gen.settings,
-        "sample_seconds": round(gen.seconds, 2),
-    }
+    report: dict[str, Any] = {"checkpoint": str(model.path), "checkpoint_step": model.step}
+    if dataset.labels is not None:  # the in-project classifier needs labels
+        classifier = load_or_train_classifier(dataset, progress=not args.no_progress)
+        report |= score_samples(gen, dataset, classifier, seed=args.seed)
+    else:
+        report |= {"num_samples": len(gen.images), "invalid_code_fraction": gen.invalid_fraction}
+    if inception:
+        report |= inception_scores(gen, dataset, seed=args.seed)
+    report |= {"sampler": gen.settings, "sample_seconds": round(gen.seconds, 2)}
     if args.bpd_n > 0:
         report |= _bound_report(args, model, dataset)
     if n < 100:
@@ -298,14 +305,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(text)
     else:
-        for key in (
-            "class_accuracy",
-            "classifier_fid",
-            "classifier_fid_floor",
-            "classifier_kid",
-            "bpd",
-            "bpd_se",
-        ):
+        keys = ("class_accuracy", "classifier_fid", "classifier_fid_floor", "classifier_kid", "inception_fid",
+                "inception_fid_floor", "inception_kid", "bpd", "bpd_se")  # fmt: skip
+        for key in keys:
             if key in report:
                 print(f"{key:>22}: {report[key]:.4f}")
         print(f"{'invalid_code_fraction':>22}: {report['invalid_code_fraction']:.2e}")
@@ -314,6 +316,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if out is not None:
             print(f"full report: {out}")
     return 0
+
+
+def _unlabelled_needs_inception() -> bool:
+    """Unlabelled data: the classifier cannot score them, so the Inception scores do (said in one line), or
+    the command stops here, before sampling, saying how to install them."""
+    from bitcompose.metrics.inception import find_inception_weights
+
+    try:
+        find_inception_weights()
+    except FileNotFoundError as exc:
+        raise CLIError(
+            f"the data have no labels, so the in-project classifier cannot score samples; {exc}"
+        ) from None
+    print("bitcompose: the data have no labels: scoring with the Inception FID and KID", file=sys.stderr)
+    return True
 
 
 def _bound_report(args: argparse.Namespace, model: Any, dataset: Any) -> dict[str, Any]:
@@ -500,6 +517,10 @@ def _add_evaluate(subparsers: Any) -> None:
         default=None,
         help="held-out .npz images for the bound (default: the run's training data)",
     )
+    p.add_argument(
+        "--inception", action="store_true",
+        help="also the Inception FID (+ held-out floor) and KID (the fid extra; always for unlabelled data)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--out", default=None, help="also write the report to this JSON file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
