@@ -64,6 +64,7 @@ def _classes(args: argparse.Namespace) -> int:
         mcmc=mcmc,
         seed=args.seed,
         classifier=classifier,
+        progress=not args.no_progress,
     )
     title = f"{loaded.spec.name}: class {args.a} AND/NOT class {args.b} (seed {args.seed})"
     labelled_rows([(r.name, r.images[: args.show]) for r in rows], out, loaded.spec.num_values, title=title)

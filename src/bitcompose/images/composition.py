@@ -73,6 +73,7 @@ def compose_classes(
     mcmc: MCMCSettings = CLASS_MCMC,
     seed: int = 0,
     classifier: ImageClassifier | None = None,
+    progress: bool = False,
 ) -> list[CompositionRow]:
     """Sample class ``a``, class ``b``, ``a AND b`` and ``a NOT b`` with each sampler.
 
@@ -86,6 +87,7 @@ def compose_classes(
             the grid; every slot has the same target here, so no SMC: ``resample_ess`` must be None).
         seed: sampling seed (each row uses it).
         classifier: scores the samples (share of each class among them) when given.
+        progress: a progress bar per row (on stderr).
     """
     check_classes(loaded, a, b, samplers)
     if mcmc.resample_ess is not None:
@@ -102,7 +104,7 @@ def compose_classes(
     with torch.no_grad():
         for name, model, sampler in jobs:
             bits, info = sample_composite(
-                model, shape, sampler, mcmc, generator=torch.Generator().manual_seed(seed)
+                model, shape, sampler, mcmc, generator=torch.Generator().manual_seed(seed), progress=progress
             )
             images = loaded.codec.decode_images(bits).cpu()
             if classifier is not None:
