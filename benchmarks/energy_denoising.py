@@ -97,7 +97,12 @@ def main() -> None:
             run = Path(tmp) / name.replace(" ", "_")
             start = time.perf_counter()
             ImageTrainer(cfg, run, dataset=train, progress=False).train()
-            row = {"variant": name, "prediction": prediction, "energy": energy, "target": target}
+            row: dict[str, Any] = {
+                "variant": name,
+                "prediction": prediction,
+                "energy": energy,
+                "target": target,
+            }
             row |= held_out_mse(run, held_out.images, held_out.labels)
             row |= {"step_ms": step_ms(run), "train_seconds": time.perf_counter() - start}
             rows.append(row)

@@ -193,7 +193,7 @@ def _corrupt_cases(d: Path, run: Path) -> list[tuple[str, list[str]]]:
     """Damaged copies of the trained run: each must give one line, not a traceback."""
     import shutil
 
-    cases = []
+    cases: list[tuple[str, list[str]]] = []
     for name, damage in [
         ("truncated model.safetensors", lambda c: (c / "model.safetensors").write_bytes(b"\x00" * 10)),
         ("missing model.safetensors", lambda c: (c / "model.safetensors").unlink()),
@@ -290,7 +290,7 @@ def main() -> None:
         if res.returncode != 0:
             raise SystemExit(f"the probe's own training run failed:\n{res.stderr}")
         before = {p: _digest(p) for p in [*d.iterdir(), *run.rglob("*")] if p.is_file()}
-        results = []
+        results: list[dict[str, Any]] = []
         for name, argv in _bad_inputs(d, f, run) + _corrupt_cases(d, run):
             try:
                 r = _run(argv, timeout=90)

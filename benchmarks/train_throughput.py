@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     flops = train_flops_per_image(trainer)
     step_s = time_steps(trainer, args.warmup, args.steps, device)
 
-    den = make_denoiser(trainer.ema.module, cfg.model).eval()
+    den = make_denoiser(trainer.ema.module, cfg.model, trainer.spec.num_values).eval()
     spec = trainer.spec
     shape = (args.sample_batch, spec.channels * trainer.codec.num_bits, spec.image_size, spec.image_size)
     labels = torch.arange(args.sample_batch, device=device) % spec.num_classes if spec.num_classes else None

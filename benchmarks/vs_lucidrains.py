@@ -90,7 +90,7 @@ def run(rounds: int) -> dict[str, Any]:
     peer.sample(batch_size=16)
     out["peer"]["sample_img_per_s"] = 16 / (time.perf_counter() - start)
     for precision, trainer in ours.items():
-        den = make_denoiser(trainer.ema.module, trainer.config.model).eval()
+        den = make_denoiser(trainer.ema.module, trainer.config.model, trainer.spec.num_values).eval()
         g = torch.Generator().manual_seed(0)
         sample(den, (16, 24, 32, 32), steps=2, generator=g, precision=precision)
         start = time.perf_counter()
