@@ -32,6 +32,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from bitcompose.core.machine import machine_line
 from bitcompose.data.images import ImageDataset
 from bitcompose.data.small_images import small_dataset
+from bitcompose.diffusion.denoiser import BitDenoiser
 from bitcompose.diffusion.loss import self_cond_input
 from bitcompose.experiments.image_models import small_model_config
 from bitcompose.images.config import DataConfig, TrainConfig
@@ -78,6 +79,7 @@ def phases(name: str, param: str, repeats: int) -> dict[str, float]:
         tr = ImageTrainer(cfg, Path(tmp), dataset=data, progress=False)
         task, net = tr.task, tr.net
         den = make_denoiser(net, cfg.model, data.num_values)
+        assert isinstance(den, BitDenoiser)  # the recipes are score or energy models, not the masked baseline
         den.train()
         batch = task.make_batch(0)
         x0, t, noise, labels = batch["x0"], batch["t"], batch["noise"], batch["labels"]

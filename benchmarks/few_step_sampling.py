@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for label, sampler, extra in VARIANTS:
         for steps in args.steps:
-            sampling = dataclasses.replace(model.config.sample, sampler=sampler, steps=steps, **extra)
+            sampling = dataclasses.replace(model.config.sample, sampler=sampler, steps=steps, **extra)  # type: ignore[arg-type]
             gen = generate(model, args.n, sampling, seed=args.seed, progress=False)
             scores = score_samples(gen, dataset, classifier, seed=args.seed)
             rows.append(
