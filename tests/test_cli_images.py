@@ -91,6 +91,18 @@ def test_train_sample_evaluate(
         assert z["samples"].shape == (6, 1, 4, 4) and z["samples"].max() < 4 and int(z["num_values"]) == 4
         assert (z["labels"] == 2).all()
 
+    # a large --n: the picture shows at most GRID_CAP samples (one labelled row per class), the .npz all of them
+    import bitcompose.cli.images as images_cli
+
+    monkeypatch.setattr(images_cli, "GRID_CAP", 3)
+    capped = trained / "capped.png"
+    assert main(["sample", str(run), "--n", "9", "--out", str(capped), "--steps", "2", "--no-progress"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["png_images"] == 3 and said["n"] == 9 and capped.is_file()
+    with np.load(capped.with_suffix(".npz")) as z:
+        assert z["samples"].shape[0] == 9
+    monkeypatch.undo()
+
     import bitcompose.experiments.classifier as clf_mod
 
     real = clf_mod.load_or_train_classifier

@@ -120,6 +120,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------------ sample
 
 
+#: At most this many samples are drawn in ``sample``'s picture (every one is in the ``.npz``).
+GRID_CAP = 400
+
+
 def run_folder(path: str | Path) -> Path:
     """The run folder of ``path`` (a run folder, or its ``checkpoint`` folder): what outputs must never replace."""
     p = Path(path)
@@ -177,18 +181,6 @@ def _sampling(args: argparse.Namespace, model: Any) -> Any:
     return dataclasses.replace(model.config.sample, **given)
 
 
-def class_rows(images: Any, labels: Any, num_values: int) -> tuple[Any, int]:
-    """Images ``[n, C, H, W]`` arranged one row per class (short rows filled with mid-grey tiles)."""
-    import torch
-
-    classes = sorted(set(labels.tolist()))
-    per_class = [images[labels == c] for c in classes]
-    width = max(len(p) for p in per_class)
-    blank = torch.full_like(images[:1], (num_values - 1) // 2)
-    rows = [torch.cat([p, blank.expand(width - len(p), *p.shape[1:])]) for p in per_class]
-    return torch.cat(rows), width
-
-
 def _cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -211,18 +203,33 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     upscale = max(1, 64 // model.spec.image_size)
-    if gen.labels is not None and args.label is None and not args.nrow:  # one row per class in the picture
-        grid, nrow = class_rows(gen.images, gen.labels, model.spec.num_values)
+    k = model.spec.num_values
+    shown = min(args.n, GRID_CAP)  # the picture stays readable; the .npz keeps every sample
+    if gen.labels is not None and args.label is None and not args.nrow:  # one labelled row per class
+        from bitcompose.figures.plots import labelled_rows
+
+        classes = sorted(set(gen.labels.tolist()))
+        per_class = max(1, GRID_CAP // len(classes))
+        rows = [(f"class {c}", gen.images[gen.labels == c][:per_class]) for c in classes[:GRID_CAP]]
+        shown = sum(len(images) for _, images in rows)
+        labelled_rows(rows, out, k)
     else:
-        grid, nrow = gen.images, args.nrow or max(1, round(args.n**0.5))
-    save_grid(grid, out, nrow=nrow, num_values=model.spec.num_values, upscale=upscale)
+        nrow = args.nrow or max(1, round(shown**0.5))
+        save_grid(gen.images[:shown], out, nrow=nrow, num_values=k, upscale=upscale)
     arrays: dict[str, Any] = {"samples": gen.images.numpy(), "num_values": np.int64(model.spec.num_values)}
     if gen.labels is not None:
         arrays["labels"] = gen.labels.numpy()
     np.savez_compressed(npz, **arrays)
     print(
         json_line(
-            {"png": str(out), "npz": str(npz), "n": args.n, **gen.settings, "seconds": round(gen.seconds, 2)}
+            {
+                "png": str(out),
+                "png_images": shown,
+                "npz": str(npz),
+                "n": args.n,
+                **gen.settings,
+                "seconds": round(gen.seconds, 2),
+            }  # fmt: skip
         )
     )
     return 0
