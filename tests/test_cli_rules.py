@@ -113,3 +113,26 @@ def test_every_experiment_command_takes_train_steps(monkeypatch: pytest.MonkeyPa
     assert guidance_key("digits", "score", 50) != guidance_key("digits", "score")
     short = ObjectsExperiment(TablePlan(), train_steps=50).settings()["models"]
     assert short["position-score"] == objects_key("position", "score", 50)
+
+
+def test_train_takes_a_folder_of_pngs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from _train_tiny import TINY_SETS, cli_sets
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "png" / c).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (4, 4), dtype=np.uint8)).save(
+                tmp_path / "png" / c / f"{i}.png"
+            )
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "png"), "--out", str(run), "--steps", "1", "--no-progress"]
+    assert main([*argv, *cli_sets(TINY_SETS)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["name"] == "png" and config["data"]["conditional"] is True
+    assert "png:png: 12 images 1x4x4, 4 values, 2 classes" in capsys.readouterr().err

@@ -99,7 +99,7 @@ def test_npz_grey_and_rgb(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("arrays", "match"),
     [
-        ({"images": np.zeros((2, 4, 4), dtype=np.float32)}, "must be uint8"),
+        ({"images": np.zeros((2, 4, 4), dtype=np.float32)}, "must be integers"),
         ({"images": np.zeros((2, 4), dtype=np.uint8)}, r"\[N, H, W\]"),
         (
             {"images": np.zeros((2, 4, 4), dtype=np.uint8), "labels": np.zeros(3, dtype=np.int64)},
@@ -268,3 +268,35 @@ def test_random_flip() -> None:
     assert 900 < int((many[:, 0, 0, 0] % 2 == 1).sum()) < 1100  # flipped ones start with the odd value
     assert torch.equal(random_flip(x, torch.Generator(), p=1.0), x.flip(-1))
     assert torch.equal(random_flip(x, torch.Generator(), p=0.0), x)
+
+
+def test_integer_npz_and_png_folders(tmp_path: Path) -> None:
+    """16-bit / int64 pixels that fit 8 bits are read; a folder of PNGs, with one sub-folder per class for labels."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    wide = rng.integers(0, 256, (5, 6, 6)).astype(np.uint16)
+    np.savez(tmp_path / "u16.npz", images=wide)
+    ds = load_image_dataset(str(tmp_path / "u16.npz"))
+    assert ds.images.shape == (5, 1, 6, 6) and torch.equal(
+        ds.images[:, 0], torch.from_numpy(wide.astype(np.int64))
+    )
+    np.savez(tmp_path / "big.npz", images=(wide.astype(np.int64) * 256))
+    with pytest.raises(ValueError, match="do not fit 8 bits"):
+        load_image_dataset(str(tmp_path / "big.npz"))
+    for c in ("cats", "dogs"):
+        (tmp_path / "png" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(
+                tmp_path / "png" / c / f"{i}.png"
+            )
+    ds = load_image_dataset("png", path=str(tmp_path / "png"))
+    assert (
+        ds.images.shape == (6, 3, 6, 6) and ds.labels is not None and ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    )
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "png" / "dogs" / "odd.png")
+    with pytest.raises(ValueError, match="every image must have the same mode and size"):
+        load_image_dataset("png", path=str(tmp_path / "png"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no .png files"):
+        load_image_dataset("png", path=str(tmp_path / "empty"))

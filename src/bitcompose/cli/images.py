@@ -46,11 +46,14 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path, Any]:
     overrides = list(args.set or [])
     if args.data is not None:
         data = Path(args.data).expanduser().resolve()
-        if data.suffix != ".npz":
-            raise CLIError(f"--data must be an .npz file, got {args.data!r}")
-        if not data.is_file():
-            raise CLIError(f"--data file not found: {args.data}")
-        overrides += ["data.name=npz", f"data.path={data}"]
+        if data.is_dir():
+            overrides += ["data.name=png", f"data.path={data}"]
+        else:
+            if data.suffix != ".npz":
+                raise CLIError(f"--data must be an .npz file or a folder of PNG files, got {args.data!r}")
+            if not data.is_file():
+                raise CLIError(f"--data file not found: {args.data}")
+            overrides += ["data.name=npz", f"data.path={data}"]
     if args.root is not None:
         overrides.append(f"data.root={Path(args.root).expanduser().resolve()}")
     if args.levels is not None:
@@ -265,7 +268,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             data_config = data_config.with_overrides([f"data.root={Path(args.root).expanduser().resolve()}"])
         if args.data is not None:
             data = Path(args.data).expanduser().resolve()
-            data_config = data_config.with_overrides(["data.name=npz", f"data.path={data}"])
+            kind = "png" if data.is_dir() else "npz"
+            data_config = data_config.with_overrides([f"data.name={kind}", f"data.path={data}"])
         dataset = load_training_data(data_config) if info.is_main else None
         if dataset is not None and (
             dataset.num_values != model.spec.num_values
@@ -455,7 +459,11 @@ def _add_train(subparsers: Any) -> None:
     p.add_argument(
         "--preset", default=None, help=f"one of {', '.join(PRESET_NAMES)} (default with --data: custom)"
     )
-    p.add_argument("--data", default=None, help="train on a .npz file (images uint8 [N,H,W(,C)], labels [N])")
+    p.add_argument(
+        "--data", default=None,
+        help="train on a .npz file (integer images [N,H,W(,C)] within 0..255, labels [N]) or a folder of PNGs "
+        "(one sub-folder per class for labels)",
+    )  # fmt: skip
     p.add_argument(
         "--root", default=None, help="folder of the data files (cifar10, imagenet64, fashion_mnist)"
     )

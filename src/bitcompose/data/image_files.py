@@ -101,10 +101,79 @@ def read_fashion_mnist(
 MAX_LABEL_CLASSES = 10_000
 
 
+def _as_uint8(images: np.ndarray, where: str) -> np.ndarray:
+    """Integer pixels as uint8: any integer dtype whose values fit 0..255 (16-bit files of 8-bit data, int64
+    arrays), refused otherwise with what to do."""
+    if images.dtype == np.uint8:
+        return images
+    if images.dtype.kind not in "iu":
+        raise ValueError(
+            f"{where}: 'images' must be integers (uint8, or any integer type within 0..255), got {images.dtype}"
+        )
+    lo, hi = (int(images.min()), int(images.max())) if images.size else (0, 0)
+    if lo < 0 or hi > 255:
+        raise ValueError(
+            f"{where}: pixel values {lo}..{hi} do not fit 8 bits (256 levels); rescale them first "
+            "(e.g. v >> 8 for 16-bit images)"
+        )
+    return images.astype(np.uint8)
+
+
+def read_png_folder(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Images from a folder of PNG files: ``*.png`` directly in it (unlabelled), or in one sub-folder per class
+    (labels ``0 .. C−1`` in the sorted order of the sub-folder names). Every image must have the same size and
+    mode (``L`` grey, ``RGB``, or 16-bit ``I;16`` whose values fit 0..255).
+
+    Returns:
+        ``images`` uint8 ``[N, C, H, W]``, ``labels`` int64 ``[N]`` or ``None``, ``num_classes`` (0 when
+        unlabelled).
+    """
+    from PIL import Image
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"PNG folder not found: {folder}")
+    classes = sorted(d for d in folder.iterdir() if d.is_dir() and any(d.glob("*.png")))
+    groups = [(i, sorted(d.glob("*.png"))) for i, d in enumerate(classes)] or [
+        (-1, sorted(folder.glob("*.png")))
+    ]
+    if classes and any(folder.glob("*.png")):
+        raise ValueError(f"{folder}: PNG files both beside and inside class folders; keep one layout")
+    arrays, labels, first = [], [], None
+    for label, files in groups:
+        for file in files:
+            try:
+                with Image.open(file) as im:
+                    key, pixels = (im.mode, im.size), np.asarray(im)
+            except OSError as exc:
+                raise ValueError(f"cannot read {file} as a PNG image: {exc}") from None
+            if first is None:
+                first = (key, file)
+            elif key != first[0]:
+                raise ValueError(
+                    f"{file} is {key[0]} {key[1][0]}x{key[1][1]}, but {first[1].name} is {first[0][0]} "
+                    f"{first[0][1][0]}x{first[0][1][1]}: every image must have the same mode and size"
+                )
+            arrays.append(pixels)
+            labels.append(label)
+    if not arrays:
+        raise ValueError(f"{folder}: no .png files (directly, or in one sub-folder per class)")
+    images = _as_uint8(np.stack(arrays), str(folder))
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (3, 4)):
+        raise ValueError(f"{folder}: images must be grey or RGB, got arrays of shape {images.shape[1:]}")
+    if images.ndim == 4:
+        images = images[..., :3]  # RGBA: the alpha channel is dropped
+    images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+    if not classes:
+        return np.ascontiguousarray(images), None, 0
+    return np.ascontiguousarray(images), np.asarray(labels, dtype=np.int64), len(classes)
+
+
 def read_npz_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Images from a user ``.npz`` file.
 
-    The file holds ``images``: uint8 ``[N, H, W]`` (grey) or ``[N, H, W, C]`` and optionally ``labels``:
+    The file holds ``images``: uint8 (or any integer type within 0..255) ``[N, H, W]`` (grey) or ``[N, H, W, C]``
+    and optionally ``labels``:
     integers ``[N]`` in ``0 .. num_classes-1`` (``num_classes = max + 1``).
 
     Returns:
@@ -134,8 +203,7 @@ def read_npz_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, in
                 else f"it starts with {head[:8]!r}"
             )
         raise ValueError(f"cannot read {path} as .npz images: {detail}") from None
-    if images.dtype != np.uint8:
-        raise ValueError(f"{path}: 'images' must be uint8, got {images.dtype}")
+    images = _as_uint8(images, str(path))
     if images.ndim == 3:
         images = images[:, None]
     elif images.ndim == 4:

@@ -208,7 +208,8 @@ def load_image_dataset(
 
     Args:
         name: ``digits``, ``mnist``, ``fashion_mnist``, ``fashion_mnist-test``, ``npz`` (with ``path``) or a
-            path ending in ``.npz``, ``cifar10``, ``cifar10-test``, ``imagenet64``, ``imagenet64-val``.
+            path ending in ``.npz``, ``png`` (with ``path``: a folder of PNG files, optionally one sub-folder per
+            class), ``cifar10``, ``cifar10-test``, ``imagenet64``, ``imagenet64-val``.
         root: directory for ``cifar10*`` (the ``cifar-10-batches-py`` folder or its parent), ``imagenet64*``
             (the folder holding ``train_data_batch_*`` / ``val_data``) and optionally ``fashion_mnist*``
             (default ``/usr/share/datasets/fashion-mnist``).
@@ -233,6 +234,11 @@ def load_image_dataset(
         images, labels, num_classes = image_files.read_npz_images(file)
         ds_name = f"npz:{Path(file).name}"
         num_values = 256
+    elif name == "png":
+        if path is None:
+            raise ValueError("dataset 'png' needs path=... (the folder of PNG files)")
+        images, labels, num_classes = image_files.read_png_folder(path)
+        ds_name, num_values = f"png:{Path(path).name}", 256
     elif name == "digits":
         images, labels = _load_digits()
         num_values, num_classes, ds_name = 17, 10, name
@@ -255,7 +261,7 @@ def load_image_dataset(
         images, labels = image_files.read_imagenet64(root, val=name.endswith("-val"), max_images=max_images)
         num_values, num_classes, ds_name = 256, 1000, name
     else:
-        known = ", ".join([*IMAGE_DATASETS, "npz", "*.npz"])
+        known = ", ".join([*IMAGE_DATASETS, "npz", "*.npz", "png"])
         raise ValueError(f"unknown image dataset {name!r}; known: {known}")
     if max_images is not None:
         images = images[:max_images]
