@@ -166,3 +166,19 @@ def test_the_bound_of_a_tiny_model_is_finite_and_falls_with_training() -> None:
     after = bound()
     assert math.isfinite(before) and math.isfinite(after)
     assert after < before - 0.1
+
+
+@pytest.mark.parametrize("prediction", ["x0", "eps", "logistic", "energy"])
+def test_every_parameterisation_has_a_finite_bound_and_the_draws_are_the_generators(prediction: str) -> None:
+    from bitcompose.nets.unet import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(data_channels=1, image_size=4, base_channels=8, channel_mults=(1,), num_res_blocks=1,
+                          num_groups=4, self_condition=False))  # fmt: skip
+    den = BitDenoiser(net, prediction=prediction, self_condition=False).eval()  # type: ignore[arg-type]
+    x0 = torch.where(torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(0)) < 0.5, 1.0, -1.0)
+    a = nll_bound(den, x0, generator=torch.Generator().manual_seed(3))
+    b = nll_bound(den, x0, generator=torch.Generator().manual_seed(3))
+    c = nll_bound(den, x0, generator=torch.Generator().manual_seed(4))
+    assert a.shape == (6,) and torch.isfinite(a).all() and (a > 0).all()
+    assert torch.equal(a, b) and not torch.equal(a, c)  # all randomness is the generator's
