@@ -213,12 +213,12 @@ class _FakeEvaluator(torch.nn.Module):
 
 def test_table_plan_cells():
     cells = TablePlan().cells()
-    # the setting with room first: reverse and HMC of both models at k = 5, the matched-cost reverse, MALA of
-    # both, SMC with the energies; then score reverse and HMC at k = 1 and 3
+    # the setting with room first: reverse and HMC of both models at k = 5, the matched-cost reverse; then score
+    # reverse and HMC at k = 1 and 3 (accuracy vs k); then MALA of both and SMC with the energies at k = 5
     assert [c.name for c in cells] == [
         "k5-reverse-score", "k5-hmc-score", "k5-reverse-energy", "k5-hmc-energy", "k5-reverse-score-L300",
-        "k5-mala-score", "k5-mala-energy", "k5-smc-hmc-energy", "k1-reverse-score", "k3-reverse-score",
-        "k1-hmc-score", "k3-hmc-score",
+        "k1-reverse-score", "k3-reverse-score", "k1-hmc-score", "k3-hmc-score", "k5-mala-score",
+        "k5-mala-energy", "k5-smc-hmc-energy",
     ]  # fmt: skip
     assert len({c.name for c in cells}) == len(cells)
     cells = TablePlan(

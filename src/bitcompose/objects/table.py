@@ -92,14 +92,16 @@ class TablePlan:
         return self.energy_ks if param == "energy" else self.ks
 
     def cells(self) -> list[ObjectsCell]:
-        """Every position cell, in run order: first the cells at ``other_k`` (reverse, HMC, the matched-cost
-        reverse, the other kernels, SMC), then the other object counts."""
+        """Every position cell, in run order (the comparisons the experiment is for first): at ``other_k`` reverse
+        and HMC of each parameterisation and the matched-cost reverse, then the other object counts (accuracy vs
+        k), then the other kernels and SMC at ``other_k``."""
         grid = [
             ObjectsCell(k, s, p, self.mcmc) for p in self.params for s in self.samplers for k in self.ks_of(p)
         ]
         out = [c for c in grid if c.k == self.other_k]
         if self.matched_levels:
             out.append(ObjectsCell(self.other_k, "reverse", "score", self.mcmc, self.matched_levels))
+        out += [c for c in grid if c.k != self.other_k]
         out += [
             ObjectsCell(self.other_k, s, p, self.mcmc) for p in self.other_params for s in self.other_samplers
         ]
@@ -111,7 +113,7 @@ class TablePlan:
                 resample_ess=0.5,
             )
             out.append(ObjectsCell(self.other_k, "hmc", "energy", smc))
-        return out + [c for c in grid if c.k != self.other_k]
+        return out
 
 
 class ObjectsCell(NamedTuple):
