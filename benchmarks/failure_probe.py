@@ -160,6 +160,7 @@ def _bad_inputs(d: Path, f: dict[str, Path], run: Path) -> list[tuple[str, list[
         ("compose objects: --previous not a page", ["compose", "objects", "--table", "--out", str(d / "tab"),
                                                     "--previous", str(f["existing_npz"])]),
         ("caption sample: not a .png", ["caption", "sample", str(run), "--out", str(d / "sheet.txt")]),
+        ("toy2d: more samples than memory", ["toy2d", "--param", "exact", "--sampler", "reverse", "--n", "200000"]),
     ]  # fmt: skip
     return cases
 
@@ -168,7 +169,7 @@ def _interrupts(d: Path, run: Path) -> list[dict[str, Any]]:
     """SIGINT a few seconds into long commands: each must exit 130 saying what it was and what was kept."""
     cases = [
         ("sample", ["sample", str(run), "--n", "4000", "--steps", "200", "--out", str(d / "int.png")]),
-        ("toy2d", ["toy2d", "--param", "exact", "--sampler", "hmc", "--n", "200000"]),
+        ("evaluate", ["evaluate", str(run), "--n", "4000", "--steps", "200"]),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     results = []
@@ -289,7 +290,8 @@ def main() -> None:
                     "--no-progress"])  # fmt: skip
         if res.returncode != 0:
             raise SystemExit(f"the probe's own training run failed:\n{res.stderr}")
-        before = {p: _digest(p) for p in [*d.iterdir(), *run.rglob("*")] if p.is_file()}
+        # every file there before, the run's too (its .lock is the lock itself: a refused `train` takes it)
+        before = {p: _digest(p) for p in [*d.iterdir(), *run.rglob("*")] if p.is_file() and p.name != ".lock"}
         results: list[dict[str, Any]] = []
         for name, argv in _bad_inputs(d, f, run) + _corrupt_cases(d, run):
             try:

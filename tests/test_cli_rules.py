@@ -79,6 +79,11 @@ def test_an_interrupt_says_what_was_interrupted_and_kept(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
+    def too_big(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr("bitcompose.toy2d.run.run_cell", too_big)
+    _one_error(capsys, ["toy2d", "--param", "exact"], "out of memory; lower --n or the batch size")
     monkeypatch.setattr("bitcompose.toy2d.run.run_cell", interrupted)
     assert main(["toy2d", "--param", "exact"]) == 130
     assert capsys.readouterr().err.strip() == "bitcompose toy2d: interrupted; nothing was written"

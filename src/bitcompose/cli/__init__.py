@@ -59,13 +59,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"bitcompose: error: out of memory ({first[:160]}); lower the batch size", file=sys.stderr)
         return 2
+    except MemoryError:
+        print("bitcompose: error: out of memory; lower --n or the batch size", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:
+        _close_progress_bars()  # else a bar redraws itself over the message at exit
         sub = next((v for k, v in vars(args).items() if k.endswith("_command") and isinstance(v, str)), None)
         name = " ".join(v for v in (args.command, sub) if v)
         said = str(exc) or f"interrupted; {getattr(args, 'on_interrupt', INTERRUPT_NOTE)}"
         print(f"bitcompose {name}: {said}", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def _close_progress_bars() -> None:
+    """Close every live tqdm bar (an interrupted loop leaves its bar open)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def _out_of_memory(exc: RuntimeError) -> bool:
