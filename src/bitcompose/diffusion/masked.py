@@ -172,18 +172,19 @@ def masked_sample(
     scale = denoiser.scale
     symbols = torch.zeros((b, c, *rest), dtype=torch.long, device=device)
     masked = torch.ones((b, c, *rest), dtype=torch.bool, device=device)
+    # the network input, kept up to date: ±b codes of the revealed symbols, zeros where masked
+    codes = torch.zeros((b, c, *rest, num_values), device=device)
     for k in range(steps):
         t, s = 1.0 - k / steps, 1.0 - (k + 1) / steps
-        onehot = torch.nn.functional.one_hot(symbols, num_values).movedim(-1, 2).float() * (2 * scale) - scale
-        x_t = mask_inputs(onehot.reshape(shape), masked, num_values)
+        x_t = codes.movedim(-1, 2).reshape(shape)
         with autocast(precision, x_t.device):
             logits = denoiser.logits(x_t, torch.full((b,), t, device=x_t.device), cond)
         reveal = masked & (torch.rand(symbols.shape, generator=generator, device=x_t.device) < (t - s) / t)
         if bool(reveal.any()):  # categories are drawn only for the symbols revealed now
             chosen = logits.movedim(2, -1)[reveal]  # [R, K]
-            symbols = symbols.masked_scatter(
-                reveal, torch.multinomial(chosen.softmax(-1), 1, generator=generator)
-            )
+            drawn = torch.multinomial(chosen.softmax(-1), 1, generator=generator).squeeze(1)
+            symbols = symbols.masked_scatter(reveal, drawn)
+            codes[reveal] = torch.nn.functional.one_hot(drawn, num_values).float() * (2 * scale) - scale
         masked = masked & ~reveal
     onehot = torch.nn.functional.one_hot(symbols, num_values).movedim(-1, 2).float() * (2 * scale) - scale
     return onehot.reshape(shape)
