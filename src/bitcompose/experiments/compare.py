@@ -8,11 +8,12 @@ with a dash on the other side, so a changed plan shows what was added and what w
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["beside_previous", "previous_section", "read_previous"]
+__all__ = ["TableOptions", "beside_previous", "previous_section", "read_previous"]
 
 
 def read_previous(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -89,3 +90,24 @@ compares two models, not two runs of one.
 {table}
 
 """
+
+
+@dataclass(kw_only=True)
+class TableOptions:
+    """What a composition table takes beside its plan (keyword-only fields of the experiment dataclasses).
+
+    Attributes:
+        previous: an earlier run's page JSON, whose numbers the page shows beside this run's (checked at once).
+        train_steps: training steps of every model (``None``: each parameterisation's default).
+    """
+
+    previous: str | Path | None = None
+    train_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.previous is not None:
+            read_previous(self.previous)  # refuse a bad file before any work
+
+    def steps_of(self, param: str, defaults: Mapping[str, int]) -> int:
+        """The training steps of the ``param`` model: ``train_steps``, else ``defaults[param]``."""
+        return defaults[param] if self.train_steps is None else self.train_steps

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bitcompose.compose.composite_sampling import SAMPLERS, MCMCSettings
-from bitcompose.experiments.compare import read_previous
+from bitcompose.experiments.compare import TableOptions, read_previous
 from bitcompose.experiments.image_models import dataset_record, training_record
 from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment
 from bitcompose.guidance.cells import evaluator, guidance_cell
@@ -122,7 +122,7 @@ class GuidancePlan:
 
 
 @dataclass
-class GuidanceExperiment:
+class GuidanceExperiment(TableOptions):
     """The guidance table on the harness (:func:`~bitcompose.experiments.runner.run_experiment`)."""
 
     plan: GuidancePlan
@@ -130,17 +130,9 @@ class GuidanceExperiment:
     cache: str | Path | None = None
     progress: bool = True
     name: str = "guidance"
-    #: an earlier run's ``guidance.json``: its numbers are shown beside this run's
-    previous: str | Path | None = None
-    #: training steps of every model (``None``: each parameterisation's default, :data:`DEFAULT_STEPS`)
-    train_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.previous is not None:
-            read_previous(self.previous)  # refuse a bad file before any work
 
     def _steps(self, param: str) -> int:
-        return DEFAULT_STEPS[param] if self.train_steps is None else self.train_steps
+        return self.steps_of(param, DEFAULT_STEPS)
 
     def settings(self) -> dict[str, Any]:
         """The data set, seed, n and MCMC settings every cell shares, and the cache key of each model (a changed

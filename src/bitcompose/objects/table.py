@@ -19,7 +19,7 @@ import torch
 
 from bitcompose.compose.composite_sampling import SAMPLERS
 from bitcompose.core.names import ENERGY_FORMS, OBJECTS_WEIGHT
-from bitcompose.experiments.compare import previous_section, read_previous
+from bitcompose.experiments.compare import TableOptions, previous_section, read_previous
 from bitcompose.experiments.image_models import trained_line, training_record
 from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment
 from bitcompose.figures.plots import labelled_rows, line_plot
@@ -332,7 +332,7 @@ def _setup(meta: dict[str, Any]) -> str:
 
 
 @dataclass
-class ObjectsExperiment:
+class ObjectsExperiment(TableOptions):
     """The objects table on the harness (:func:`~bitcompose.experiments.runner.run_experiment`)."""
 
     plan: TablePlan
@@ -341,17 +341,9 @@ class ObjectsExperiment:
     cache: str | Path | None = None
     progress: bool = True
     name: str = "objects"
-    #: an earlier run's ``objects.json``: its numbers are shown beside this run's
-    previous: str | Path | None = None
-    #: training steps of every model (``None``: each parameterisation's default, :data:`DEFAULT_STEPS`)
-    train_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.previous is not None:
-            read_previous(self.previous)  # refuse a bad file before any work
 
     def _steps(self, param: str) -> int:
-        return DEFAULT_STEPS[param] if self.train_steps is None else self.train_steps
+        return self.steps_of(param, DEFAULT_STEPS)
 
     def settings(self) -> dict[str, Any]:
         """Seed, n, the conjunction's weight and the MCMC settings every cell shares, and the cache key of each
