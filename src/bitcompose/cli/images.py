@@ -123,8 +123,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------------ sample
 
 
-#: At most this many samples are drawn in ``sample``'s picture (every one is in the ``.npz``).
-GRID_CAP = 400
+#: At most this many samples, in at most this many labelled rows, are drawn in ``sample``'s picture (every one is
+#: in the ``.npz``).
+GRID_CAP, GRID_ROWS = 400, 20
 
 
 def run_folder(path: str | Path) -> Path:
@@ -211,9 +212,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if gen.labels is not None and args.label is None and not args.nrow:  # one labelled row per class
         from bitcompose.figures.plots import labelled_rows
 
-        classes = sorted(set(gen.labels.tolist()))
-        per_class = max(1, GRID_CAP // len(classes))
-        rows = [(f"class {c}", gen.images[gen.labels == c][:per_class]) for c in classes[:GRID_CAP]]
+        classes = sorted(set(gen.labels.tolist()))[:GRID_ROWS]
+        per_class = max(1, min(GRID_CAP // GRID_ROWS * 2, GRID_CAP // len(classes)))
+        rows = [(f"class {c}", gen.images[gen.labels == c][:per_class]) for c in classes]
         shown = sum(len(images) for _, images in rows)
         labelled_rows(rows, out, k)
     else:
