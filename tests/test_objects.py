@@ -324,3 +324,12 @@ def test_the_energy_recipe_is_the_x0_form_with_an_ema_warm_up():
         energy.optim.ema_warmup and not score.optim.ema_warmup
     )  # the score recipe is the one its pages used
     assert score.model.prediction == "x0"
+
+
+def test_the_core_plan_is_the_comparisons_only():
+    core = TablePlan.core()
+    assert [c.name for c in core.cells()] == [
+        "k5-reverse-score", "k5-hmc-score", "k5-reverse-energy", "k5-hmc-energy", "k5-reverse-score-L300",
+        "k1-reverse-score", "k3-reverse-score", "k1-hmc-score", "k3-hmc-score",
+    ]  # fmt: skip
+    assert core.prompt_n == 0 and not core.smc and TablePlan.core(n=50).n == 50

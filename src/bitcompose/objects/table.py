@@ -87,6 +87,13 @@ class TablePlan:
         if self.matched_levels < 0 or self.matched_levels == 1:
             raise ValueError(f"matched_levels must be 0 (none) or >= 2, got {self.matched_levels}")
 
+    @classmethod
+    def core(cls, **kw: Any) -> TablePlan:
+        """The comparisons the experiment is for, within its 90-minute budget on 2 cores: reverse and HMC of both
+        parameterisations at ``other_k``, the matched-cost reverse, accuracy vs k (score model); no other kernels,
+        SMC or prompt rows."""
+        return cls(**{"other_samplers": (), "smc": False, "prompt_n": 0, **kw})
+
     def ks_of(self, param: str) -> tuple[int, ...]:
         """The object counts run for ``param``."""
         return self.energy_ks if param == "energy" else self.ks
