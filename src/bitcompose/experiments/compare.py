@@ -81,7 +81,8 @@ def previous_section(
     table = beside_previous(before, rows, key, fields)
     command = meta.get("command", "command not recorded")
     date, machine = meta.get("date", "date not recorded"), meta.get("machine_line", "machine not recorded")
-    return f"""## Beside the previous run
+    return f"""
+## Beside the previous run
 
 The earlier run is `{source}` (`{command}`; {date}; {machine}).{models} Cells are matched by {matched_by}; a
 dash: the cell is not in that run. Where the models were retrained with another recipe (the energy models) a row

@@ -228,7 +228,8 @@ def _page(
     sticks: dict[int, dict[str, float]],
     meta: dict[str, Any],
 ) -> str:
-    sections = (_header(meta), _positions(rows, sticks, meta), _prompt_rows(prompts), _setup(meta))
+    prompt_section = _prompt_rows(prompts) if prompts else ""  # the core plan has no prompt rows
+    sections = (_header(meta), _positions(rows, sticks, meta), prompt_section, _setup(meta))
     return "".join(sections)
 
 
