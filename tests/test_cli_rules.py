@@ -141,3 +141,19 @@ def test_train_takes_a_folder_of_pngs(tmp_path: Path, capsys: pytest.CaptureFixt
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["name"] == "png" and config["data"]["conditional"] is True
     assert "png:png: 12 images 1x4x4, 4 values, 2 classes" in capsys.readouterr().err
+
+
+def test_the_wait_policy_is_passive_only_on_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bitcompose._threads import busy, choose_wait_policy
+
+    assert busy(3.2, 2) and not busy(0.45, 2) and busy(1.5, 2)
+    monkeypatch.setattr("os.getloadavg", lambda: (3.2, 3.0, 2.5))
+    env: dict[str, str] = {}
+    assert choose_wait_policy(env) == "PASSIVE" and env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    mine = {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert choose_wait_policy(mine) is None and mine == {
+        "OMP_WAIT_POLICY": "ACTIVE"
+    }  # the user's choice stays
+    monkeypatch.setattr("os.getloadavg", lambda: (0.4, 0.5, 0.5))
+    idle: dict[str, str] = {}
+    assert choose_wait_policy(idle) is None and idle == {}

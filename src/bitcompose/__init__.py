@@ -1,11 +1,7 @@
 """bitcompose: Bit Diffusion (analog bits) and composable energy-based diffusion with annealed MCMC, on one core."""
 
-import os
-
-# OpenMP threads that wait by spinning starve other processes and themselves on a shared CPU (a digits training
-# step ran 2.2x slower at load 3.3 with the default policy): wait passively unless the user chose otherwise. It
-# takes effect only when torch is first imported after this line (docs/performance.md).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# First, before torch loads: OpenMP waits passively when the machine is already busy (bitcompose._threads).
+import bitcompose._threads  # noqa: F401  (isort: skip)
 
 from bitcompose.compose import (
     HMC,
