@@ -258,10 +258,9 @@ def inception_scores(
     """
     from bitcompose.metrics.fid import (
         feature_statistics,
-        frechet_distance_from_stats,
         kernel_inception_distance,
     )
-    from bitcompose.metrics.inception import InceptionFeatures
+    from bitcompose.metrics.inception import InceptionFeatures, fid_with_floor
 
     start = time.perf_counter()
     net = InceptionFeatures()
@@ -271,15 +270,14 @@ def inception_scores(
         raise ValueError("the Inception scores need at least 2 samples and 2 held-out images")
     k = dataset.num_values
     real = net(train.images, k)
-    mu, cov = feature_statistics(real)
     fake = net(generated.images[:m], k)
-    held = net(val.images[:m], k)
+    fid, floor = fid_with_floor(fake, net(val.images[:m], k), feature_statistics(real))
     kid, kid_std = kernel_inception_distance(
         fake, real, subsets=kid_subsets, subset_size=min(1000, m, len(train)), seed=seed
     )
     return {
-        "inception_fid": frechet_distance_from_stats(*feature_statistics(fake), mu, cov),
-        "inception_fid_floor": frechet_distance_from_stats(*feature_statistics(held), mu, cov),
+        "inception_fid": fid,
+        "inception_fid_floor": floor,
         "inception_kid": kid,
         "inception_kid_std": kid_std,
         "inception_num_images": m,

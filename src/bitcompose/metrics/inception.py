@@ -19,16 +19,18 @@ import importlib.util
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from bitcompose.metrics.fid import frechet_distance
+from bitcompose.metrics.fid import feature_statistics, frechet_distance, frechet_distance_from_stats
 
 __all__ = [
     "INCEPTION_SHA1",
     "InceptionFeatures",
     "find_inception_weights",
+    "fid_with_floor",
     "inception_fid",
     "resize_bilinear_tf1",
 ]
@@ -167,3 +169,11 @@ def inception_fid(
     """
     ext = extractor if extractor is not None else InceptionFeatures()
     return frechet_distance(ext(images_a, num_values, batch_size), ext(images_b, num_values, batch_size))
+
+
+def fid_with_floor(features: Tensor, held_out: Tensor, train_stats: tuple[Any, Any]) -> tuple[float, float]:
+    """``(FID, floor)``: the Fréchet distance of ``features`` ``[m, D]`` and of ``held_out`` real images' features
+    ``[m, D]`` to the train split's ``(mean, covariance)`` — a score and its real-vs-real floor at the same m."""
+    mu, cov = train_stats
+    fid = frechet_distance_from_stats(*feature_statistics(features), mu, cov)
+    return fid, frechet_distance_from_stats(*feature_statistics(held_out), mu, cov)

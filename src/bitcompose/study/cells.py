@@ -27,7 +27,7 @@ from bitcompose.images.config import SampleConfig, TrainConfig
 from bitcompose.images.evaluate import generate
 from bitcompose.images.likelihood import image_bpd
 from bitcompose.images.model import LoadedModel
-from bitcompose.metrics.fid import feature_statistics, frechet_distance_from_stats
+from bitcompose.metrics.fid import feature_statistics
 from bitcompose.metrics.image_scores import classifier_fid_with_se, fid_floor, held_out_images, level_tv
 from bitcompose.nets.classifier import ImageClassifier
 from bitcompose.study.grid import MODELS, StudyCell, StudyModel, model_config
@@ -103,11 +103,12 @@ def _inception_train_statistics(dataset: str) -> tuple[Any, Any, Any]:
 def inception_scores(dataset: str, images: Tensor, floor_n: int) -> dict[str, float]:
     """Inception FID of ``images`` (``long [m, C, H, W]``) against the train split, and its floor with ``floor_n``
     held-out images (needs the ``fid`` extra; ``FileNotFoundError`` with the install command otherwise)."""
+    from bitcompose.metrics.inception import fid_with_floor
+
     net, mu, cov = _inception_train_statistics(dataset)
     held_out = splits(dataset)[1].images[:floor_n]
     k = study_data(dataset).num_values
-    fid = frechet_distance_from_stats(*feature_statistics(net(images, k)), mu, cov)
-    floor = frechet_distance_from_stats(*feature_statistics(net(held_out, k)), mu, cov)
+    fid, floor = fid_with_floor(net(images, k), net(held_out, k), (mu, cov))
     return {"inception_fid": fid, "inception_fid_floor": floor}
 
 
