@@ -10,7 +10,7 @@ import pytest
 from bitcompose.cli import main
 from bitcompose.cli.caption import _decoding
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.types import output_path
+from bitcompose.cli.types import output_folder, output_path
 
 
 def _one_error(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
@@ -42,6 +42,14 @@ def test_the_output_rule(tmp_path: Path) -> None:
     blocked.write_text("x")
     with pytest.raises(CLIError, match="cannot create the folder"):
         output_path(blocked / "x.png")
+    # a table's results folder: given, not a file, writable; made before any work
+    assert output_folder(tmp_path / "table", example="docs/results/x").is_dir()
+    with pytest.raises(CLIError, match="--table needs --out DIR"):
+        output_folder(None, example="docs/results/x")
+    with pytest.raises(CLIError, match="must be a folder"):
+        output_folder(blocked, example="x")
+    with pytest.raises(CLIError, match="cannot write into --out"):
+        output_folder(blocked / "table", example="x")
 
 
 def test_demo_keeps_an_earlier_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -141,6 +149,41 @@ def test_train_takes_a_folder_of_pngs(tmp_path: Path, capsys: pytest.CaptureFixt
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["name"] == "png" and config["data"]["conditional"] is True
     assert "png:png: 12 images 1x4x4, 4 values, 2 classes" in capsys.readouterr().err
+
+
+def test_non_square_images_are_refused_unless_cropped_or_padded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import numpy as np
+
+    from _train_tiny import TINY_SETS, cli_sets
+    from bitcompose.data.images import load_image_dataset, square_images
+    from bitcompose.experiments.cache import cache_key
+    from bitcompose.experiments.image_models import _spec
+    from bitcompose.images.config import preset
+
+    wide = np.arange(2 * 1 * 4 * 6).reshape(2, 1, 4, 6)
+    assert (square_images(wide, "crop") == wide[:, :, :, 1:5]).all()
+    padded = square_images(wide, "pad")
+    assert padded.shape == (2, 1, 6, 6) and (padded[:, :, 1:5] == wide).all()
+    assert padded[:, :, [0, 5]].sum() == 0  # level 0 around the image
+    assert square_images(padded, "crop") is padded  # square images are left as they are
+    with pytest.raises(ValueError, match="fit must be one of crop, pad"):
+        square_images(wide, "stretch")
+    file = tmp_path / "wide.npz"
+    rng = np.random.default_rng(0)
+    np.savez(file, images=rng.integers(0, 256, (8, 4, 6), dtype=np.uint8), labels=np.arange(8) % 2)
+    assert load_image_dataset("npz", path=str(file), fit="crop").image_shape == (1, 4, 4)
+    argv = ["train", "--data", str(file), "--steps", "1", "--no-progress", *cli_sets(TINY_SETS)]
+    _one_error(capsys, [*argv, "--out", str(tmp_path / "r0")], "pass --crop (the central square) or --pad")
+    assert main([*argv, "--out", str(tmp_path / "r1"), "--pad"]) == 0
+    config = json.loads((tmp_path / "r1" / "config.json").read_text())
+    assert config["data"]["fit"] == "pad" and "1x6x6" in capsys.readouterr().err
+    # keys made before data.fit existed still hold (this one was computed before the field was added)
+    assert cache_key(_spec(preset("digits")), "fp") == "aa005ed0762e9b83"
+    assert cache_key(_spec(preset("digits").with_overrides(["data.fit=crop"])), "fp") != "aa005ed0762e9b83"
 
 
 def test_the_wait_policy_is_passive_only_on_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:

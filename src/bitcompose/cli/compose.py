@@ -16,8 +16,8 @@ import argparse
 from typing import Any
 
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.tables import check_out, run_table
-from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line, output_path
+from bitcompose.cli.tables import run_table
+from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line, output_folder, output_path
 from bitcompose.core.names import MCMC_SAMPLERS, OBJECTS_WEIGHT, SMALL_IMAGE_DATASETS
 
 SAMPLERS_CHOICES = MCMC_SAMPLERS
@@ -50,7 +50,7 @@ def _classes(args: argparse.Namespace) -> int:
     loaded = load_model(args.run, ema=not args.no_ema)
     check_classes(loaded, args.a, args.b, args.samplers)
     cfg = loaded.config.data
-    dataset = load_image_dataset(cfg.name, root=cfg.root, path=cfg.path, levels=cfg.levels)
+    dataset = load_image_dataset(cfg.name, root=cfg.root, path=cfg.path, levels=cfg.levels, fit=cfg.fit)
     classifier = load_or_train_classifier(dataset, progress=not args.no_progress)
     mcmc = MCMCSettings(steps_per_level=args.steps_per_level, step=args.step, min_level=args.mcmc_min_level)
     loaded.young_ema_notice()
@@ -108,7 +108,7 @@ def _objects(args: argparse.Namespace) -> int:
     if args.plan != "full" and not args.table:
         raise CLIError("--plan goes with --table")
     if args.table:
-        out = check_out(args.out, "docs/results/objects")
+        out = output_folder(args.out, example="docs/results/objects")
         make = TablePlan.core if args.plan == "core" else TablePlan
         plan = make(n=args.n or TablePlan.n, mcmc=_mcmc(args))
         experiment = ObjectsExperiment(
@@ -182,7 +182,7 @@ def _guidance(args: argparse.Namespace) -> int:
             "--previous goes with --table (it puts an earlier table's numbers beside the new ones)"
         )
     if args.table:
-        out = check_out(args.out, "docs/results/guidance")
+        out = output_folder(args.out, example="docs/results/guidance")
         plan = GuidancePlan(dataset=args.dataset, n=args.n or GuidancePlan.n, mcmc=_mcmc(args))
         experiment = GuidanceExperiment(
             plan,

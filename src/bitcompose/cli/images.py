@@ -33,7 +33,7 @@ __all__ = ["register"]
 
 def _train_config(args: argparse.Namespace) -> tuple[Any, Path, Any]:
     """The run's config (fitted to the data for a new run), its folder, and the loaded data (None on resume)."""
-    from bitcompose.images.config import fit_to_data, preset
+    from bitcompose.images.config import fit_to_data, not_square, preset
     from bitcompose.images.model import parse_checkpoint_config
     from bitcompose.images.trainer import load_training_data
     from bitcompose.training.checkpoint import find_checkpoint, load_checkpoint
@@ -58,6 +58,8 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path, Any]:
         overrides.append(f"data.root={Path(args.root).expanduser().resolve()}")
     if args.levels is not None:
         overrides.append(f"data.levels={args.levels}")
+    if args.fit is not None:
+        overrides.append(f"data.fit={args.fit}")
     if args.steps is not None:
         overrides.append(f"steps={args.steps}")
     resuming = args.resume and (out / "checkpoint").exists()
@@ -70,7 +72,9 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path, Any]:
         return base.with_overrides(overrides), out, None
     config = preset(args.preset or "custom").with_overrides(overrides)
     dataset = load_training_data(config)
-    c, h, _ = dataset.image_shape
+    c, h, w = dataset.image_shape
+    if h != w:
+        raise CLIError(f"{args.data or dataset.name}: {not_square(h, w)}")
     size_model = (args.preset or "custom") == "custom" and not any(o.startswith("model.") for o in overrides)
     config, notes = fit_to_data(
         config, channels=c, image_size=h, labelled=dataset.labels is not None, num_images=len(dataset),
@@ -354,7 +358,8 @@ def _bound_report(args: argparse.Namespace, model: Any, dataset: Any) -> dict[st
     source = "the run's training data"
     if args.bpd_data is not None:
         path = Path(args.bpd_data).expanduser().resolve()
-        dataset = load_image_dataset("npz", path=str(path), levels=model.config.data.levels)
+        data = model.config.data
+        dataset = load_image_dataset("npz", path=str(path), levels=data.levels, fit=data.fit)
         if dataset.num_values != model.spec.num_values:
             raise CLIError(
                 f"--bpd-data {path} has {dataset.num_values} levels; the model was trained on {model.spec.num_values}"
@@ -476,6 +481,18 @@ def _add_train(subparsers: Any) -> None:
         default=None,
         help="requantise the pixels to this many values",
     )
+    fit = p.add_mutually_exclusive_group()
+    fit.add_argument(
+        "--crop",
+        dest="fit",
+        action="store_const",
+        const="crop",
+        help="non-square images: keep the central square",
+    )
+    fit.add_argument(
+        "--pad", dest="fit", action="store_const", const="pad",
+        help="non-square images: pad with level 0 to the longer side",
+    )  # fmt: skip
     p.add_argument(
         "--resume",
         action="store_true",

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bitcompose.cli.tables import check_out, run_table
-from bitcompose.cli.types import CACHE_HELP, int_arg
+from bitcompose.cli.tables import run_table
+from bitcompose.cli.types import CACHE_HELP, int_arg, output_folder
 from bitcompose.core.names import SMALL_IMAGE_DATASETS, STUDY_GRIDS
 
 __all__ = ["register"]
@@ -22,7 +22,7 @@ __all__ = ["register"]
 def _study(args: argparse.Namespace) -> int:
     from bitcompose.study.table import StudyExperiment
 
-    out = check_out(args.out or f"runs/bit_study_{args.dataset}", "docs/results/bit_study")
+    out = output_folder(args.out or f"runs/bit_study_{args.dataset}", example="docs/results/bit_study")
     experiment = StudyExperiment(
         args.grid, args.dataset, args.n, args.seed, args.train_steps, args.cache, not args.no_progress,
         args.inception,

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bitcompose.cli.errors import CLIError
 from bitcompose.cli.types import json_line
 
 if TYPE_CHECKING:
@@ -19,16 +18,6 @@ __all__ = ["command_line", "run_table"]
 def command_line() -> str:
     """The command as the user typed it (``bitcompose …``, quoted), for the page's record."""
     return "bitcompose " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
-
-def check_out(out: str | None, example: str) -> Path:
-    """``--out`` as a folder: given, and not a file (before any work)."""
-    if out is None:
-        raise CLIError(f"--table needs --out DIR (e.g. --out {example})")
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise CLIError(f"--out must be a folder, but {path} is a file")
-    return path
 
 
 def run_table(experiment: Experiment, out: Path, *, json: bool, workers: int = 1) -> Run:

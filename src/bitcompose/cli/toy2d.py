@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bitcompose.cli.errors import CLIError
-from bitcompose.cli.tables import check_out, run_table
-from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line, output_path
+from bitcompose.cli.tables import run_table
+from bitcompose.cli.types import CACHE_HELP, float_arg, int_arg, json_line, output_folder, output_path
 
 if TYPE_CHECKING:
     from bitcompose.toy2d.run import CellOptions
@@ -195,7 +195,9 @@ def _run(args: argparse.Namespace) -> int:
             samplers=_subset(args.samplers, SAMPLERS, "--samplers"),
             workers=args.workers,
         )
-        run = run_table(experiment, check_out(args.out, "docs/results"), json=False, workers=args.workers)
+        run = run_table(
+            experiment, output_folder(args.out, example="docs/results"), json=False, workers=args.workers
+        )
         for line in summary_checks(run.rows):
             print(line)
         return 0

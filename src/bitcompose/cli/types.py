@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CACHE_HELP", "int_arg", "float_arg", "json_line", "strict_json", "output_path"]
+__all__ = ["CACHE_HELP", "int_arg", "float_arg", "json_line", "strict_json", "output_path", "output_folder"]
 
 #: The one meaning of ``--cache`` in every subcommand: the root of the model cache.
 CACHE_HELP = "cache root of the trained models (default $BITCOMPOSE_CACHE, else ~/.cache/bitcompose)"
@@ -108,4 +108,23 @@ def output_path(
             pass
     except OSError as exc:
         raise CLIError(f"cannot write {what} {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def output_folder(path: str | Path | None, *, example: str, what: str = "--out") -> Path:
+    """A results folder the command may write into (a table's ``--out``: kept cells are resumed, never
+    replaced), checked before any work: given, not a file, and writable (tried as in :func:`output_path`)."""
+    from bitcompose.cli.errors import CLIError
+
+    if path is None:
+        raise CLIError(f"--table needs {what} DIR (e.g. {what} {example})")
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{what} must be a folder, but {out} is a file")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".bitcompose-probe-"):
+            pass
+    except OSError as exc:
+        raise CLIError(f"cannot write into {what} {out}: {exc.strerror or exc}") from None
     return out

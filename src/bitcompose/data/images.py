@@ -43,7 +43,31 @@ __all__ = [
     "dataset_info",
     "load_image_dataset",
     "random_flip",
+    "square_images",
 ]
+
+#: The ways :func:`square_images` makes non-square images square.
+FITS = ("crop", "pad")
+
+
+def square_images(images: np.ndarray, fit: str) -> np.ndarray:
+    """Non-square images ``[N, C, H, W]`` made square: ``"crop"`` keeps the central ``min(H, W)`` square,
+    ``"pad"`` centres them in a ``max(H, W)`` square filled with level 0 (an odd margin puts the extra row or
+    column after the image). Square images are returned unchanged."""
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+    n, c, h, w = images.shape
+    if h == w:
+        return images
+    if fit == "crop":
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        return images[:, :, top : top + side, left : left + side]
+    side = max(h, w)
+    out = np.zeros((n, c, side, side), dtype=images.dtype)
+    top, left = (side - h) // 2, (side - w) // 2
+    out[:, :, top : top + h, left : left + w] = images
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,6 +227,7 @@ def load_image_dataset(
     path: str | None = None,
     levels: int | None = None,
     max_images: int | None = None,
+    fit: str | None = None,
 ) -> ImageDataset:
     """Load an image data set by name (offline; see the module docstring for the names).
 
@@ -217,6 +242,8 @@ def load_image_dataset(
         levels: requantise to this many values (see :meth:`ImageDataset.quantize`).
         max_images: keep only the first ``max_images`` images (files are read in order and reading stops
             early; useful for ImageNet-64, whose full train set does not fit in memory as int64).
+        fit: make non-square images square (``"crop"`` or ``"pad"``, see :func:`square_images`; ``None``: keep
+            their shape).
 
     Returns:
         The :class:`ImageDataset`. Its ``name`` is ``name`` (``npz:<file name>`` for ``.npz`` files).
@@ -268,6 +295,8 @@ def load_image_dataset(
         labels = None if labels is None else labels[:max_images]
     if labels is None:
         num_classes = 0
+    if fit is not None:
+        images = square_images(images, fit)
     ds = ImageDataset(
         images=torch.from_numpy(np.ascontiguousarray(images)).long(),
         labels=None if labels is None else torch.from_numpy(np.ascontiguousarray(labels)).long(),

@@ -67,8 +67,12 @@ def cached_model(
 
 
 def _spec(config: TrainConfig) -> dict[str, Any]:
-    # the sampling settings do not change the weights: left out, so that new sampler options keep the cache
-    return {k: v for k, v in config.to_dict().items() if k != "sample"}
+    # the sampling settings do not change the weights: left out, so that new sampler options keep the cache;
+    # data.fit is left out while unset (its default), so that every key made before the field existed still holds
+    spec = {k: v for k, v in config.to_dict().items() if k != "sample"}
+    if spec["data"].get("fit") is None:
+        spec["data"] = {k: v for k, v in spec["data"].items() if k != "fit"}
+    return spec
 
 
 def model_key(config: TrainConfig, dataset: ImageDataset) -> str:

@@ -37,6 +37,7 @@ __all__ = [
     "PRESET_NAMES",
     "MAX_CLASSES",
     "fit_to_data",
+    "not_square",
     "data_problems",
     "PRECISIONS",
     "preset",
@@ -56,6 +57,8 @@ class DataConfig(Config):
         conditional: train a class-conditional model (the data must have labels).
         random_flip: random left-right flips (the paper's CIFAR-10 / ImageNet-64 augmentation).
         max_images: use only the first ``max_images`` images (``None``: all).
+        fit: make non-square images square: ``crop`` (the central square) or ``pad`` (level 0 around them to the
+            longer side); ``None``: images must be square.
     """
 
     name: str = "digits"
@@ -65,10 +68,12 @@ class DataConfig(Config):
     conditional: bool = True
     random_flip: bool = False
     max_images: int | None = None
+    fit: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.levels is None or self.levels >= 2, f"data.levels must be >= 2, got {self.levels}")
         _check(self.max_images is None or self.max_images >= 1, "data.max_images must be >= 1")
+        _check(self.fit in (None, "crop", "pad"), f"data.fit must be crop or pad, got {self.fit!r}")
 
 
 @dataclass(frozen=True)
@@ -457,13 +462,21 @@ def fit_to_data(
     return dataclasses.replace(config, model=model, **changes), notes
 
 
+def not_square(height: int, width: int) -> str:
+    """What to do about ``height × width`` images (the U-Net takes square ones)."""
+    return (
+        f"images must be square, got {height}x{width}: pass --crop (the central square) or --pad (level 0 to the "
+        "longer side), i.e. data.fit=crop|pad"
+    )
+
+
 def data_problems(
     config: TrainConfig, *, channels: int, height: int, width: int, num_classes: int
 ) -> list[str]:
     """Every way the data do not suit ``config`` (after :func:`fit_to_data`), one line each."""
     problems = []
     if height != width:
-        problems.append(f"images must be square, got {height}x{width} (crop or pad them)")
+        problems.append(not_square(height, width))
     if num_classes > MAX_CLASSES:
         problems.append(
             f"labels go up to {num_classes - 1}, which would build a {num_classes}-class model; labels must be "

@@ -67,7 +67,9 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 def load_training_data(config: TrainConfig) -> ImageDataset:
     """Load the data set named by ``config.data``."""
     d = config.data
-    return load_image_dataset(d.name, root=d.root, path=d.path, levels=d.levels, max_images=d.max_images)
+    return load_image_dataset(
+        d.name, root=d.root, path=d.path, levels=d.levels, max_images=d.max_images, fit=d.fit
+    )
 
 
 def data_spec_for(config: TrainConfig, dataset: ImageDataset) -> DataSpec:
