@@ -43,6 +43,18 @@ def test_every_readme_command_parses() -> None:
             pytest.fail(f"README command does not parse: bitcompose {' '.join(argv)} ({exc})")
 
 
+def test_readme_commands_write_only_into_the_ignored_runs_folder() -> None:
+    """Running the README's commands in a clone leaves ``git status`` clean: every ``--out`` (and the example's
+    own data file) lies under ``runs/``, which git ignores; the committed pages name their own ``--out``."""
+    ignored = (README.parent / ".gitignore").read_text().split()
+    assert "runs/" in ignored
+    outs = [argv[argv.index("--out") + 1] for argv in _commands() if "--out" in argv]
+    assert len(outs) >= 10
+    assert [o for o in outs if not o.startswith("runs/")] == []
+    saves = re.findall(r"np\.savez\('([^']+)'", README.read_text())
+    assert saves and all(f.startswith("runs/") for f in saves)
+
+
 @pytest.mark.slow
 def test_bring_your_own_data_block_runs_as_written(tmp_path: Path) -> None:
     block = next(b for b in _bash_blocks() if "--data my.npz" in b)
@@ -52,4 +64,4 @@ def test_bring_your_own_data_block_runs_as_written(tmp_path: Path) -> None:
             continue
         cmd = line.split("#")[0].strip() if line.startswith("bitcompose") else line
         subprocess.run(cmd, shell=True, check=True, cwd=tmp_path, env={"PATH": f"{bindir}:/usr/bin:/bin"})
-    assert (tmp_path / "mine.png").is_file() and (tmp_path / "mine.npz").is_file()
+    assert (tmp_path / "runs" / "mine.png").is_file() and (tmp_path / "runs" / "mine.npz").is_file()
