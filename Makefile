@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-LINT_DIRS := src tests $(wildcard benchmarks experiments)
+LINT_DIRS := src tests $(wildcard benchmarks experiments scripts)
 
 lint: $(STAMP)
 	.venv/bin/ruff check $(LINT_DIRS)

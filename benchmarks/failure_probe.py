@@ -82,6 +82,8 @@ def _fixtures(d: Path) -> dict[str, Path]:
     f["existing_png"].write_bytes(b"precious")
     f["existing_npz"] = d / "existing.npz"
     f["existing_npz"].write_bytes(b"precious too")
+    f["wide"] = d / "wide.npz"
+    np.savez(f["wide"], images=rng.integers(0, 256, (10, 8, 12), dtype=np.uint8))
     f["a_file"] = d / "a_file"
     f["a_file"].write_text("not a folder")
     f["demo"] = d / "demo"
@@ -160,6 +162,10 @@ def _bad_inputs(d: Path, f: dict[str, Path], run: Path) -> list[tuple[str, list[
         ("compose objects: --previous not a page", ["compose", "objects", "--table", "--out", str(d / "tab"),
                                                     "--previous", str(f["existing_npz"])]),
         ("caption sample: not a .png", ["caption", "sample", str(run), "--out", str(d / "sheet.txt")]),
+        ("non-square images without --crop / --pad", ["train", "--data", str(f["wide"]), "--out", out, *tiny]),
+        ("--crop and --pad together", ["train", "--data", str(f["wide"]), "--out", out, "--crop", "--pad"]),
+        ("study: --out is a file", ["study", "--out", str(f["a_file"])]),
+        ("study: unwritable --out", ["study", "--out", "/proc/nope/study"]),
         ("toy2d: more samples than memory", ["toy2d", "--param", "exact", "--sampler", "reverse", "--n", "200000"]),
     ]  # fmt: skip
     return cases

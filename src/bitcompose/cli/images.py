@@ -6,8 +6,8 @@ Examples::
     bitcompose train --preset cifar10 --root ~/data --out runs/c10 --set optim.lr=2e-4 --set model.encoding=gray
     torchrun --nproc_per_node=8 -m bitcompose.cli train --preset cifar10 --root ~/data --out runs/c10
     bitcompose train --out runs/c10 --resume                     # continue (config read from the checkpoint)
-    bitcompose sample runs/digits --n 100 --out digits.png --label 3
-    bitcompose evaluate runs/digits --json --out eval.json
+    bitcompose sample runs/digits --n 100 --out runs/digits.png --label 3
+    bitcompose evaluate runs/digits --json --out runs/eval.json
     bitcompose demo --out runs/demo
 """
 

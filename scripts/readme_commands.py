@@ -1,11 +1,12 @@
 """Run the README's commands as a new user would, in a fresh clone and with an empty cache: how long each takes at
 its default size on this CPU, whether it succeeds, and whether ``git status`` is clean afterwards.
 
-    python benchmarks/readme_commands.py --json-out docs/results/readme_commands.json
+    python scripts/readme_commands.py --json-out docs/results/readme_commands.json
 
 Commands are taken from the README's ``bash`` blocks, in order, and run with ``bash -c`` in the clone (the
-``bitcompose`` of this interpreter's environment first on ``PATH``). Those that need data not on this machine, several
-GPUs, or more than ``--max-minutes`` by the README's own estimate are listed as skipped with the reason. The
+``bitcompose`` of this interpreter's environment first on ``PATH``, the clone's ``src`` on ``PYTHONPATH``). Those that
+need data not on this machine, several GPUs, or train models for longer than a few minutes (:data:`SKIPPED`) are
+listed as skipped with the reason; ``make demo`` is timed as the ``bitcompose demo`` it runs. The
 machine, the load before and after, and the thread count are printed with the timings.
 """
 
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +76,7 @@ def main() -> int:
         os.environ, BITCOMPOSE_CACHE=str(cache), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"
     )
     env["PYTHONPATH"] = str(clone / "src")  # the clone's code, whatever this environment has installed
-    facts = {
+    facts: dict[str, Any] = {
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "threads": env.get("OMP_NUM_THREADS", "default"),
@@ -83,7 +85,7 @@ def main() -> int:
             ["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True
         ).stdout.strip(),
     }
-    rows = []
+    rows: list[dict[str, Any]] = []
     for command in readme_commands(clone / "README.md"):
         why = skip_reason(command)
         if command.startswith("make demo"):
