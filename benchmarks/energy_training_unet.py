@@ -11,7 +11,7 @@ Recipes: ``digits`` (8×8, 17 levels, class-conditional, the table of docs/compo
 
 Example (the figures in docs/composition.md)::
 
-    python benchmarks/energy_training_unet.py --recipes digits,mnist,objects --precisions fp32,bf16 --profile --json
+    python benchmarks/energy_training_unet.py --rounds 20 --recipes digits,mnist,objects --precisions fp32,bf16 --profile --json
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from energy_training import interleaved_ms  # the sibling script's timing loop
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bitcompose.core.machine import machine_line
+from bitcompose.core.precision import cpu_has_fast_bf16
 from bitcompose.data.images import ImageDataset
 from bitcompose.data.small_images import small_dataset
 from bitcompose.diffusion.denoiser import BitDenoiser
@@ -127,12 +129,29 @@ def phases(name: str, param: str, repeats: int) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--recipes", default="digits,mnist,objects", help="comma-separated recipes")
-    p.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16")
-    p.add_argument("--rounds", type=int, default=20, help="interleaved timed rounds")
+    p.add_argument(
+        "--recipes",
+        default="digits",
+        help="comma-separated recipes (default digits; the docs: digits,mnist,objects)",
+    )
+    p.add_argument(
+        "--precisions", default=None,
+        help="comma-separated: fp32, bf16 (default both where the CPU has fast bf16, else fp32)",
+    )  # fmt: skip
+    p.add_argument("--rounds", type=int, default=10, help="interleaved timed rounds (the docs: 20)")
     p.add_argument("--profile", action="store_true", help="also split one step into its phases (fp32)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args()
+    if args.precisions is None:
+        fast = torch.cuda.is_available() or cpu_has_fast_bf16()
+        args.precisions = "fp32,bf16" if fast else "fp32"
+        if args.precisions == "fp32":
+            print(
+                "skipped: bf16 (emulated on this CPU; --precisions fp32,bf16 times it anyway)",
+                file=sys.stderr,
+            )
+    if args.recipes == "digits":
+        print("skipped: the mnist and objects recipes (--recipes digits,mnist,objects)", file=sys.stderr)
     rows, profiles = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.recipes.split(","):

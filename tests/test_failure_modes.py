@@ -324,15 +324,18 @@ def test_a_foreign_training_state_is_refused_without_warnings(tmp_path: Path) ->
 def test_model_cache_key_ignores_sampling_settings(tmp_path: Path) -> None:
     import dataclasses
 
-    from bitcompose.experiments.image_models import cached_model
+    from bitcompose.experiments.image_models import cached_model, is_cached
 
     config = tiny_config(steps=2)
+    assert not is_cached(config, tiny_dataset(), kind="k", cache=tmp_path)
     first = cached_model(config, tiny_dataset(), kind="k", cache=tmp_path, progress=False)
     other_sampling = dataclasses.replace(
         config, sample=dataclasses.replace(config.sample, steps=3, momentum=0.5)
     )
     again = cached_model(other_sampling, tiny_dataset(), kind="k", cache=tmp_path, progress=False)
     assert again.path == first.path and len(list((tmp_path / "k").iterdir())) == 1
+    assert is_cached(other_sampling, tiny_dataset(), kind="k", cache=tmp_path)
+    assert not is_cached(tiny_config(steps=3), tiny_dataset(), kind="k", cache=tmp_path)
     longer = cached_model(tiny_config(steps=3), tiny_dataset(), kind="k", cache=tmp_path, progress=False)
     assert longer.path != first.path and longer.step == 3
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bitcompose.data.images import ImageDataset
-from bitcompose.experiments.cache import cache_key, cached
+from bitcompose.experiments.cache import COMPLETE, cache_key, cached, entry_path
 from bitcompose.images.config import DataConfig, ModelConfig, OptimConfig, SampleConfig, TrainConfig
 from bitcompose.images.model import LoadedModel, load_model
 from bitcompose.images.trainer import ImageTrainer
@@ -16,6 +16,7 @@ from bitcompose.training.optim import ema_initial_share
 
 __all__ = [
     "cached_model",
+    "is_cached",
     "dataset_record",
     "model_key",
     "small_model_config",
@@ -64,6 +65,13 @@ def cached_model(
         decay = config.optim.ema_decay
         ema = decay is not None and use_ema(config.steps, decay, warmup=config.optim.ema_warmup)
     return load_model(entry.path, ema=ema)
+
+
+def is_cached(
+    config: TrainConfig, dataset: ImageDataset, *, kind: str, cache: str | Path | None = None
+) -> bool:
+    """Whether :func:`cached_model` would find this model finished in the cache (no training)."""
+    return (entry_path(kind, config.preset, _spec(config), dataset.fingerprint(), cache) / COMPLETE).is_file()
 
 
 def _spec(config: TrainConfig) -> dict[str, Any]:

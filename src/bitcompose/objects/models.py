@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bitcompose.data.images import ImageDataset
 from bitcompose.data.objects import ObjectScenes, make_object_scenes
-from bitcompose.experiments.image_models import cached_model, small_model_config, use_ema
+from bitcompose.experiments.image_models import cached_model, is_cached, small_model_config, use_ema
 from bitcompose.experiments.image_models import model_key as cached_model_key
 from bitcompose.images.config import DataConfig, TrainConfig
 from bitcompose.images.model import LoadedModel
@@ -23,6 +23,7 @@ __all__ = [
     "train_scenes",
     "test_scenes",
     "load_or_train",
+    "is_trained",
     "use_ema",
 ]
 
@@ -66,6 +67,13 @@ def _dataset(condition: str) -> ImageDataset:
 def model_key(condition: str, param: str, steps: int | None = None) -> str:
     """The cache key of the model :func:`load_or_train` gives."""
     return cached_model_key(objects_config(condition, param, steps), _dataset(condition))
+
+
+def is_trained(condition: str, param: str, steps: int | None = None, cache: str | Path | None = None) -> bool:
+    """Whether the model :func:`load_or_train` gives is already in the cache."""
+    return is_cached(
+        objects_config(condition, param, steps), _dataset(condition), kind="objects", cache=cache
+    )
 
 
 def load_or_train(

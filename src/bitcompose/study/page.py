@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from bitcompose.figures.plots import labelled_rows, line_plot
+from bitcompose.figures.plots import labelled_rows, line_plot, pyplot, save_figure
 
 __all__ = ["bound_claims", "claims", "compare_bpd", "figures", "find", "model_row", "page"]
 
@@ -345,7 +345,17 @@ def _all_rows(rows: Sequence[Row]) -> list[str]:
     return _table(header, body)
 
 
-def page(rows: Sequence[Row], meta: dict[str, Any]) -> str:
+#: The figures the page shows, in pairs side by side: (alt text, file); only those :func:`figures` drew.
+FIGURE_LINES = (
+    (("likelihood bound per model", "bpd_per_model.png"),),
+    (("FID vs NFE", "fid_vs_nfe.png"), ("grey-level TV vs NFE", "level_tv_vs_nfe.png")),
+    (("FID vs td", "fid_vs_td.png"), ("grey-level TV vs td", "level_tv_vs_td.png")),
+    (("accuracy vs NFE", "accuracy_vs_nfe.png"), ("accuracy vs td", "accuracy_vs_td.png")),
+    (("samples", "samples.png"),),
+)
+
+
+def page(rows: Sequence[Row], meta: dict[str, Any], drawn: Sequence[str] = ()) -> str:
     """The Markdown page of the study's cells."""
     ev = meta["evaluator"]
     lines = [
@@ -402,17 +412,11 @@ def page(rows: Sequence[Row], meta: dict[str, Any]) -> str:
     ]
     for title, table in sections:
         lines += ["", f"## {title}", "", *table]
-    lines += [
-        "",
-        "![FID vs NFE](fid_vs_nfe.png) ![grey-level TV vs NFE](level_tv_vs_nfe.png)",
-        "",
-        "![FID vs td](fid_vs_td.png) ![grey-level TV vs td](level_tv_vs_td.png)",
-        "",
-        "![accuracy vs NFE](accuracy_vs_nfe.png) ![accuracy vs td](accuracy_vs_td.png)",
-        "",
-        "![samples](samples.png)",
-        "",
-    ]
+    for pair in FIGURE_LINES:
+        shown = [f"![{label}]({file})" for label, file in pair if file in drawn]
+        if shown:
+            lines += ["", " ".join(shown)]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -425,9 +429,15 @@ YARDSTICKS = (
 )  # fmt: skip
 
 
-def figures(out: Path, rows: Sequence[Row], meta: dict[str, Any]) -> None:
-    """``{fid,level_tv,accuracy}_vs_nfe.png`` (per sampler and the masked baseline), ``…_vs_td.png`` and
-    ``samples.png`` (DDIM or ancestral sampling at 100 steps, one row per model)."""
+def figures(out: Path, rows: Sequence[Row], meta: dict[str, Any]) -> list[str]:
+    """``bpd_per_model.png`` (the bound of each model with its s.e.), ``{fid,level_tv,accuracy}_vs_nfe.png`` (per
+    sampler and the masked baseline), ``…_vs_td.png`` and ``samples.png`` (DDIM or ancestral sampling at 100 steps,
+    one row per model), each only where the cells give it something to show.
+
+    Returns:
+        The file names drawn (the page links only these).
+    """
+    drawn = _bound_figure(out, rows)
     lines = {"binary ddim": ("binary", "ddim"), "binary ddpm": ("binary", "ddpm"),
              "binary dpmpp2m": ("binary", "dpmpp2m"), "masked (ancestral)": ("masked", "ddpm")}  # fmt: skip
     nfes = sorted({r["nfe"] for r in rows if r["mode"] == "default" and not r["td"]})
@@ -447,6 +457,7 @@ def figures(out: Path, rows: Sequence[Row], meta: dict[str, Any]) -> None:
             series[reference] = [floor] * len(nfes)
             line_plot(nfes, series, out / f"{name}_vs_nfe.png", xlabel="network evaluations (NFE)", ylabel=label,
                       title="Sample quality vs cost", errors=errors or None, logx=True)  # fmt: skip
+            drawn.append(f"{name}_vs_nfe.png")
         if steps_with_td:
             tds = sorted({0.0} | {float(r["td"]) for r in have if r["model"] == "binary"})
             td_series: dict[str, list[float | None]] = {}
@@ -457,6 +468,7 @@ def figures(out: Path, rows: Sequence[Row], meta: dict[str, Any]) -> None:
                 td_series[reference] = [floor] * len(tds)
             line_plot(tds, td_series, out / f"{name}_vs_td.png", xlabel="td (steps)", ylabel=label,
                       title="Asymmetric time intervals (binary, DDIM)")  # fmt: skip
+            drawn.append(f"{name}_vs_td.png")
     shown: list[tuple[str, torch.Tensor]] = []
     for r in sorted(rows, key=lambda r: r["model"]):
         stem = out / "cells" / f"{r['model']}-{r['sampler']}-100"
@@ -466,3 +478,29 @@ def figures(out: Path, rows: Sequence[Row], meta: dict[str, Any]) -> None:
                 shown.append((r["model"], torch.load(path, weights_only=True)["images"][:20].long()))
     if shown:
         labelled_rows(shown, out / "samples.png", meta["num_values"], title="100 NFE, classes 0–9 twice")
+        drawn.append("samples.png")
+    return drawn
+
+
+def _bound_figure(out: Path, rows: Sequence[Row]) -> list[str]:
+    """``bpd_per_model.png``: each model's bound on the held-out split (± 2 s.e.), lowest first."""
+    models = [r for r in (model_row(rows, m) for m in sorted({r["model"] for r in rows})) if r is not None]
+    if not models:
+        return []
+    models.sort(key=lambda r: r["bpd"])
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 0.8 * len(models)), 3.6))
+    ax.bar(range(len(models)), [r["bpd"] for r in models], yerr=[2 * r["bpd_se"] for r in models],
+           color=[FAMILY_COLOURS.get(r["family"], "grey") for r in models], capsize=3)  # fmt: skip
+    ax.set_xticks(range(len(models)), [r["model"] for r in models], rotation=30, ha="right")
+    ax.set_ylabel("bits / dim (bound; lower is better)")
+    ax.set_title(f"Likelihood bound, {models[0]['bpd_num_images']} held-out images (± 2 s.e.)", fontsize=10)
+    families = list(dict.fromkeys(r["family"] for r in models))
+    handles = [plt.Rectangle((0, 0), 1, 1, color=FAMILY_COLOURS.get(f, "grey")) for f in families]
+    ax.legend(handles, families, title="family", fontsize=8)
+    save_figure(plt, fig, out / "bpd_per_model.png")
+    return ["bpd_per_model.png"]
+
+
+#: Bar colours of the model families in :func:`_bound_figure`.
+FAMILY_COLOURS = {"bit": "tab:blue", "masked": "tab:orange", "continuous": "tab:green"}

@@ -126,8 +126,8 @@ class StudyExperiment:
         """Record this part in ``parts.json``, then render the page from every cell of the data set in ``out``."""
         meta = {**run.meta, "parts": self._record_part(out, run)}
         rows = [r for r in load_rows(out) if r["dataset"] == self.dataset]
-        figures(out, rows, meta)
-        return Page(page(rows, meta), {"meta": meta, "cells": rows})
+        drawn = figures(out, rows, meta)
+        return Page(page(rows, meta, drawn), {"meta": meta, "cells": rows})
 
     def _record_part(self, out: Path, run: Run) -> list[dict[str, Any]]:
         m = run.meta
