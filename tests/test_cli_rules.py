@@ -43,7 +43,8 @@ def test_the_output_rule(tmp_path: Path) -> None:
     with pytest.raises(CLIError, match="cannot create the folder"):
         output_path(blocked / "x.png")
     # a table's results folder: given, not a file, writable; made before any work
-    assert output_folder(tmp_path / "table", example="docs/results/x").is_dir()
+    assert output_folder(tmp_path / "new" / "table", example="docs/results/x") == tmp_path / "new" / "table"
+    assert not (tmp_path / "new").exists()  # nothing made: a command refused later leaves no trace
     with pytest.raises(CLIError, match="--table needs --out DIR"):
         output_folder(None, example="docs/results/x")
     with pytest.raises(CLIError, match="must be a folder"):

@@ -113,7 +113,8 @@ def output_path(
 
 def output_folder(path: str | Path | None, *, example: str, what: str = "--out") -> Path:
     """A results folder the command may write into (a table's ``--out``: kept cells are resumed, never
-    replaced), checked before any work: given, not a file, and writable (tried as in :func:`output_path`)."""
+    replaced), checked before any work: given, not a file, and writable — tried in the folder, or in its nearest
+    existing parent when it does not exist yet (nothing is created, so a command refused later leaves no trace)."""
     from bitcompose.cli.errors import CLIError
 
     if path is None:
@@ -121,9 +122,13 @@ def output_folder(path: str | Path | None, *, example: str, what: str = "--out")
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise CLIError(f"{what} must be a folder, but {out} is a file")
+    base = out.absolute()
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise CLIError(f"cannot write into {what} {out}: {base} is a file")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".bitcompose-probe-"):
+        with tempfile.NamedTemporaryFile(dir=base, prefix=".bitcompose-probe-"):
             pass
     except OSError as exc:
         raise CLIError(f"cannot write into {what} {out}: {exc.strerror or exc}") from None
