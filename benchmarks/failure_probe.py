@@ -166,6 +166,11 @@ def _bad_inputs(d: Path, f: dict[str, Path], run: Path) -> list[tuple[str, list[
         ("--crop and --pad together", ["train", "--data", str(f["wide"]), "--out", out, "--crop", "--pad"]),
         ("study: --out is a file", ["study", "--out", str(f["a_file"])]),
         ("study: unwritable --out", ["study", "--out", "/proc/nope/study"]),
+        ("compose prompts: n = 0", ["compose", "prompts", "--n", "0"]),
+        ("caption evaluate: no run", ["caption", "evaluate", str(d / "nowhere")]),
+        ("caption sweep: unknown preset", ["caption", "sweep", "--preset", "nope", "--out", str(d / "sweep")]),
+        ("classifier train: unknown data set", ["classifier", "train", "--dataset", "nope"]),
+        ("classifier train: steps = 0", ["classifier", "train", "--dataset", "digits", "--steps", "0"]),
         ("toy2d: more samples than memory", ["toy2d", "--param", "exact", "--sampler", "reverse", "--n", "200000"]),
     ]  # fmt: skip
     return cases
