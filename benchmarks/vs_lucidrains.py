@@ -43,7 +43,10 @@ def _stub_unused_imports() -> None:
 
 def run(rounds: int) -> dict[str, Any]:
     _stub_unused_imports()
-    from bit_diffusion import BitDiffusion, Unet  # the port (see the module docstring)
+    try:
+        from bit_diffusion import BitDiffusion, Unet  # the port (see the module docstring)
+    except ImportError:
+        sys.exit("vs_lucidrains: the port bit-diffusion 0.1.4 is not installed; see this script's docstring")
     from train_throughput import fake_dataset
 
     from bitcompose import sample
