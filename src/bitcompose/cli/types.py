@@ -103,11 +103,7 @@ def output_path(
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CLIError(f"cannot create the folder of {what} {out}: {exc.strerror}") from None
-    try:
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".bitcompose-probe-"):
-            pass
-    except OSError as exc:
-        raise CLIError(f"cannot write {what} {out}: {exc.strerror or exc}") from None
+    _probe_writable(out.parent, f"cannot write {what} {out}")
     return out
 
 
@@ -127,9 +123,17 @@ def output_folder(path: str | Path | None, *, example: str, what: str = "--out")
         base = base.parent
     if not base.is_dir():
         raise CLIError(f"cannot write into {what} {out}: {base} is a file")
+    _probe_writable(base, f"cannot write into {what} {out}")
+    return out
+
+
+def _probe_writable(folder: Path, failure: str) -> None:
+    """Create and remove a file in ``folder`` (which also holds for root and read-only file systems); a
+    :class:`CLIError` ``"<failure>: <reason>"`` when that fails."""
+    from bitcompose.cli.errors import CLIError
+
     try:
-        with tempfile.NamedTemporaryFile(dir=base, prefix=".bitcompose-probe-"):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".bitcompose-probe-"):
             pass
     except OSError as exc:
-        raise CLIError(f"cannot write into {what} {out}: {exc.strerror or exc}") from None
-    return out
+        raise CLIError(f"{failure}: {exc.strerror or exc}") from None

@@ -23,6 +23,7 @@ from bitcompose.core.config import check as _check
 from bitcompose.core.names import PREDICTIONS
 from bitcompose.core.precision import PRECISIONS
 from bitcompose.data.image_files import MAX_LABEL_CLASSES
+from bitcompose.data.images import FITS as _FITS
 from bitcompose.diffusion.denoiser import ENERGIES as _ENERGIES
 from bitcompose.diffusion.samplers import SAMPLERS
 from bitcompose.nets.unet_config import PRESETS as UNET_PRESETS
@@ -73,7 +74,10 @@ class DataConfig(Config):
     def __post_init__(self) -> None:
         _check(self.levels is None or self.levels >= 2, f"data.levels must be >= 2, got {self.levels}")
         _check(self.max_images is None or self.max_images >= 1, "data.max_images must be >= 1")
-        _check(self.fit in (None, "crop", "pad"), f"data.fit must be crop or pad, got {self.fit!r}")
+        _check(
+            self.fit is None or self.fit in _FITS,
+            f"data.fit must be one of {', '.join(_FITS)}, got {self.fit!r}",
+        )
 
 
 @dataclass(frozen=True)
