@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PIP := .venv/bin/pip
 STAMP := .venv/.installed
-EXTRAS := dev,data,text,eval,plots
+EXTRAS := dev,data,text,eval,plots,molecules
 
 .PHONY: test lint demo install clean data
 
@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[$(EXTRAS)]'
+	$(PIP) install -q --no-deps molsets==0.3.1  # MOSES's data files only (the package itself is never imported)
 	touch $(STAMP)
 
 install: $(STAMP)

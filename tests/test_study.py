@@ -159,6 +159,9 @@ def test_tiny_study_runs_resumes_accumulates_parts_and_prints_json(
         raise AssertionError("a finished cell was recomputed")
 
     monkeypatch.setattr(table, "study_cell", boom)
+    # every cell stored: no model is trained or loaded, and no evaluator (a fresh machine's empty cache)
+    monkeypatch.setattr(table, "load_or_train", boom)
+    monkeypatch.setattr(table, "evaluator", boom)
     first = json.loads((out / "parts.json").read_text())
     assert main([*args, "--json", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out) == rows

@@ -20,7 +20,7 @@ __all__ = ["main", "build_parser", "CLIError"]
 INTERRUPT_NOTE = "nothing was written"
 
 # Modules under bitcompose.cli that define command groups (each has `register(subparsers)`).
-COMMAND_MODULES: tuple[str, ...] = ("toy2d", "caption", "classifier", "images", "compose", "study")
+COMMAND_MODULES: tuple[str, ...] = ("toy2d", "caption", "classifier", "images", "compose", "study", "seq")
 
 
 class _Parser(argparse.ArgumentParser):

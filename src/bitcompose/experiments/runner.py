@@ -103,7 +103,8 @@ class Experiment(Protocol):
         ...
 
     def prepare(self, log: Log) -> dict[str, Any]:
-        """Train or load the models and evaluators; returns the entries they add to the meta."""
+        """Train or load the models and evaluators; returns the entries they add to the meta (skipped, when
+        every cell is stored, for an experiment whose optional ``stored_meta(out)`` gives them from ``out``)."""
         ...
 
     def cells(self) -> Sequence[Cell]:
@@ -260,6 +261,23 @@ def _run_cells(
     return rows, {c.name: results[c.name].tensors for c in cells}, [c.name for c in pending]
 
 
+def _stored_meta(experiment: Experiment, out: Path, log: Log) -> dict[str, Any] | None:
+    """What ``prepare`` would return, from the experiment's own record in ``out``, when every cell is stored
+    there and the experiment can say it (its optional ``stored_meta(out)``): a page re-rendered from stored cells
+    then trains and loads nothing (on a fresh machine, an empty cache)."""
+    reuse = getattr(experiment, "stored_meta", None)
+    if reuse is None:
+        return None
+    for cell in experiment.cells():
+        tensor_path, report_path = _cell_files(out / "cells" / cell.name)
+        if not (tensor_path.is_file() and report_path.is_file()):
+            return None
+    meta = reuse(out)
+    if meta is not None:
+        log(f"every cell is stored in {out / 'cells'}: no model is trained or loaded")
+    return meta
+
+
 def run_experiment(
     experiment: Experiment, out: str | Path, *, command: str, workers: int = 1, log: Log = print
 ) -> tuple[Run, Page]:
@@ -278,7 +296,9 @@ def run_experiment(
     start = time.perf_counter()
     settings = experiment.settings()
     check_settings(out, experiment.name, settings)
-    prepared = experiment.prepare(log)
+    prepared = _stored_meta(experiment, out, log)
+    if prepared is None:
+        prepared = experiment.prepare(log)
     train_minutes = (time.perf_counter() - start) / 60
     rows, tensors, computed = _run_cells(experiment, out, workers, log)
     meta = {

@@ -102,6 +102,20 @@ class StudyExperiment:
             "floor_full": fid_floor(judge, data),
         }
 
+    def stored_meta(self, out: Path) -> dict[str, Any] | None:
+        """``prepare``'s entries as the run that computed this part's cells recorded them (``None`` when the
+        folder holds no record of this part: then ``prepare`` runs)."""
+        parts_path, page_path = out / PARTS, out / f"{self.name}.json"
+        if not (parts_path.is_file() and page_path.is_file()):
+            return None
+        key = (self.grid_name, self.dataset)
+        part = next((p for p in json.loads(parts_path.read_text()) if (p["grid"], p["dataset"]) == key), None)
+        meta = json.loads(page_path.read_text()).get("meta", {})
+        names = ("data_name", "num_values", "image_shape", "evaluator", "floor_full")
+        if part is None or meta.get("dataset") != self.dataset or any(k not in meta for k in names):
+            return None
+        return {**{k: meta[k] for k in names}, "trained": part["trained"]}
+
     def cells(self) -> list[StudyCell]:
         """The grid's cells."""
         return list(grid(self.grid_name).cells)
