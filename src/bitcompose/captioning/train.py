@@ -24,37 +24,24 @@ from bitcompose.captioning.config import CaptionRunConfig, preset
 from bitcompose.captioning.data import CaptionSplit, load_splits, tokenize_references
 from bitcompose.captioning.model import TOKENIZER_FILE, build_net
 from bitcompose.captioning.tokenizer import load_tokenizer, train_tokenizer
-from bitcompose.core.machine import machine_info
 from bitcompose.diffusion import BitDenoiser, diffusion_loss
 from bitcompose.experiments.cache import cached
 from bitcompose.nets.ar_decoder import CaptionARNet
 from bitcompose.nets.caption import CaptionDiffusionNet, CaptionNetConfig
 from bitcompose.training.checkpoint import Checkpoint, load_checkpoint, load_state_strict
-from bitcompose.training.loop import CHECKPOINT_DIR, METRICS_FILE, RunFolder, Trainer
-from bitcompose.training.optim import OptimConfig
+from bitcompose.training.loop import CHECKPOINT_DIR, RunFolder, Trainer
+from bitcompose.training.optim import OptimConfig, adamw_recipe
+from bitcompose.training.train_log import LOG_FILE, write_train_log
 
 #: The cache's sub-folder of the captioning runs.
 KIND = "captions"
 
 __all__ = ["CaptionTask", "train_captioner", "train_or_load", "run_is_complete", "optim_config"]
 
-LOG_FILE = "train_log.json"
-
 
 def optim_config(run: CaptionRunConfig) -> OptimConfig:
-    """The run's optimiser settings for the shared training stack."""
-    return OptimConfig(
-        name="adamw",
-        lr=run.lr,
-        betas=(0.9, 0.99),
-        weight_decay=run.weight_decay,
-        warmup_steps=run.warmup,
-        schedule=run.lr_schedule,
-        final_lr_fraction=0.1,
-        grad_clip=1.0,
-        ema_decay=run.ema_decay,
-        ema_warmup=True,
-    )
+    """The run's optimiser settings for the shared training stack (:func:`~bitcompose.training.optim.adamw_recipe`)."""
+    return adamw_recipe(run)
 
 
 def run_is_complete(run_dir: str | Path, run: CaptionRunConfig | None = None) -> bool:
@@ -231,26 +218,8 @@ def train_captioner(
     if parent is not None and parent.ema_state is not None and trainer.ema is not None:
         trainer.ema.load_state_dict(parent.ema_state)
     trainer.train()
-    _write_log(run_dir, config, trainer, net)
+    write_train_log(run_dir, config, trainer, net)
     return run_dir
-
-
-def _write_log(run_dir: Path, config: dict[str, Any], trainer: Trainer, net: nn.Module) -> None:
-    metrics = run_dir / METRICS_FILE
-    lines = metrics.read_text().splitlines() if metrics.is_file() else []
-    losses = [[r["step"], r["loss"], round(r["elapsed_s"], 1)] for r in map(json.loads, lines)]
-    log = {
-        "run": config["run"],
-        "net": config["net"],
-        "steps": trainer.step,
-        "train_seconds": round(trainer.seconds, 1),
-        "train_cpu_seconds": round(trainer.cpu_seconds, 1),
-        **config.get("parent", {}),
-        "losses": losses,
-        "machine": machine_info(),
-        "parameters": sum(p.numel() for p in net.parameters()),
-    }
-    (run_dir / LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")
 
 
 def train_or_load(run: CaptionRunConfig, *, cache: str | Path | None = None, progress: bool = True) -> Path:

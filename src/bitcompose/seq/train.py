@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bitcompose.core.machine import machine_info
 from bitcompose.diffusion import BitDenoiser, diffusion_loss
 from bitcompose.diffusion.masked import MaskedDenoiser, masked_loss
 from bitcompose.experiments.cache import cached
@@ -36,8 +35,9 @@ from bitcompose.nets.seq import SeqNetConfig, build_seq_net
 from bitcompose.seq.config import SeqRunConfig
 from bitcompose.seq.data import SequenceData, data_fingerprint, load_sequences
 from bitcompose.seq.tokenizer import SeqTokenizer, build_tokenizer
-from bitcompose.training.loop import CHECKPOINT_DIR, METRICS_FILE, RunFolder, Trainer
-from bitcompose.training.optim import OptimConfig
+from bitcompose.training.loop import CHECKPOINT_DIR, RunFolder, Trainer
+from bitcompose.training.optim import OptimConfig, adamw_recipe
+from bitcompose.training.train_log import LOG_FILE, write_train_log
 
 __all__ = [
     "KIND",
@@ -56,7 +56,6 @@ __all__ = [
 KIND = "seq"
 TOKENIZER_FILE = "tokenizer.json"
 DATA_FILE = "data.json"
-LOG_FILE = "train_log.json"
 
 
 def encode_codes(net_config: SeqNetConfig, ids: Tensor) -> Tensor:
@@ -76,19 +75,8 @@ def make_denoiser(net: nn.Module, net_config: SeqNetConfig) -> BitDenoiser | Mas
 
 
 def optim_config(run: SeqRunConfig) -> OptimConfig:
-    """The run's optimiser settings for the shared training stack."""
-    return OptimConfig(
-        name="adamw",
-        lr=run.lr,
-        betas=(0.9, 0.99),
-        weight_decay=run.weight_decay,
-        warmup_steps=run.warmup,
-        schedule=run.lr_schedule,
-        final_lr_fraction=0.1,
-        grad_clip=1.0,
-        ema_decay=run.ema_decay,
-        ema_warmup=True,
-    )
+    """The run's optimiser settings for the shared training stack (:func:`~bitcompose.training.optim.adamw_recipe`)."""
+    return adamw_recipe(run)
 
 
 def run_is_complete(run_dir: str | Path, run: SeqRunConfig | None = None) -> bool:
@@ -235,26 +223,8 @@ def train_seq(run: SeqRunConfig, run_dir: str | Path, *, progress: bool = True) 
         desc=f"train seq {run.model}",
     )
     trainer.train()
-    _write_log(run_dir, config, trainer, net)
+    write_train_log(run_dir, config, trainer, net)
     return run_dir
-
-
-def _write_log(run_dir: Path, config: dict[str, Any], trainer: Trainer, net: nn.Module) -> None:
-    metrics = run_dir / METRICS_FILE
-    lines = metrics.read_text().splitlines() if metrics.is_file() else []
-    losses = [[r["step"], r["loss"], round(r["elapsed_s"], 1)] for r in map(json.loads, lines)]
-    log = {
-        "run": config["run"],
-        "net": config["net"],
-        "steps": trainer.step,
-        "precision": trainer.precision,
-        "train_seconds": round(trainer.seconds, 1),
-        "train_cpu_seconds": round(trainer.cpu_seconds, 1),
-        "losses": losses,
-        "machine": machine_info(),
-        "parameters": sum(p.numel() for p in net.parameters()),
-    }
-    (run_dir / LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")
 
 
 def train_or_load(run: SeqRunConfig, *, cache: str | Path | None = None, progress: bool = True) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -12,6 +13,7 @@ from bitcompose.core.config import Config, check
 
 __all__ = [
     "OptimConfig",
+    "adamw_recipe",
     "LR_SCHEDULES",
     "learning_rate",
     "ema_decay",
@@ -115,3 +117,21 @@ def build_optimizer(config: OptimConfig, params: Iterable[torch.nn.Parameter]) -
     """The configured Adam or AdamW over ``params``."""
     cls = torch.optim.AdamW if config.name == "adamw" else torch.optim.Adam
     return cls(params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
+
+
+def adamw_recipe(run: Any) -> OptimConfig:
+    """The Transformer runs' optimiser (captioning, sequences): AdamW (β = 0.9, 0.99), linear warm-up, then constant
+    or cosine decay to 10 %, gradient clipping at 1, EMA with warm-up — from a run config's ``lr``,
+    ``weight_decay``, ``warmup``, ``lr_schedule`` and ``ema_decay``."""
+    return OptimConfig(
+        name="adamw",
+        lr=run.lr,
+        betas=(0.9, 0.99),
+        weight_decay=run.weight_decay,
+        warmup_steps=run.warmup,
+        schedule=run.lr_schedule,
+        final_lr_fraction=0.1,
+        grad_clip=1.0,
+        ema_decay=run.ema_decay,
+        ema_warmup=True,
+    )
