@@ -6,12 +6,12 @@ A :class:`CaptionRunConfig` fully determines a training run (data, tokenizer, ne
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from bitcompose.core.config import Config
 from bitcompose.nets.caption import CaptionNetConfig, caption_net_config
+from bitcompose.training.run_config import check_run_fields, from_preset, same_run
 
 __all__ = ["CaptionRunConfig", "PRESETS", "preset", "MODELS"]
 
@@ -74,19 +74,20 @@ class CaptionRunConfig(Config):
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
-        for name in ("steps", "batch_size", "max_len", "num_train", "num_test", "log_every", "save_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
-        if not 0.0 <= self.self_cond_prob <= 1.0:
-            raise ValueError(f"self_cond_prob must lie in [0, 1], got {self.self_cond_prob}")
-        if self.ce_weight < 0 or (self.ce_weight > 0 and self.output_head != "softmax"):
-            raise ValueError(f"ce_weight must be >= 0 and needs output_head='softmax', got {self.ce_weight}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        check_run_fields(
+            self,
+            at_least_one=(
+                "steps",
+                "batch_size",
+                "max_len",
+                "num_train",
+                "num_test",
+                "log_every",
+                "save_every",
+            ),
+        )
+        if self.ce_weight > 0 and self.output_head != "softmax":
+            raise ValueError(f"ce_weight needs output_head='softmax', got {self.output_head!r}")
 
     def net_config(self, vocab_size: int) -> CaptionNetConfig:
         """The network sizes for a tokenizer of ``vocab_size`` ids."""
@@ -100,10 +101,7 @@ class CaptionRunConfig(Config):
 
     def same_run(self, stored: dict[str, Any]) -> bool:
         """Whether a stored :meth:`to_dict` (possibly from an older version, missing newer fields) is this run."""
-        try:
-            return CaptionRunConfig.from_dict(stored) == self
-        except (TypeError, ValueError):
-            return False
+        return same_run(self, stored)
 
     def cache_spec(self) -> dict[str, Any]:
         """What the trained weights depend on (the cache's spec): every field but the logging ones."""
@@ -160,9 +158,4 @@ PRESETS: dict[str, CaptionRunConfig] = {
 
 def preset(name: str, **overrides: Any) -> CaptionRunConfig:
     """A named preset with field overrides (e.g. ``model="ar"``, ``steps=100``, ``seed=1``)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown captioning preset {name!r}; expected one of {', '.join(PRESETS)}")
-    try:
-        return dataclasses.replace(PRESETS[name], **overrides)
-    except TypeError as exc:
-        raise ValueError(f"bad captioning config override: {exc}") from exc
+    return from_preset(PRESETS, name, "captioning", overrides)

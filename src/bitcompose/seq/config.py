@@ -7,7 +7,6 @@ equal configurations on equal data reuse one trained model.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +14,7 @@ from bitcompose.core.config import Config
 from bitcompose.nets.seq import SEQ_MODELS, SeqNetConfig, seq_net_config
 from bitcompose.seq.data import MOSES
 from bitcompose.seq.tokenizer import KINDS
+from bitcompose.training.run_config import check_run_fields, from_preset, same_run
 
 __all__ = ["SeqRunConfig", "PRESETS", "DEFAULT_PRESET", "preset"]
 
@@ -73,21 +73,9 @@ class SeqRunConfig(Config):
             raise ValueError(f"model must be one of {SEQ_MODELS}, got {self.model!r}")
         if self.tokenizer not in KINDS:
             raise ValueError(f"tokenizer must be one of {KINDS}, got {self.tokenizer!r}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
-        for name in ("steps", "batch_size", "log_every", "save_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_len < 0 or self.num_train < 0 or self.warmup < 0:
             raise ValueError("max_len, num_train and warmup must be >= 0")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
-        if not 0.0 <= self.self_cond_prob <= 1.0:
-            raise ValueError(f"self_cond_prob must lie in [0, 1], got {self.self_cond_prob}")
-        if self.ce_weight < 0:
-            raise ValueError(f"ce_weight must be >= 0, got {self.ce_weight}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        check_run_fields(self, at_least_one=("steps", "batch_size", "log_every", "save_every"))
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
 
@@ -99,10 +87,7 @@ class SeqRunConfig(Config):
 
     def same_run(self, stored: dict[str, Any]) -> bool:
         """Whether a stored :meth:`to_dict` is this run."""
-        try:
-            return SeqRunConfig.from_dict(stored) == self
-        except (TypeError, ValueError):
-            return False
+        return same_run(self, stored)
 
     def cache_spec(self, fingerprint: str) -> dict[str, Any]:
         """What the trained weights depend on: every field but the logging ones, the data by ``fingerprint``."""
@@ -149,9 +134,4 @@ PRESETS: dict[str, SeqRunConfig] = {
 
 def preset(name: str, **overrides: Any) -> SeqRunConfig:
     """A named preset with field overrides (e.g. ``data="file.txt"``, ``model="masked"``, ``steps=100``)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown sequence preset {name!r}; expected one of {', '.join(PRESETS)}")
-    try:
-        return dataclasses.replace(PRESETS[name], **overrides)
-    except TypeError as exc:
-        raise ValueError(f"bad sequence config override: {exc}") from exc
+    return from_preset(PRESETS, name, "sequence", overrides)

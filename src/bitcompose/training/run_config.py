@@ -1,0 +1,59 @@
+"""What the Transformer run configurations (captioning, sequences) share: the checks of their optimiser fields,
+the comparison with a stored run, and presets with overrides.
+
+Each application keeps its own frozen :class:`~bitcompose.core.config.Config` (its data and network fields differ);
+these helpers are the part that would otherwise be written twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from bitcompose.core.config import Config
+
+__all__ = ["check_run_fields", "same_run", "from_preset"]
+
+R = TypeVar("R", bound=Config)
+
+#: The learning-rate schedules of :func:`~bitcompose.training.optim.adamw_recipe`.
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def check_run_fields(run: Any, *, at_least_one: Iterable[str]) -> None:
+    """Raise ``ValueError`` naming the first bad optimiser field of ``run``: ``lr_schedule``, each of
+    ``at_least_one`` (integers that must be ≥ 1), ``ema_decay`` in [0, 1), ``self_cond_prob`` in [0, 1],
+    ``ce_weight`` ≥ 0 and ``lr`` > 0."""
+    if run.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {run.lr_schedule!r}")
+    for name in at_least_one:
+        if getattr(run, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(run, name)}")
+    if not 0.0 <= run.ema_decay < 1.0:
+        raise ValueError(f"ema_decay must lie in [0, 1), got {run.ema_decay}")
+    if not 0.0 <= run.self_cond_prob <= 1.0:
+        raise ValueError(f"self_cond_prob must lie in [0, 1], got {run.self_cond_prob}")
+    if run.ce_weight < 0:
+        raise ValueError(f"ce_weight must be >= 0, got {run.ce_weight}")
+    if run.lr <= 0:
+        raise ValueError(f"lr must be positive, got {run.lr}")
+
+
+def same_run(run: Config, stored: Mapping[str, Any]) -> bool:
+    """Whether a stored ``to_dict`` (possibly from an older version, missing newer fields) is ``run``."""
+    try:
+        return type(run).from_dict(dict(stored)) == run
+    except (TypeError, ValueError):
+        return False
+
+
+def from_preset(presets: Mapping[str, R], name: str, what: str, overrides: Mapping[str, Any]) -> R:
+    """``presets[name]`` with field ``overrides``; a ``ValueError`` naming ``what`` (e.g. ``"sequence"``) for an
+    unknown preset or field."""
+    if name not in presets:
+        raise ValueError(f"unknown {what} preset {name!r}; expected one of {', '.join(presets)}")
+    try:
+        return dataclasses.replace(presets[name], **overrides)
+    except TypeError as exc:
+        raise ValueError(f"bad {what} config override: {exc}") from exc
