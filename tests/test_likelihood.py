@@ -182,3 +182,23 @@ def test_every_parameterisation_has_a_finite_bound_and_the_draws_are_the_generat
     c = nll_bound(den, x0, generator=torch.Generator().manual_seed(4))
     assert a.shape == (6,) and torch.isfinite(a).all() and (a > 0).all()
     assert torch.equal(a, b) and not torch.equal(a, c)  # all randomness is the generator's
+
+
+def test_a_zero_self_conditioning_input_is_the_one_pass_denoiser() -> None:
+    den = _tiny_denoiser(3).eval()
+    with torch.no_grad():  # away from the zero-initialised output layers, where both inputs give x̂ = 0
+        for p in den.parameters():
+            p.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(p.numel()))
+    x0 = torch.where(torch.rand(16, 1, 4, 4, generator=torch.Generator().manual_seed(2)) < 0.5, 1.0, -1.0)
+    calls: list[bool] = []
+
+    def one_pass(z: Tensor, t: Tensor, self_cond: Tensor | None = None, cond: object = None) -> Tensor:
+        calls.append(self_cond is None)
+        return den(z, t, None, cond)
+
+    zero = nll_bound(den, x0, generator=torch.Generator().manual_seed(4), self_condition=False)
+    ref = nll_bound(one_pass, x0, generator=torch.Generator().manual_seed(4), self_condition=False)
+    two = nll_bound(den, x0, generator=torch.Generator().manual_seed(4))
+    assert calls and all(calls)
+    torch.testing.assert_close(zero, ref)
+    assert not torch.allclose(zero, two)  # the default feeds the first pass's estimate back

@@ -36,9 +36,11 @@ def image_bpd(
     seed: int = 0,
     precision: str = "fp32",
     progress: bool = False,
+    self_condition: bool | None = None,
 ) -> dict[str, Any]:
     """The bound of ``model`` on integer ``images`` ``[N, C, H, W]`` (with their ``labels`` ``[N]`` for a
-    class-conditional model), averaged over the images.
+    class-conditional model), averaged over the images; ``self_condition=False`` evaluates a self-conditioning
+    model with a zero self-conditioning input (one pass) instead of its own first-pass estimate (the default).
 
     Returns:
         ``bpd`` (bits per pixel-channel), ``bpd_se`` (its standard error over the images), ``bpd_per_image``
@@ -74,6 +76,7 @@ def image_bpd(
                 draws=draws,
                 values=_values(model),
                 precision=precision,
+                self_condition=self_condition,
             ).cpu()
         )
         bar.update(hi - lo)
