@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from bitcompose.cli import main
+from bitcompose.data.image_files import FASHION_MNIST_DIR
+from bitcompose.data.images import load_image_dataset
 from bitcompose.study.grid import GRIDS, MODELS, StudyCell, grid, model_config
 from bitcompose.study.page import bound_claims, claims, compare, compare_bpd, matching_nfe
 
@@ -68,6 +70,42 @@ def test_model_recipes_differ_only_where_named() -> None:
         assert (cfg.model.base_channels, cfg.model.channel_mults, cfg.batch_size) == (32, (1, 2), 64), name
         assert cfg.optim == base.optim and cfg.model.attn_resolutions == (7,)
     assert len({c.preset for c in configs.values()}) == len(configs)
+
+
+def test_the_28px_recipe_adds_a_resolution_and_keeps_attention_at_7() -> None:
+    cfg = model_config(MODELS["binary"], "fashion_mnist_28", 28, 4000)
+    assert cfg.model.channel_mults == (1, 2, 2) and cfg.model.attn_resolutions == (7,)
+    assert cfg.data.name == "fashion_mnist" and cfg.preset == "study-fashion_mnist_28-binary"
+    # the 14×14 and 8×8 recipes (and so the cache keys of every stored model) are unchanged
+    assert model_config(MODELS["binary"], "digits", 8, 1500).model.attn_resolutions == (4,)
+    assert model_config(MODELS["binary"], "mnist", 14, 4000).model.channel_mults == (1, 2)
+
+
+@pytest.mark.skipif(
+    not Path(FASHION_MNIST_DIR, "t10k-images-idx3-ubyte.gz").is_file(),
+    reason="dataset-fashion-mnist not installed",
+)
+def test_fashion_28_uses_the_official_split() -> None:
+    from bitcompose.study.cells import splits
+
+    train, held_out = splits("fashion_mnist_28")
+    assert train.images.shape == (60_000, 1, 28, 28) and held_out.images.shape == (10_000, 1, 28, 28)
+    assert train.num_values == held_out.num_values == 256
+    test = load_image_dataset("fashion_mnist-test", max_images=10)
+    assert torch.equal(held_out.images[:10], test.images)
+
+
+def test_the_study_floor_is_the_classifier_floor_of_its_split() -> None:
+    from bitcompose.metrics.image_scores import fid_floor, held_out_images
+    from bitcompose.nets.classifier import ClassifierConfig, ImageClassifier
+    from bitcompose.study.cells import held_out_subset, real_floor, study_data
+
+    torch.manual_seed(0)
+    judge = ImageClassifier(ClassifierConfig(1, 8, 8, num_classes=10, num_values=17)).eval()
+    data = study_data("digits")
+    assert torch.equal(held_out_subset("digits", 50), held_out_images(data, 0.1, 0, max_images=50))
+    assert real_floor(judge, "digits", 50) == pytest.approx(fid_floor(judge, data, 0.1, 0, max_images=50))
+    assert real_floor(judge, "digits") != pytest.approx(real_floor(judge, "digits", 50))
 
 
 def _row(model: str, sampler: str, steps: int, fid: float, se: float, **extra: Any) -> dict[str, Any]:

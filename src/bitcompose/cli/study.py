@@ -14,7 +14,7 @@ from typing import Any
 
 from bitcompose.cli.tables import run_table
 from bitcompose.cli.types import CACHE_HELP, int_arg, output_folder
-from bitcompose.core.names import SMALL_IMAGE_DATASETS, STUDY_GRIDS
+from bitcompose.core.names import STUDY_DATASETS, STUDY_GRIDS
 
 __all__ = ["register"]
 
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
             "the figures."
         ),
     )
-    p.add_argument("--dataset", choices=SMALL_IMAGE_DATASETS, default="digits", help="data set (digits)")
+    p.add_argument("--dataset", choices=STUDY_DATASETS, default="digits", help="data set (digits)")
     p.add_argument("--grid", choices=STUDY_GRIDS, default="quick", help="which part of the study (quick)")
     p.add_argument("--out", default=None, help="the results folder (default runs/bit_study_DATASET)")
     p.add_argument("--n", type=int_arg("--n", 2), default=500, help="samples per cell (500)")

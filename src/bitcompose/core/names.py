@@ -13,6 +13,7 @@ __all__ = [
     "PARAMS",
     "PREDICTIONS",
     "SMALL_IMAGE_DATASETS",
+    "STUDY_DATASETS",
     "STUDY_GRIDS",
 ]
 
@@ -40,5 +41,8 @@ OBJECTS_WEIGHT: float = 1.0
 PARAMS: tuple[str, ...] = ("score", "energy")
 #: The small real image data sets of the experiments (14×14 MNIST / Fashion-MNIST, the 8×8 digits).
 SMALL_IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "digits")
+#: The Bit Diffusion study's data sets: the small ones, and Fashion-MNIST at 28×28 and 256 levels with its official
+#: 60,000 / 10,000 split.
+STUDY_DATASETS: tuple[str, ...] = (*SMALL_IMAGE_DATASETS, "fashion_mnist_28")
 #: The grids of the Bit Diffusion study.
 STUDY_GRIDS: tuple[str, ...] = ("quick", "samplers", "encodings", "ablations", "baselines", "full")

@@ -136,9 +136,16 @@ def train_seconds(checkpoint: Path, step: int) -> float | None:
 
 
 def small_model_config(
-    preset: str, data: DataConfig, param: str, steps: int, attn_resolution: int, cond_drop_prob: float = 0.0
+    preset: str,
+    data: DataConfig,
+    param: str,
+    steps: int,
+    attn_resolution: int,
+    cond_drop_prob: float = 0.0,
+    channel_mults: tuple[int, ...] = (1, 2),
 ) -> TrainConfig:
-    """The recipe of the CPU-sized experiment models (objects, guidance): a U-Net of base 32, mults (1, 2), one
+    """The recipe of the CPU-sized experiment models (objects, guidance): a U-Net of base 32, mults (1, 2) (or
+    ``channel_mults``), one
     residual block, attention at ``attn_resolution``, self-conditioning; x0-prediction (``param="score"``) or the
     x0-form energy ``E = ‖x − α·f‖²/(2σ)`` trained on the x0 MSE (``"energy"``: it denoises as well as the x0 model,
     docs/composition.md); batch 64, Adam 1e-3 with 200 warm-up steps, EMA 0.999, seed 0. The energy models' EMA
@@ -155,7 +162,7 @@ def small_model_config(
         data=data,
         model=ModelConfig(
             base_channels=32,
-            channel_mults=(1, 2),
+            channel_mults=channel_mults,
             num_res_blocks=1,
             attn_resolutions=(attn_resolution,),
             num_groups=8,

