@@ -59,7 +59,22 @@ def test_self_guidance_combines_a_blind_and_a_conditioned_pass() -> None:
     assert torch.allclose(res.samples, ((0.25 - 0.5) + (1 + w) * den.c * sc).clamp(-1, 1), atol=1e-6)
 
 
+def test_the_scale_convention_is_the_cfg_one_shifted_by_one() -> None:
+    # scale: x̂∅ + w·(x̂ − x̂∅) = a + w·c·x̃ on the last step (cfg: a + (1 + w)·c·x̃)
+    den, w = SelfCondReader(c=0.3), 2.5
+    opts = SamplingOptions(self_guidance=w, self_guidance_form="scale")
+    res = sample_model(as_model(den), _x(), TimeGrid.uniform(4), opts)
+    sc = den.seen[-2]
+    assert torch.allclose(res.samples, ((0.25 - 0.5) + w * den.c * sc).clamp(-1, 1), atol=1e-6)
+    shifted = sample_model(
+        as_model(SelfCondReader(c=0.3)), _x(), TimeGrid.uniform(4), SamplingOptions(self_guidance=w - 1)
+    )
+    assert torch.allclose(res.samples, shifted.samples, atol=1e-6)
+
+
 def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="self_guidance_form must be one of cfg, scale"):
+        SamplingOptions(self_guidance=1.0, self_guidance_form="ho")
     with pytest.raises(ValueError, match="momentum must lie"):
         sample(SelfCondReader(), (1, 2), steps=2, momentum=1.0)
     with pytest.raises(ValueError, match="self_guidance must be"):

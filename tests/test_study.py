@@ -44,6 +44,16 @@ def test_grids_name_known_models_without_repeats_and_full_covers_every_part() ->
 def test_cell_names_and_costs() -> None:
     assert StudyCell("binary", "ddim", 10, td=1.0).name == "binary-ddim-10-td1"
     assert StudyCell("binary", "ddim", 100, self_guidance=3.0).nfe == 200
+    assert (
+        StudyCell("binary", "ddim", 100, self_guidance=3.0).name == "binary-ddim-100-sg3"
+    )  # stored cells' names
+    assert StudyCell("binary", "ddim", 100, self_guidance=2.0, self_guidance_form="scale").name == (
+        "binary-ddim-100-sg2-scale"
+    )
+    sweep = grid("selfguidance").cells
+    assert {(c.self_guidance_form, c.self_guidance) for c in sweep if c.self_guidance} == {
+        ("cfg", 0.5), ("cfg", 1.0), ("cfg", 2.0), ("cfg", 3.0), ("scale", 0.5), ("scale", 2.0), ("scale", 3.0),
+    }  # fmt: skip
     assert StudyCell("binary", "ddim", 100, momentum=0.5).mode == "momentum"
     assert StudyCell("masked", "ddpm", 20).nfe == 20
 
@@ -135,6 +145,24 @@ def test_verdicts_follow_the_numbers() -> None:
     assert matching_nfe(rows).startswith("20 evaluations")
     assert matching_nfe(rows[:2]).startswith("none of 10")
     assert matching_nfe([a]).startswith("not run")
+
+
+def test_the_self_guidance_sweep_finds_each_convention_and_rows_without_the_field_are_cfg() -> None:
+    from bitcompose.study.page import _self_guidance_sweep as sweep
+    from bitcompose.study.page import find
+
+    default = _row("binary", "ddim", 100, 1.0, 0.3)
+    old = _row("binary", "ddim", 100, 9.0, 0.3, self_guidance=3.0, nfe=200)  # made before self_guidance_form
+    scale = _row("binary", "ddim", 100, 1.2, 0.3, self_guidance=3.0, self_guidance_form="scale", nfe=200)
+    rows = [default, old, scale]
+    assert find(rows, "binary", "ddim", 100, self_guidance=3.0) is old
+    assert find(rows, "binary", "ddim", 100, self_guidance=3.0, self_guidance_form="scale") is scale
+    text = "\n".join(sweep(rows))
+    cfg_line = next(line for line in text.splitlines() if line.startswith("| cfg"))
+    scale_line = next(line for line in text.splitlines() if line.startswith("| scale"))
+    assert "9.00" in cfg_line and "default better" in cfg_line  # 8 / hypot(0.3, 0.3) = 18.9 s.e.
+    assert "1.20" in scale_line and "no difference" in scale_line
+    assert sweep([default]) == ["not run"]
 
 
 def test_bound_verdicts_follow_the_numbers() -> None:

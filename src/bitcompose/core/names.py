@@ -45,4 +45,12 @@ SMALL_IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "digits")
 #: 60,000 / 10,000 split.
 STUDY_DATASETS: tuple[str, ...] = (*SMALL_IMAGE_DATASETS, "fashion_mnist_28")
 #: The grids of the Bit Diffusion study.
-STUDY_GRIDS: tuple[str, ...] = ("quick", "samplers", "encodings", "ablations", "baselines", "full")
+STUDY_GRIDS: tuple[str, ...] = (
+    "quick",
+    "samplers",
+    "encodings",
+    "ablations",
+    "baselines",
+    "selfguidance",
+    "full",
+)

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from bitcompose.core.names import DIFFUSION_SAMPLERS
 from bitcompose.core.precision import PRECISIONS
 
-__all__ = ["DDPM_VARIANCES", "SAMPLERS", "SamplingOptions"]
+__all__ = ["DDPM_VARIANCES", "SAMPLERS", "SELF_GUIDANCE_FORMS", "SamplingOptions"]
 
 SAMPLERS: tuple[str, ...] = DIFFUSION_SAMPLERS
+#: The two conventions of Appendix G's self-guidance (see :class:`SamplingOptions`).
+SELF_GUIDANCE_FORMS: tuple[str, ...] = ("cfg", "scale")
 DDPM_VARIANCES: tuple[str, ...] = ("large", "small")
 
 
@@ -31,6 +33,10 @@ class SamplingOptions:
             models only).
         self_guidance: Appendix G's self-guidance weight ``w ≥ 0`` (0: off, else two passes per step;
             self-conditioned models only; the paper: 3–5).
+        self_guidance_form: how the self-conditioned estimate ``x̂`` and the blind one ``x̂∅`` (zero input) combine,
+            in the two conventions of classifier-free guidance: ``"cfg"`` ``x̂ + w·(x̂ − x̂∅)`` (Ho & Salimans; w = 0
+            is no guidance) or ``"scale"`` ``x̂∅ + w·(x̂ − x̂∅)`` (the guidance-scale convention; w = 1 is none).
+            The paper says only "similar to classifier-free guidance".
     """
 
     sampler: str = "ddim"
@@ -39,6 +45,7 @@ class SamplingOptions:
     precision: str = "fp32"
     momentum: float = 0.0
     self_guidance: float = 0.0
+    self_guidance_form: str = "cfg"
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -51,3 +58,7 @@ class SamplingOptions:
             raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
         if not (self.self_guidance >= 0.0 and math.isfinite(self.self_guidance)):
             raise ValueError(f"self_guidance must be finite and >= 0, got {self.self_guidance}")
+        if self.self_guidance_form not in SELF_GUIDANCE_FORMS:
+            raise ValueError(
+                f"self_guidance_form must be one of {', '.join(SELF_GUIDANCE_FORMS)}, got {self.self_guidance_form!r}"
+            )

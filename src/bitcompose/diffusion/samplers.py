@@ -145,7 +145,8 @@ def _estimate(
         pred = model.with_self_cond(sc).predict(x, t).x0
         if options.self_guidance > 0:
             blind = model.with_self_cond(torch.zeros_like(x)).predict(x, t).x0
-            pred = (1.0 + options.self_guidance) * pred - options.self_guidance * blind
+            w = options.self_guidance if options.self_guidance_form == "cfg" else options.self_guidance - 1.0
+            pred = pred + w * (pred - blind)
             evals = 2
     return pred.to(x.dtype), evals
 

@@ -25,6 +25,7 @@ from bitcompose.core.precision import PRECISIONS
 from bitcompose.data.image_files import MAX_LABEL_CLASSES
 from bitcompose.data.images import FITS as _FITS
 from bitcompose.diffusion.denoiser import ENERGIES as _ENERGIES
+from bitcompose.diffusion.options import SELF_GUIDANCE_FORMS
 from bitcompose.diffusion.samplers import SAMPLERS
 from bitcompose.nets.unet_config import PRESETS as UNET_PRESETS
 from bitcompose.training.optim import OptimConfig
@@ -159,6 +160,8 @@ class SampleConfig(Config):
         precision: ``auto`` (bf16 autocast of the network where the hardware runs it fast), ``fp32`` or ``bf16``.
         momentum: Appendix G's momentum estimate ``m ∈ [0, 1)`` (0: default self-conditioning).
         self_guidance: Appendix G's self-guidance weight (0: off).
+        self_guidance_form: ``cfg`` or ``scale``, the convention of the weight
+            (:class:`~bitcompose.diffusion.options.SamplingOptions`).
     """
 
     sampler: str = "ddim"
@@ -170,8 +173,14 @@ class SampleConfig(Config):
     precision: str = "auto"
     momentum: float = 0.0
     self_guidance: float = 0.0
+    self_guidance_form: str = "cfg"
 
     def __post_init__(self) -> None:
+        _check(
+            self.self_guidance_form in SELF_GUIDANCE_FORMS,
+            f"sample.self_guidance_form must be one of {', '.join(SELF_GUIDANCE_FORMS)}, "
+            f"got {self.self_guidance_form!r}",
+        )
         _check(0.0 <= self.momentum < 1.0, f"sample.momentum must lie in [0, 1), got {self.momentum}")
         _check(self.self_guidance >= 0, f"sample.self_guidance must be >= 0, got {self.self_guidance}")
         _check(

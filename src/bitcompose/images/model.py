@@ -235,6 +235,7 @@ def sampling_options(sampling: SampleConfig) -> SamplingOptions:
         precision=sampling.precision,
         momentum=sampling.momentum,
         self_guidance=sampling.self_guidance,
+        self_guidance_form=sampling.self_guidance_form,
     )
 
 

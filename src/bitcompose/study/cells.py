@@ -176,6 +176,7 @@ def cell_sampling(loaded: LoadedModel, cell: StudyCell) -> SampleConfig:
         td=cell.td,
         momentum=cell.momentum,
         self_guidance=cell.self_guidance,
+        self_guidance_form=cell.self_guidance_form,
     )
 
 
@@ -195,7 +196,7 @@ def study_cell(
 
     Returns:
         the report: ``model, encoding, loss, self_condition, prediction, sampler, steps, td, momentum,
-        self_guidance, mode, classifier_fid (± classifier_fid_se), classifier_fid_floor, class_accuracy
+        self_guidance, self_guidance_form, mode, classifier_fid (± classifier_fid_se), classifier_fid_floor, class_accuracy
         (± class_accuracy_se), invalid_fraction, nfe, seconds`` and provenance (``dataset, n, seed, model_steps,
         train_seconds, precision, ema_weights, evaluator_val_accuracy``), ``level_tv`` and ``level_tv_floor``
         (:func:`level_scores`), the model's likelihood bound ``bpd`` ± ``bpd_se`` on the held-out split
@@ -228,6 +229,7 @@ def study_cell(
         "td": cell.td,
         "momentum": cell.momentum,
         "self_guidance": cell.self_guidance,
+        "self_guidance_form": cell.self_guidance_form,
         "mode": cell.mode,
         "n": n,
         "seed": seed,

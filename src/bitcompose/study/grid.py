@@ -112,6 +112,7 @@ class StudyCell:
         td: the asymmetric time interval, in steps.
         momentum: Appendix G's momentum estimate (0: off).
         self_guidance: Appendix G's self-guidance weight (0: off; two network passes per step).
+        self_guidance_form: its convention, ``cfg`` or ``scale`` (:class:`~bitcompose.diffusion.SamplingOptions`).
     """
 
     model: str
@@ -120,6 +121,7 @@ class StudyCell:
     td: float = 0.0
     momentum: float = 0.0
     self_guidance: float = 0.0
+    self_guidance_form: str = "cfg"
 
     @property
     def name(self) -> str:
@@ -131,6 +133,8 @@ class StudyCell:
             parts.append(f"m{self.momentum:g}")
         if self.self_guidance:
             parts.append(f"sg{self.self_guidance:g}")
+            if self.self_guidance_form != "cfg":
+                parts.append(self.self_guidance_form)
         return "-".join(parts)
 
     @property
@@ -163,6 +167,8 @@ STEPS = (10, 20, 50, 100, 400)
 TDS = (0.5, 1.0, 2.0)
 #: Appendix G settings: a momentum of 0.5 and a self-guidance weight of 3 (the paper finds 3–5 robust).
 MOMENTUM, SELF_GUIDANCE = 0.5, 3.0
+#: The self-guidance sweep: these weights in both conventions (``scale`` at w = 1 is the default sampler).
+SELF_GUIDANCE_WEIGHTS = (0.5, 1.0, 2.0, 3.0)
 
 
 def _samplers() -> list[StudyCell]:
@@ -192,6 +198,17 @@ def _baselines() -> list[StudyCell]:
     return cells + [StudyCell("binary", "ddim", 100)]
 
 
+def _self_guidance() -> list[StudyCell]:
+    cells = [StudyCell("binary", "ddim", 100)]
+    for form in ("cfg", "scale"):
+        cells += [
+            StudyCell("binary", "ddim", 100, self_guidance=w, self_guidance_form=form)
+            for w in SELF_GUIDANCE_WEIGHTS
+            if not (form == "scale" and w == 1.0)
+        ]
+    return cells
+
+
 def _quick() -> list[StudyCell]:
     cells = [StudyCell(m, "ddim", 100) for m in ("binary", "gray", "random", "onehot")]
     cells += [StudyCell(m, "ddim", 100) for m in ("binary-nosc", "binary-eps", "continuous")]
@@ -211,7 +228,8 @@ _DEFINITIONS = {
     "encodings": _encodings,
     "ablations": _ablations,
     "baselines": _baselines,
-    "full": lambda: _samplers() + _encodings() + _ablations() + _baselines(),
+    "selfguidance": _self_guidance,
+    "full": lambda: _samplers() + _encodings() + _ablations() + _baselines() + _self_guidance(),
 }
 #: Every grid, by its name in :data:`~bitcompose.core.names.STUDY_GRIDS` (the CLI's choices).
 GRIDS = {name: _DEFINITIONS[name] for name in STUDY_GRIDS}

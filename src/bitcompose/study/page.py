@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from bitcompose.figures.plots import labelled_rows, line_plot, pyplot, save_figure
+from bitcompose.study.grid import SELF_GUIDANCE_WEIGHTS
 
 __all__ = ["bound_claims", "claims", "compare_bpd", "figures", "find", "model_row", "page"]
 
@@ -54,10 +55,13 @@ PAPER_TABLE9 = {
 
 def find(rows: Sequence[Row], model: str, sampler: str, steps: int, **extra: Any) -> Row | None:
     """The row of ``model`` with this sampler and steps (td, momentum, self-guidance 0 unless given)."""
+    form = extra.pop("self_guidance_form", "cfg")
     want = {"td": 0.0, "momentum": 0.0, "self_guidance": 0.0, **extra}
     for r in rows:
-        if (r["model"], r["sampler"], r["steps"]) == (model, sampler, steps) and all(
-            float(r[k]) == float(v) for k, v in want.items()
+        if (
+            (r["model"], r["sampler"], r["steps"]) == (model, sampler, steps)
+            and all(float(r[k]) == float(v) for k, v in want.items())
+            and r.get("self_guidance_form", "cfg") == form  # rows made before the field are cfg
         ):
             return r
     return None
@@ -327,6 +331,24 @@ def _appendix_g(rows: Sequence[Row]) -> list[str]:
         "not run"]  # fmt: skip
 
 
+def _self_guidance_sweep(rows: Sequence[Row]) -> list[str]:
+    """The self-guidance weights of both conventions beside the default sampler (binary, DDIM 100)."""
+    default = find(rows, "binary", "ddim", 100)
+    body = []
+    for form, meaning in (("cfg", "x̂ + w·(x̂ − x̂∅)"), ("scale", "x̂∅ + w·(x̂ − x̂∅)")):
+        for w in SELF_GUIDANCE_WEIGHTS:
+            r = find(rows, "binary", "ddim", 100, self_guidance=w, self_guidance_form=form)
+            if r is not None:
+                body.append([f"{form}: {meaning}", f"{w:g}", _cell(r), _tv(r), str(r["nfe"]),
+                             compare(default, r, "default", f"{form} w = {w:g}") or "–"])  # fmt: skip
+    if not body:
+        return ["not run"]
+    head = ["default (no self-guidance)", "–", _cell(default), _tv(default) if default else "–", "100", ""]
+    return _table(
+        ["convention", "w", "DDIM 100", "grey-level TV (floor)", "NFE", "against the default"], [head, *body]
+    )
+
+
 def _all_rows(rows: Sequence[Row]) -> list[str]:
     body = [
         [r["model"], r["sampler"], str(r["steps"]), f"{r['td']:g}", r["mode"], _fid(r),
@@ -408,6 +430,10 @@ def page(rows: Sequence[Row], meta: dict[str, Any], drawn: Sequence[str] = ()) -
         ("Self-conditioning × prediction (Fig. 5, Table 8)", _ablations(rows)),
         ("Asymmetric time intervals (Fig. 6; binary, DDIM)", _td(rows)),
         ("Appendix G: momentum 0.5 and self-guidance weight 3 (Table 9)", _appendix_g(rows)),
+        (
+            "Self-guidance: weights and conventions (binary, DDIM 100; `--grid selfguidance`)",
+            _self_guidance_sweep(rows),
+        ),
         ("Every cell", _all_rows(rows)),
     ]
     for title, table in sections:
