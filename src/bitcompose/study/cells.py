@@ -51,7 +51,7 @@ HELD_OUT, SPLIT_SEED = 0.1, 0
 #: Fashion-MNIST at 28×28 and 256 levels with its official 60,000 / 10,000 split (``make data`` installs it).
 FASHION_28 = "fashion_mnist_28"
 #: Optimiser steps per model (≤ 20 min each on 2 CPU cores for the 14×14 models; ≈ 1–2 min for the digits; the
-#: 28×28 models need a GPU or several CPU hours at this count, see docs/results/bit_study.md).
+#: 28×28 models, about 4× the work per step, are not timed yet on a quiet machine: a GPU run is the first one).
 TRAIN_STEPS = {"digits": 1500, "mnist": 4000, "fashion_mnist": 4000, FASHION_28: 4000}
 
 
