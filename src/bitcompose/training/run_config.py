@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from bitcompose.core.config import Config
 
@@ -54,6 +54,7 @@ def from_preset(presets: Mapping[str, R], name: str, what: str, overrides: Mappi
     if name not in presets:
         raise ValueError(f"unknown {what} preset {name!r}; expected one of {', '.join(presets)}")
     try:
-        return dataclasses.replace(presets[name], **overrides)
+        replaced: R = dataclasses.replace(cast(Any, presets[name]), **overrides)
+        return replaced
     except TypeError as exc:
         raise ValueError(f"bad {what} config override: {exc}") from exc
