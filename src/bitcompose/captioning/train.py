@@ -31,6 +31,7 @@ from bitcompose.nets.caption import CaptionDiffusionNet, CaptionNetConfig
 from bitcompose.training.checkpoint import Checkpoint, load_checkpoint, load_state_strict
 from bitcompose.training.loop import CHECKPOINT_DIR, RunFolder, Trainer
 from bitcompose.training.optim import OptimConfig, adamw_recipe
+from bitcompose.training.run_config import stored_run_complete
 from bitcompose.training.train_log import LOG_FILE, write_train_log
 
 #: The cache's sub-folder of the captioning runs.
@@ -46,17 +47,7 @@ def optim_config(run: CaptionRunConfig) -> OptimConfig:
 
 def run_is_complete(run_dir: str | Path, run: CaptionRunConfig | None = None) -> bool:
     """Whether ``run_dir`` holds a finished run (of configuration ``run``, if given)."""
-    ckpt = Path(run_dir) / CHECKPOINT_DIR
-    if not (ckpt / "config.json").is_file() or not (Path(run_dir) / TOKENIZER_FILE).is_file():
-        return False
-    try:
-        config = json.loads((ckpt / "config.json").read_text())
-        stored = CaptionRunConfig.from_dict(config.get("run", {}))
-    except (OSError, json.JSONDecodeError, TypeError, ValueError):
-        return False
-    if run is not None and not run.same_run(config.get("run", {})):
-        return False
-    return int(config.get("step", 0)) >= stored.steps
+    return stored_run_complete(run_dir, CaptionRunConfig, run, files=(TOKENIZER_FILE,))
 
 
 class CaptionTask:

@@ -37,6 +37,7 @@ from bitcompose.seq.data import SequenceData, data_fingerprint, load_sequences
 from bitcompose.seq.tokenizer import SeqTokenizer, build_tokenizer
 from bitcompose.training.loop import CHECKPOINT_DIR, RunFolder, Trainer
 from bitcompose.training.optim import OptimConfig, adamw_recipe
+from bitcompose.training.run_config import stored_run_complete
 from bitcompose.training.train_log import LOG_FILE, write_train_log
 
 __all__ = [
@@ -81,17 +82,7 @@ def optim_config(run: SeqRunConfig) -> OptimConfig:
 
 def run_is_complete(run_dir: str | Path, run: SeqRunConfig | None = None) -> bool:
     """Whether ``run_dir`` holds a finished run (of configuration ``run``, if given)."""
-    ckpt = Path(run_dir) / CHECKPOINT_DIR
-    if not (ckpt / "config.json").is_file() or not (Path(run_dir) / TOKENIZER_FILE).is_file():
-        return False
-    try:
-        config = json.loads((ckpt / "config.json").read_text())
-        stored = SeqRunConfig.from_dict(config.get("run", {}))
-    except (OSError, json.JSONDecodeError, TypeError, ValueError):
-        return False
-    if run is not None and not run.same_run(config.get("run", {})):
-        return False
-    return int(config.get("step", 0)) >= stored.steps
+    return stored_run_complete(run_dir, SeqRunConfig, run, files=(TOKENIZER_FILE,))
 
 
 class SeqTask:

@@ -8,12 +8,14 @@ these helpers are the part that would otherwise be written twice.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from bitcompose.core.config import Config
 
-__all__ = ["check_run_fields", "same_run", "from_preset"]
+__all__ = ["check_run_fields", "same_run", "from_preset", "stored_run_complete"]
 
 R = TypeVar("R", bound=Config)
 
@@ -58,3 +60,24 @@ def from_preset(presets: Mapping[str, R], name: str, what: str, overrides: Mappi
         return replaced
     except TypeError as exc:
         raise ValueError(f"bad {what} config override: {exc}") from exc
+
+
+def stored_run_complete(
+    run_dir: str | Path, run_class: type[Config], run: Config | None = None, *, files: Iterable[str] = ()
+) -> bool:
+    """Whether ``run_dir`` holds a finished run of ``run_class`` (of configuration ``run``, if given): its
+    checkpoint's ``config.json`` (``{"run": …, "step": …}``) has reached the run's ``steps``, and every one of
+    ``files`` (e.g. the tokeniser) is present beside the checkpoint folder."""
+    from bitcompose.training.loop import CHECKPOINT_DIR  # the trainer imports configs: import it when asked
+
+    ckpt = Path(run_dir) / CHECKPOINT_DIR
+    if not (ckpt / "config.json").is_file() or not all((Path(run_dir) / f).is_file() for f in files):
+        return False
+    try:
+        config = json.loads((ckpt / "config.json").read_text())
+        stored = run_class.from_dict(config.get("run", {}))
+    except (OSError, json.JSONDecodeError, TypeError, ValueError):
+        return False
+    if run is not None and not same_run(run, config.get("run", {})):
+        return False
+    return int(config.get("step", 0)) >= int(cast(Any, stored).steps)
