@@ -83,6 +83,10 @@ def test_accuracy_and_standard_error():
 # ---- composed sampling on tiny models ------------------------------------------------------------------------
 
 
+# noise levels of the sampling tests (the experiments use 100): what is checked does not need more
+LEVELS = 20
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     cache = tmp_path_factory.mktemp("objects-cache")
@@ -100,15 +104,15 @@ def test_composed_sampler_returns_valid_codes(tiny, sampler, param):
     cells = requested_cells(2, 2, torch.Generator().manual_seed(0))
     mcmc = MCMCSettings(steps_per_level=1, min_level=0.95)
     images, info = sample_conjunction(
-        loaded, cells, 4.0, sampler, mcmc, torch.Generator().manual_seed(0), False
+        loaded, cells, 4.0, sampler, mcmc, torch.Generator().manual_seed(0), False, levels=LEVELS
     )
     assert images.shape == (2, 3, 16, 16) and images.dtype == torch.long
     assert int(images.min()) >= 0 and int(images.max()) <= 3
     assert info["network_evaluations"] == 3 * info["nfe"]
     if sampler == "reverse":
-        assert info["nfe"] == 100 and info["mcmc"] is None
+        assert info["nfe"] == LEVELS and info["levels"] == LEVELS and info["mcmc"] is None
     else:
-        assert info["nfe"] > 100 and info["mcmc"]["min_level"] == 0.95
+        assert info["nfe"] > LEVELS and info["mcmc"]["min_level"] == 0.95
         assert sampler in ("ula", "uhmc") or 0.0 <= info["acceptance"] <= 1.0
 
 
@@ -118,7 +122,8 @@ def test_composed_sampler_is_reproducible_and_uses_the_conditions(tiny, monkeypa
     cells = torch.tensor([[0, 5], [9, 15]])
 
     def run(c):
-        return sample_conjunction(loaded, c, 4.0, "reverse", mcmc, torch.Generator().manual_seed(1), False)[0]
+        gen = torch.Generator().manual_seed(1)
+        return sample_conjunction(loaded, c, 4.0, "reverse", mcmc, gen, False, levels=LEVELS)[0]
 
     assert torch.equal(run(cells), run(cells))
     # a 2-step model barely reads its condition, so check what the network is asked instead of its output
@@ -132,7 +137,7 @@ def test_composed_sampler_is_reproducible_and_uses_the_conditions(tiny, monkeypa
     monkeypatch.setattr(loaded.denoiser, "raw", spy)
     run(cells)
     assert set(seen) == {None, (0, 9), (5, 15)}
-    assert len(seen) == 3 * 100
+    assert len(seen) == 3 * LEVELS
 
 
 def test_condition_groups_bind_each_target_to_one_group():
@@ -179,14 +184,15 @@ def test_prompt_rows_report_every_operator(tmp_path, monkeypatch):
 
     monkeypatch.setattr(prompts_module, "load_or_train_evaluator", lambda cache, progress: _FakeEvaluator())
     rows = prompt_rows(
-        pairs=((0, 8),), samplers=("reverse",), n=3, train_steps=2, cache=tmp_path, progress=False
-    )
+        pairs=((0, 8),), samplers=("reverse",), n=3, train_steps=2, cache=tmp_path, progress=False,
+        levels=LEVELS,
+    )  # fmt: skip
     assert [r.report["operator"] for r in rows] == ["A", "AND", "NOT"]
     assert rows[1].report["prompt"] == "red square AND blue ring"
     assert rows[2].report["prompt"] == "red square AND NOT blue ring"
     for r in rows:
         json.dumps(r.report)
-        assert r.images.shape == (3, 3, 16, 16)
+        assert r.images.shape == (3, 3, 16, 16) and r.report["levels"] == r.report["nfe"] == LEVELS
     # the fake evaluator sees A in every image and B in none: A = 1, AND = 0, NOT = 1
     assert [r.report["accuracy"] for r in rows] == [1.0, 0.0, 1.0]
 

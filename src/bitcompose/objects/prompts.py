@@ -51,9 +51,10 @@ def prompt_rows(
     train_steps: int | None = None,
     cache: str | Path | None = None,
     progress: bool = True,
+    levels: int = 100,
 ) -> list[PromptRow]:
-    """One row per pair and operator (``A`` alone with reverse diffusion; ``AND`` and ``NOT`` with each sampler);
-    reports ``{prompt, operator, sampler, param, n, accuracy, accuracy_se, share_a, share_b, nfe, seconds, ...}``."""
+    """One row per pair and operator (``A`` alone with reverse diffusion; ``AND`` and ``NOT`` with each sampler,
+    on ``levels`` noise levels); reports ``{prompt, operator, sampler, param, n, accuracy, accuracy_se, share_a, share_b, nfe, seconds, ...}``."""
     if param not in PARAMS:
         raise ValueError(f"param must be one of {', '.join(PARAMS)}, got {param!r}")
     for a, b in pairs:
@@ -74,7 +75,7 @@ def prompt_rows(
             gen = torch.Generator().manual_seed(seed)
             # every slot asks for the same prompts: one target, so SMC resamples the row as one group
             conds = torch.tensor(prompts).expand(n, len(prompts))
-            images, info = sample_conjunction(loaded, conds, weights, sampler, mcmc, gen, progress)
+            images, info = sample_conjunction(loaded, conds, weights, sampler, mcmc, gen, progress, levels)
             found = presence(evaluator, images)[:, NUM_CELLS:]
             has_a, has_b = found[:, a], found[:, b]
             and_ok, not_ok = has_a & has_b, has_a & ~has_b
