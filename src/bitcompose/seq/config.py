@@ -16,7 +16,11 @@ from bitcompose.seq.data import MOSES
 from bitcompose.seq.tokenizer import KINDS
 from bitcompose.training.run_config import check_run_fields, from_preset, same_run
 
-__all__ = ["SeqRunConfig", "PRESETS", "DEFAULT_PRESET", "preset"]
+__all__ = ["CONDITIONS", "SeqRunConfig", "PRESETS", "DEFAULT_PRESET", "preset"]
+
+#: What a sequence model can be conditioned on: nothing, or one molecular property bin per example
+#: (:data:`bitcompose.seq.properties.ATTRIBUTES`, SMILES data only).
+CONDITIONS = ("none", "properties")
 
 #: The preset `bitcompose seq train` uses when none is named.
 DEFAULT_PRESET = "small"
@@ -41,6 +45,10 @@ class SeqRunConfig(Config):
             logits, added to the bit MSE (SCD-Net's recipe; 0 = the paper's pure MSE). The masked model's loss is a
             cross-entropy already; it does not read this field.
         precision: ``auto``, ``fp32`` or ``bf16`` (autocast of the training loss).
+        condition: ``none`` or ``properties`` (bits model, SMILES): each training molecule is labelled with the
+            bin of one of its properties, drawn at random per step (:mod:`bitcompose.seq.properties`), so that one
+            network learns every ``p(x | attribute)``; ``cond_drop_prob`` of the labels are dropped, so that it
+            also learns ``p(x)`` for classifier-free guidance and composition.
         seed: seed of the initialisation, batches, noise and a text file's split.
         log_every / save_every: logging and checkpoint intervals in steps.
     """
@@ -64,6 +72,8 @@ class SeqRunConfig(Config):
     self_cond_prob: float = 0.5
     ce_weight: float = 0.0
     precision: str = "auto"
+    condition: str = "none"
+    cond_drop_prob: float = 0.2
     seed: int = 0
     log_every: int = 100
     save_every: int = 500
@@ -78,22 +88,37 @@ class SeqRunConfig(Config):
         check_run_fields(self, at_least_one=("steps", "batch_size", "log_every", "save_every"))
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {self.condition!r}")
+        if self.condition == "properties" and (self.model != "bits" or self.tokenizer != "smiles"):
+            raise ValueError(
+                "condition='properties' needs the bits model and SMILES data (tokenizer='smiles')"
+            )
+        if not 0.0 <= self.cond_drop_prob < 1.0:
+            raise ValueError(f"cond_drop_prob must lie in [0, 1), got {self.cond_drop_prob}")
 
     def net_config(self, vocab_size: int, max_len: int) -> SeqNetConfig:
         """The network for a tokeniser of ``vocab_size`` ids and sequences of ``max_len`` positions."""
+        from bitcompose.seq.properties import ATTRIBUTES
+
+        classes = len(ATTRIBUTES) if self.condition == "properties" else 0
         return seq_net_config(
-            self.net_size, vocab_size=vocab_size, max_len=max_len, model=self.model, encoding=self.encoding
-        )
+            self.net_size, vocab_size=vocab_size, max_len=max_len, model=self.model, encoding=self.encoding,
+            num_classes=classes,
+        )  # fmt: skip
 
     def same_run(self, stored: dict[str, Any]) -> bool:
         """Whether a stored :meth:`to_dict` is this run."""
         return same_run(self, stored)
 
     def cache_spec(self, fingerprint: str) -> dict[str, Any]:
-        """What the trained weights depend on: every field but the logging ones, the data by ``fingerprint``."""
+        """What the trained weights depend on: every field but the logging ones, the data by ``fingerprint``
+        (an unconditional run leaves out the condition fields, so its key is the one it had before they existed)."""
         d = self.to_dict()
         for k in ("log_every", "save_every", "preset"):
             d.pop(k)
+        if self.condition == "none":
+            del d["condition"], d["cond_drop_prob"]
         d["data"] = fingerprint
         return d
 

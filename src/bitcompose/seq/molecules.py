@@ -34,7 +34,7 @@ import torch
 
 from bitcompose.seq.data import moses_file
 
-__all__ = ["METRICS", "molecule_metrics", "canonical_smiles", "missing_rdkit"]
+__all__ = ["METRICS", "molecule_metrics", "canonical_smiles", "missing_rdkit", "rdkit_mol"]
 
 #: The metrics, in MOSES's order.
 METRICS = (
@@ -60,7 +60,8 @@ def missing_rdkit() -> str | None:
     return None
 
 
-def _mol(smiles: str) -> Any:
+def rdkit_mol(smiles: str) -> Any:
+    """RDKit's sanitised molecule of a SMILES string, or ``None`` if it is not a valid molecule."""
     from rdkit import Chem, rdBase
 
     rdBase.DisableLog("rdApp.*")  # an invalid string is counted, not printed
@@ -80,7 +81,7 @@ def canonical_smiles(smiles: str) -> str | None:
     """RDKit's canonical SMILES of a string, or ``None`` if it is not a valid molecule."""
     from rdkit import Chem
 
-    mol = _mol(smiles)
+    mol = rdkit_mol(smiles)
     return None if mol is None else Chem.MolToSmiles(mol)
 
 
@@ -188,7 +189,7 @@ def molecule_metrics(smiles: Sequence[str]) -> dict[str, float]:
         raise ImportError(why)
     from rdkit import Chem
 
-    mols = [_mol(s) for s in smiles]
+    mols = [rdkit_mol(s) for s in smiles]
     valid_mols = [m for m in mols if m is not None]
     canon = [Chem.MolToSmiles(m) for m in valid_mols]
     out: dict[str, float] = {"n": float(len(smiles)), "n_valid": float(len(canon))}

@@ -109,20 +109,41 @@ class SeqTask:
         self.batch_size = run.batch_size
         self.generator = torch.Generator().manual_seed(run.seed)
         self.denoiser = make_denoiser(net, net_config)
+        self._labels: dict[str, Tensor] = {}  # property labels [P] of the molecules seen so far
+
+    def labels(self, batch: list[str]) -> Tensor:
+        """``long [B]``: each molecule's label, the bin of one of its properties drawn at random (−1, the null
+        label, for ``cond_drop_prob`` of them); the properties of a molecule are computed once per run."""
+        from bitcompose.seq.properties import attribute_labels, property_values
+
+        new = [s for s in dict.fromkeys(batch) if s not in self._labels]
+        if new:
+            self._labels.update(zip(new, attribute_labels(property_values(new)), strict=True))
+        table = torch.stack([self._labels[s] for s in batch])  # [B, P]
+        gen, n = self.generator, len(batch)
+        pick = table[torch.arange(n), torch.randint(table.shape[1], (n,), generator=gen)]
+        return torch.where(torch.rand(n, generator=gen) < self.run.cond_drop_prob, -1, pick)
 
     def loss(self, net: nn.Module, step: int) -> Tensor:
         """The loss of one random batch."""
         run, gen = self.run, self.generator
         idx = torch.randint(len(self.sequences), (run.batch_size,), generator=gen).tolist()
-        ids = self.tokenizer.encode([self.sequences[i] for i in idx], self.net_config.max_len)
+        batch = [self.sequences[i] for i in idx]
+        ids = self.tokenizer.encode(batch, self.net_config.max_len)
         x0 = encode_codes(self.net_config, ids)
+        cond = self.labels(batch) if run.condition == "properties" else None
         if isinstance(self.denoiser, MaskedDenoiser):
             t = torch.rand(run.batch_size, generator=gen)
             uniforms = torch.rand((run.batch_size, 1, self.net_config.max_len), generator=gen)
             return masked_loss(self.denoiser, x0, t=t, uniforms=uniforms)
         with_ce = run.ce_weight > 0
         out = diffusion_loss(
-            self.denoiser, x0, generator=gen, self_cond_prob=run.self_cond_prob, with_logits=with_ce
+            self.denoiser,
+            x0,
+            cond=cond,
+            generator=gen,
+            self_cond_prob=run.self_cond_prob,
+            with_logits=with_ce,
         )
         if not with_ce:
             return out.loss
