@@ -158,3 +158,40 @@ def test_cli_compose_and_its_one_line_errors(
     plain = preset("tiny", data=str(conditional_run.parent / "mols.txt"), steps=2, log_every=1, save_every=2)
     plain_dir = train_seq(plain, tmp_path / "plain", progress=False)
     assert "property-conditioned model" in error(["seq", "compose", str(plain_dir), "--request", "qed:low"])
+
+
+def test_property_guide_learns_and_guides_each_term(
+    conditional_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import math
+
+    from bitcompose.seq.guide import PropertyGuide, load_or_train_guide
+
+    model = load_seq_model(conditional_run)
+    guide = load_or_train_guide(model, steps=25, cache=tmp_path, progress=False)
+    # at initialisation the summed cross-entropy is about ln 3 + ln 5 (uniform over each property's bins)
+    assert guide.info["final_loss"] < 0.8 * (math.log(3) + math.log(5))
+    assert set(guide.info["accuracy_by_time"]) >= {"qed@t=0", "logp@t=0.9"}
+    again = load_or_train_guide(model, steps=25, cache=tmp_path, progress=False)  # from the cache
+    x, t = torch.randn(3, model.net_config.max_len, model.net_config.codec.num_bits), torch.full((3,), 0.4)
+    torch.testing.assert_close(again(x, t), guide(x, t))
+    assert guide.property_logits(x, t, "qed").shape == (3, 3) and guide.property_logits(
+        x, t, "logp"
+    ).shape == (3, 5)
+    # the loss leaves out a molecule without properties, and is the sum of the two properties' cross-entropies
+    labels = torch.tensor([[2, 5], [-1, -1]])
+    gen = torch.Generator().manual_seed(0)
+    assert torch.isfinite(guide.loss(torch.zeros(2, *x.shape[1:]), labels, gen))
+    asked: list[tuple[str, int]] = []
+    real = PropertyGuide.property_logits
+
+    def spy(self, x_t, t_, prop):  # type: ignore[no-untyped-def]
+        asked.append((prop, x_t.shape[0]))
+        return real(self, x_t, t_, prop)
+
+    monkeypatch.setattr(PropertyGuide, "property_logits", spy)
+    request = parse_request("qed:high AND NOT logp:2-3")
+    texts, report = compose_molecules(model, request, 4, levels=6, guide=guide, reference=0)
+    assert report["method"] == "guidance" and report["network_evaluations"] == report["nfe"] == 6
+    assert report["guide_evaluations"] == 12 and sorted(set(asked)) == [("logp", 4), ("qed", 4)]
+    assert len(texts) == 4

@@ -162,10 +162,19 @@ def _compose(args: argparse.Namespace) -> int:
         raise CLIError(why)
     out = None if args.out is None else output_path(args.out, overwrite=args.overwrite, suffix=".txt")
     model = _load(args.run_dir)
+    guide = None
+    if args.guide:
+        from bitcompose.seq.guide import load_or_train_guide
+
+        guide = load_or_train_guide(
+            model, steps=args.guide_steps, cache=args.cache, progress=not args.no_progress
+        )
     texts, report = compose_molecules(
         model, request, args.n, sampler=args.sampler, weight=args.weight, levels=args.levels, mcmc=mcmc,
-        generator=torch.Generator().manual_seed(args.seed), progress=not args.no_progress,
+        generator=torch.Generator().manual_seed(args.seed), guide=guide, progress=not args.no_progress,
     )  # fmt: skip
+    if guide is not None:
+        report["guide"] = guide.info
     report["seed"] = args.seed
     if out is not None:
         tmp = out.with_name(f".{out.name}.tmp")
@@ -193,7 +202,8 @@ def _add_compose(sub: Any) -> None:
         description=(
             "Sample molecules of a property-conditioned bits model (seq train --condition properties) under a "
             "request of attributes joined by AND, each optionally NOT: the Composable-Diffusion conjunction of the "
-            "model's conditionals, by reverse diffusion or annealed MCMC (trapezoid Metropolis tests). Reports the "
+            "model's conditionals (or, with --guide, classifier guidance by a property predictor), by reverse "
+            "diffusion or annealed MCMC (trapezoid Metropolis tests). Reports the "
             "share of molecules that are valid AND satisfy every term (RDKit's QED and logP), with its s.e., NFE "
             f"and seconds. Attributes: {', '.join(a.name for a in ATTRIBUTES)}."
         ),
@@ -218,6 +228,14 @@ def _add_compose(sub: Any) -> None:
     p.add_argument(
         "--min-level", type=float_arg("--min-level", 0.0, 1.0), default=0.5, help="MCMC on levels above"
     )
+    p.add_argument(
+        "--guide",
+        action="store_true",
+        help="classifier guidance by a noise-conditioned property predictor (trained and cached on first use) "
+        "instead of the product of the model's conditionals; the model may be unconditional",
+    )
+    p.add_argument("--guide-steps", type=int_arg("--guide-steps", 1), default=None, help="its training steps")
+    p.add_argument("--cache", default=None, help=CACHE_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="text file for the molecules, one per line (never replaced)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

@@ -29,7 +29,15 @@ from bitcompose.core.bits import BitCodec
 from bitcompose.core.config import Config
 from bitcompose.nets.embeddings import sinusoidal_embedding
 
-__all__ = ["SEQ_MODELS", "SeqNetConfig", "SeqBitsNet", "SeqMaskedNet", "seq_net_config", "build_seq_net"]
+__all__ = [
+    "SEQ_MODELS",
+    "SeqNetConfig",
+    "SeqBitsNet",
+    "SeqMaskedNet",
+    "SeqPoolNet",
+    "seq_net_config",
+    "build_seq_net",
+]
 
 #: The two kinds of sequence model.
 SEQ_MODELS = ("bits", "masked")
@@ -108,7 +116,7 @@ def seq_net_config(name: str, vocab_size: int, max_len: int, **overrides: Any) -
 class _SeqTransformer(nn.Module):
     """Codes ``[B, L, C_in]`` + noise level ``[B]`` (+ labels ``[B]``) → logits ``[B, L, V]``."""
 
-    def __init__(self, config: SeqNetConfig) -> None:
+    def __init__(self, config: SeqNetConfig, out_features: int | None = None) -> None:
         super().__init__()
         self.config = config
         d = config.dim
@@ -127,7 +135,7 @@ class _SeqTransformer(nn.Module):
         )
         self.layers = nn.TransformerEncoder(layer, config.depth, enable_nested_tensor=False)
         self.out_norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, config.vocab_size)
+        self.head = nn.Linear(d, config.vocab_size if out_features is None else out_features)
 
     def _class_rows(self, cond: Any, batch: int) -> Tensor | None:
         cfg = self.config
@@ -146,6 +154,10 @@ class _SeqTransformer(nn.Module):
         return torch.where(cond < 0, torch.full_like(cond, cfg.num_classes), cond)
 
     def forward(self, codes: Tensor, gamma: Tensor, cond: Any = None) -> Tensor:
+        return self.head(self.encode(codes, gamma, cond))
+
+    def encode(self, codes: Tensor, gamma: Tensor, cond: Any = None) -> Tensor:
+        """The normalised features ``[B, L, d]`` of the last layer."""
         cfg = self.config
         if codes.ndim != 3 or codes.shape[1:] != (cfg.max_len, cfg.in_channels):
             raise ValueError(
@@ -159,7 +171,7 @@ class _SeqTransformer(nn.Module):
             assert self.class_embedding is not None
             emb = emb + self.class_embedding(rows)
         h = self.in_proj(codes) + self.pos + emb[:, None, :]
-        return self.head(self.out_norm(self.layers(h)))
+        return self.out_norm(self.layers(h))
 
 
 class SeqBitsNet(_SeqTransformer):
@@ -195,6 +207,21 @@ class SeqMaskedNet(_SeqTransformer):
     def forward(self, codes: Tensor, gamma: Tensor, cond: Any = None) -> Tensor:
         """Logits ``[B, V, L]`` of the partly masked one-hot codes ``[B, V, L]``."""
         return super().forward(codes.transpose(1, 2), gamma, cond).transpose(1, 2)
+
+
+class SeqPoolNet(_SeqTransformer):
+    """A noise-conditioned predictor of whole sequences: ``forward(x_t [B, L, nb], gamma [B])`` → ``out_features``
+    logits ``[B, out_features]`` of the mean of the last layer's features over the positions (the property
+    predictor of classifier guidance; ``config.self_condition`` must be false: it reads ``x_t`` alone)."""
+
+    def __init__(self, config: SeqNetConfig, out_features: int) -> None:
+        if config.model != "bits" or config.self_condition or config.num_classes:
+            raise ValueError("SeqPoolNet needs an unconditional bits config without self-conditioning")
+        super().__init__(config, out_features)
+
+    def forward(self, codes: Tensor, gamma: Tensor, cond: Any = None) -> Tensor:
+        """Logits ``[B, out_features]``."""
+        return self.head(self.encode(codes, gamma, cond).mean(dim=1))
 
 
 def build_seq_net(config: SeqNetConfig) -> SeqBitsNet | SeqMaskedNet:
