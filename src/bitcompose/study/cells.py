@@ -29,7 +29,7 @@ from bitcompose.images.config import SampleConfig, TrainConfig
 from bitcompose.images.evaluate import generate
 from bitcompose.images.likelihood import image_bpd
 from bitcompose.images.model import LoadedModel
-from bitcompose.metrics.fid import feature_statistics
+from bitcompose.metrics.fid import feature_statistics, kernel_inception_distance
 from bitcompose.metrics.image_scores import classifier_fid_with_se, image_subset, level_tv, real_fid
 from bitcompose.nets.classifier import ImageClassifier
 from bitcompose.study.grid import MODELS, StudyCell, StudyModel, model_config
@@ -132,25 +132,38 @@ def level_scores(dataset: str, images: Tensor) -> dict[str, float]:
 
 
 @functools.cache
-def _inception_train_statistics(dataset: str) -> tuple[Any, Any, Any]:
-    """The Inception network and the mean and covariance of its features of ``dataset``'s train split."""
+def _inception_train_statistics(dataset: str) -> tuple[Any, Any, Any, Tensor]:
+    """The Inception network, the mean and covariance of its features of ``dataset``'s train split, and the
+    features themselves ``[N, 2048]`` (for the KID)."""
     from bitcompose.metrics.inception import InceptionFeatures
 
     net = InceptionFeatures()
     train = splits(dataset)[0]
-    return net, *feature_statistics(net(train.images, train.num_values))
+    feats = net(train.images, train.num_values)
+    return net, *feature_statistics(feats), feats
 
 
 def inception_scores(dataset: str, images: Tensor, floor_n: int) -> dict[str, float]:
-    """Inception FID of ``images`` (``long [m, C, H, W]``) against the train split, and its floor with ``floor_n``
-    held-out images (needs the ``fid`` extra; ``FileNotFoundError`` with the install command otherwise)."""
+    """Inception FID and KID of ``images`` (``long [m, C, H, W]``) against the train split, each beside its floor
+    with ``floor_n`` held-out images (needs the ``fid`` extra; ``FileNotFoundError`` with the install command
+    otherwise). The KID is the unbiased MMD² of the cubic kernel, mean over 100 subsets of ``min(1000, m)`` rows
+    (:func:`~bitcompose.metrics.fid.kernel_inception_distance`, seed 0), with its spread over the subsets."""
     from bitcompose.metrics.inception import fid_with_floor
 
-    net, mu, cov = _inception_train_statistics(dataset)
+    net, mu, cov, train_feats = _inception_train_statistics(dataset)
     held_out = splits(dataset)[1].images[:floor_n]
     k = splits(dataset)[0].num_values
-    fid, floor = fid_with_floor(net(images, k), net(held_out, k), (mu, cov))
-    return {"inception_fid": fid, "inception_fid_floor": floor}
+    feats, real = net(images, k), net(held_out, k)
+    fid, floor = fid_with_floor(feats, real, (mu, cov))
+    kid, kid_std = kernel_inception_distance(feats, train_feats, seed=0)
+    kid_floor, _ = kernel_inception_distance(real, train_feats, seed=0)
+    return {
+        "inception_fid": fid,
+        "inception_fid_floor": floor,
+        "inception_kid": kid,
+        "inception_kid_std": kid_std,
+        "inception_kid_floor": kid_floor,
+    }
 
 
 _BOUNDS: dict[tuple[str, int, bool, str], dict[str, Any]] = {}

@@ -363,7 +363,9 @@ def _all_rows(rows: Sequence[Row]) -> list[str]:
         for line, r in zip(body, ordered, strict=True):
             line.append(f"{r['inception_fid']:.1f} (floor {r['inception_fid_floor']:.1f})" if "inception_fid" in r
                         else "–")  # fmt: skip
-        header.append("Inception FID")
+            line.append(f"{1e3 * r['inception_kid']:.2f} (floor {1e3 * r['inception_kid_floor']:.2f})"
+                        if "inception_kid" in r else "–")  # fmt: skip
+        header += ["Inception FID", "KID ×10³"]
     return _table(header, body)
 
 
