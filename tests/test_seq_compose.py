@@ -25,19 +25,10 @@ from bitcompose.seq.properties import (  # noqa: E402
     satisfied,
 )
 from bitcompose.seq.train import SeqTask  # noqa: E402
+from test_seq_models import MOLECULES as SMALL  # noqa: E402
 
-MOLECULES = [
-    "CCO",
-    "CCN",
-    "c1ccccc1",
-    "CC(=O)O",
-    "CC(C)O",
-    "c1ccncc1",
-    "CCOC(=O)C",
-    "OCC(O)CO",
-    "CC(C)(C)c1ccc(O)cc1",
-    "COc1ccc(CC(N)=O)cc1",
-]
+# the small molecules of the model tests and two larger ones (QED 0.60 and 0.72, logP 2.7 and 0.7)
+MOLECULES = [*SMALL[:8], "CC(C)(C)c1ccc(O)cc1", "COc1ccc(CC(N)=O)cc1"]
 
 
 def test_property_values_and_their_bins() -> None:
