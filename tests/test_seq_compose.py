@@ -75,7 +75,7 @@ def test_training_labels_are_one_property_of_each_molecule_or_null(tmp_path: Pat
     picked = labels[labels >= 0]
     qed_share = float((picked < 3).double().mean())  # labels 0-2 are QED bins: each property half the time
     assert abs(qed_share - 0.5) < 0.05
-    assert len(task._labels) == len(MOLECULES)  # each molecule's properties computed once
+    assert len(task.property_labels) == len(MOLECULES)  # each molecule's properties computed once
 
 
 def test_unconditional_cache_keys_are_unchanged() -> None:

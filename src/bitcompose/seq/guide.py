@@ -25,7 +25,7 @@ from bitcompose.nets.classifier import read_network, save_network
 from bitcompose.nets.seq import SeqNetConfig, SeqPoolNet
 from bitcompose.seq.data import load_sequences
 from bitcompose.seq.model import SeqModel
-from bitcompose.seq.properties import ATTRIBUTES, PROPERTIES, attribute_labels, property_values
+from bitcompose.seq.properties import ATTRIBUTES, PROPERTIES, LabelMemo
 from bitcompose.seq.train import make_denoiser
 from bitcompose.training.checkpoint import load_state_strict
 from bitcompose.training.loop import Trainer
@@ -96,16 +96,13 @@ class _GuideTask:
         self.module: nn.Module = guide
         self.guide, self.model, self.molecules = guide, model, molecules
         self.batch_size, self.generator = batch_size, torch.Generator().manual_seed(seed)
-        self._labels: dict[str, Tensor] = {}
+        self.property_labels = LabelMemo()
 
     def encode(self, batch: list[str]) -> tuple[Tensor, Tensor]:
         """``(analog bits [B, L, nb], labels long [B, P])``; each molecule's properties computed once."""
-        new = [s for s in dict.fromkeys(batch) if s not in self._labels]
-        if new:
-            self._labels.update(zip(new, attribute_labels(property_values(new)), strict=True))
         cfg = self.model.net_config
         ids = self.model.tokenizer.encode(batch, cfg.max_len)
-        return cfg.codec.encode_sequence(ids), torch.stack([self._labels[s] for s in batch])
+        return cfg.codec.encode_sequence(ids), self.property_labels(batch)
 
     def loss(self, net: nn.Module, step: int) -> Tensor:
         idx = torch.randint(len(self.molecules), (self.batch_size,), generator=self.generator).tolist()

@@ -23,6 +23,7 @@ __all__ = [
     "ATTRIBUTES",
     "PROPERTIES",
     "Attribute",
+    "LabelMemo",
     "Request",
     "attribute_id",
     "attribute_labels",
@@ -95,6 +96,24 @@ def attribute_labels(values: Tensor) -> Tensor:
         v = values[:, PROPERTIES.index(a.prop)]
         labels[:, PROPERTIES.index(a.prop)][(v >= a.low) & (v < a.high)] = i
     return labels
+
+
+class LabelMemo:
+    """:func:`attribute_labels` of molecules, each computed once (RDKit's QED costs ≈ 2 ms per molecule) and kept
+    for the rest of a training run."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __call__(self, smiles: Sequence[str]) -> Tensor:
+        """``long [n, P]``: the labels of ``smiles``."""
+        new = [s for s in dict.fromkeys(smiles) if s not in self._rows]
+        if new:
+            self._rows.update(zip(new, attribute_labels(property_values(new)), strict=True))
+        return torch.stack([self._rows[s] for s in smiles])
 
 
 @dataclass(frozen=True)

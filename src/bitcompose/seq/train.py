@@ -34,6 +34,7 @@ from bitcompose.experiments.cache import cached
 from bitcompose.nets.seq import SeqNetConfig, build_seq_net
 from bitcompose.seq.config import SeqRunConfig
 from bitcompose.seq.data import SequenceData, data_fingerprint, load_sequences
+from bitcompose.seq.properties import LabelMemo
 from bitcompose.seq.tokenizer import SeqTokenizer, build_tokenizer
 from bitcompose.training.loop import CHECKPOINT_DIR, RunFolder, Trainer
 from bitcompose.training.optim import OptimConfig, adamw_recipe
@@ -109,17 +110,12 @@ class SeqTask:
         self.batch_size = run.batch_size
         self.generator = torch.Generator().manual_seed(run.seed)
         self.denoiser = make_denoiser(net, net_config)
-        self._labels: dict[str, Tensor] = {}  # property labels [P] of the molecules seen so far
+        self.property_labels = LabelMemo()
 
     def labels(self, batch: list[str]) -> Tensor:
         """``long [B]``: each molecule's label, the bin of one of its properties drawn at random (−1, the null
         label, for ``cond_drop_prob`` of them); the properties of a molecule are computed once per run."""
-        from bitcompose.seq.properties import attribute_labels, property_values
-
-        new = [s for s in dict.fromkeys(batch) if s not in self._labels]
-        if new:
-            self._labels.update(zip(new, attribute_labels(property_values(new)), strict=True))
-        table = torch.stack([self._labels[s] for s in batch])  # [B, P]
+        table = self.property_labels(batch)  # [B, P]
         gen, n = self.generator, len(batch)
         pick = table[torch.arange(n), torch.randint(table.shape[1], (n,), generator=gen)]
         return torch.where(torch.rand(n, generator=gen) < self.run.cond_drop_prob, -1, pick)
