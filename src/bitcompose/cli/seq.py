@@ -44,6 +44,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_lines(out: Path, texts: list[str]) -> None:
+    """One sequence per line, written atomically (through a temporary file beside ``out``)."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("".join(f"{t}\n" for t in texts))
+    tmp.replace(out)
+
+
 def _load(run_dir: str) -> Any:
     from bitcompose.seq.model import load_seq_model
 
@@ -68,9 +75,7 @@ def _sample(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - t0
     texts = model.tokenizer.decode(ids)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("".join(f"{t}\n" for t in texts))
-    tmp.replace(out)
+    _write_lines(out, texts)
     nfe = args.steps  # one network evaluation per step for every sampler here (DPM-Solver++(2M) is multistep)
     row = {
         "run": str(model.path),
@@ -177,9 +182,7 @@ def _compose(args: argparse.Namespace) -> int:
         report["guide"] = guide.info
     report["seed"] = args.seed
     if out is not None:
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text("".join(f"{t}\n" for t in texts))
-        tmp.replace(out)
+        _write_lines(out, texts)
         report["out"] = str(out)
     if args.json:
         print(json_line(report))
