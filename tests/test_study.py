@@ -39,6 +39,14 @@ def test_grids_name_known_models_without_repeats_and_full_covers_every_part() ->
     assert {c.mode for c in samplers} == {"default", "momentum", "self-guidance"}
     with pytest.raises(ValueError, match="unknown grid"):
         grid("nope")
+    # a part of a grid: only the named models' cells, in the grid's order
+    part = grid("encodings", ("random", "gray"))
+    assert [c.name for c in part.cells] == [
+        c.name for c in grid("encodings").cells if c.model in ("gray", "random")
+    ]
+    assert [m.name for m in part.models] == ["gray", "random"] and {c.steps for c in part.cells} == {100, 400}
+    with pytest.raises(ValueError, match="no model 'masked'; its models are binary, gray"):
+        grid("encodings", ("gray", "masked"))
 
 
 def test_cell_names_and_costs() -> None:
@@ -240,6 +248,20 @@ def test_tiny_study_runs_resumes_accumulates_parts_and_prints_json(
     assert main([*args, "--no-progress"]) == 0
     parts = json.loads((out / "parts.json").read_text())
     assert [p["grid"] for p in parts] == ["quick", "baselines"]
+    # a part of a grid (--models) is its own record; its stored cells are not recomputed
+    monkeypatch.setitem(
+        GRIDS, "quick", lambda: [StudyCell("binary", "ddim", 4), StudyCell("masked", "ddpm", 4)]
+    )
+    monkeypatch.setattr(table, "study_cell", boom)
+    assert main([*args[:2], "quick", *args[3:], "--models", "masked", "--no-progress"]) == 0
+    parts = json.loads((out / "parts.json").read_text())
+    assert [(p["grid"], p.get("models")) for p in parts] == [
+        ("quick", None),
+        ("baselines", None),
+        ("quick", ["masked"]),
+    ]
+    assert parts[2]["cells"] == 1
+    monkeypatch.undo()
     # a cell written before the grey-level distance existed gets it from its stored samples
     cell = out / "cells" / "binary-ddim-4.json"
     old = json.loads(cell.read_text())
@@ -254,7 +276,7 @@ def test_tiny_study_runs_resumes_accumulates_parts_and_prints_json(
     assert (out / "samples.png").is_file() is False  # no 100-step cell: no sample grid
 
 
-def test_cli_refuses_bad_arguments_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_bad_arguments_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["study", "--grid", "nope"])
     assert exc.value.code == 2
@@ -263,6 +285,10 @@ def test_cli_refuses_bad_arguments_in_one_line(capsys: pytest.CaptureFixture[str
         main(["study", "--n", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--n" in err[0]
+    assert main(["study", "--grid", "encodings", "--models", "gray,nope", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no model 'nope'" in err[0]
+    assert not (tmp_path / "o").exists()  # refused before anything is written
 
 
 def test_inception_scores_of_real_images_sit_at_their_floor(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,13 +19,20 @@ from bitcompose.core.names import STUDY_DATASETS, STUDY_GRIDS
 __all__ = ["register"]
 
 
+def _model_list(text: str) -> tuple[str, ...]:
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("--models needs at least one model name")
+    return names
+
+
 def _study(args: argparse.Namespace) -> int:
     from bitcompose.study.table import StudyExperiment
 
     out = output_folder(args.out or f"runs/bit_study_{args.dataset}", example="docs/results/bit_study")
     experiment = StudyExperiment(
         args.grid, args.dataset, args.n, args.seed, args.train_steps, args.cache, not args.no_progress,
-        args.inception,
+        args.inception, args.models,
     )  # fmt: skip
     run_table(experiment, out, json=args.json)
     return 0
@@ -47,6 +54,10 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--dataset", choices=STUDY_DATASETS, default="digits", help="data set (digits)")
     p.add_argument("--grid", choices=STUDY_GRIDS, default="quick", help="which part of the study (quick)")
+    p.add_argument(
+        "--models", type=_model_list, default=None,
+        help="only the cells of these models of the grid, comma-separated (e.g. gray,random,onehot of encodings)",
+    )  # fmt: skip
     p.add_argument("--out", default=None, help="the results folder (default runs/bit_study_DATASET)")
     p.add_argument("--n", type=int_arg("--n", 2), default=500, help="samples per cell (500)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (0)")

@@ -235,8 +235,19 @@ _DEFINITIONS = {
 GRIDS = {name: _DEFINITIONS[name] for name in STUDY_GRIDS}
 
 
-def grid(name: str) -> Grid:
-    """The named grid (one of :data:`GRIDS`)."""
+def grid(name: str, models: tuple[str, ...] | None = None) -> Grid:
+    """The named grid (one of :data:`GRIDS`), restricted to the cells of ``models`` when given (a part of a grid:
+    e.g. ``models=("gray", "random")`` of ``encodings``)."""
     if name not in GRIDS:
         raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(GRIDS)}")
-    return Grid(name, _unique(GRIDS[name]()))
+    cells = _unique(GRIDS[name]())
+    if models is None:
+        return Grid(name, cells)
+    named = tuple(dict.fromkeys(c.model for c in cells))
+    unknown = [m for m in models if m not in named]
+    if unknown or not models:
+        raise ValueError(
+            f"grid {name!r} has no model {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"its models are {', '.join(named)}"
+        )
+    return Grid(name, tuple(c for c in cells if c.model in models))

@@ -206,33 +206,25 @@ def compare_bpd(a: Row | None, b: Row | None, name_a: str, name_b: str) -> str |
     )
 
 
+#: The claims that compare two models, by the bound: (claim, model a, model b, name of a, name of b); the paper's
+#: direction is "a better than (or ≈) b".
+BOUND_PAIRS = (
+    ("Self-conditioning improves Bit Diffusion (Fig. 5)", "binary", "binary-nosc", "with", "without"),
+    ("x0 prediction ≫ ε prediction for analog bits (Fig. 5)", "binary", "binary-eps", "x0", "ε"),
+    ("Bit Diffusion beats absorbing-state discrete diffusion (Table 1)", "binary", "masked", "bits", "masked"),
+    ("Bit Diffusion on uint8 ≈ continuous pixels (Table 1)", "binary", "continuous", "bits", "continuous"),
+    ("uint8 ≤ gray (Tables 1, 6)", "binary", "gray", "uint8", "gray"),
+    ("gray < uint8 (rand) (Tables 1, 6)", "gray", "random", "gray", "uint8 (rand)"),
+    ("uint8 (rand) ≪ one-hot (Tables 1, 6)", "random", "onehot", "uint8 (rand)", "one-hot"),
+)  # fmt: skip
+
+
 def bound_claims(rows: Sequence[Row]) -> list[tuple[str, str]]:
     """The claims that compare models, decided by the likelihood bound (``not run`` without the cells)."""
-
-    def m(name: str) -> Row | None:
-        return model_row(rows, name)
-
-    pairs = [
-        ("Self-conditioning improves Bit Diffusion (Fig. 5)", "binary", "binary-nosc", "with", "without"),
-        ("x0 prediction ≫ ε prediction for analog bits (Fig. 5)", "binary", "binary-eps", "x0", "ε"),
-        (
-            "Bit Diffusion beats absorbing-state discrete diffusion (Table 1)",
-            "binary",
-            "masked",
-            "bits",
-            "masked",
-        ),
-        (
-            "Bit Diffusion on uint8 ≈ continuous pixels (Table 1)",
-            "binary",
-            "continuous",
-            "bits",
-            "continuous",
-        ),
-        ("uint8 ≤ gray (Tables 1, 6)", "binary", "gray", "uint8", "gray"),
-        ("gray < uint8 (rand) (Tables 1, 6)", "gray", "random", "gray", "uint8 (rand)"),
+    return [
+        (claim, compare_bpd(model_row(rows, a), model_row(rows, b), na, nb) or "not run")
+        for claim, a, b, na, nb in BOUND_PAIRS
     ]
-    return [(claim, compare_bpd(m(a), m(b), na, nb) or "not run") for claim, a, b, na, nb in pairs]
 
 
 def _bounds(rows: Sequence[Row]) -> list[str]:
@@ -371,7 +363,7 @@ def _all_rows(rows: Sequence[Row]) -> list[str]:
 
 #: The figures the page shows, in pairs side by side: (alt text, file); only those :func:`figures` drew.
 FIGURE_LINES = (
-    (("likelihood bound per model", "bpd_per_model.png"),),
+    (("likelihood bound per model", "bpd_per_model.png"), ("claims by the bound", "bpd_claims.png")),
     (("FID vs NFE", "fid_vs_nfe.png"), ("grey-level TV vs NFE", "level_tv_vs_nfe.png")),
     (("FID vs td", "fid_vs_td.png"), ("grey-level TV vs td", "level_tv_vs_td.png")),
     (("accuracy vs NFE", "accuracy_vs_nfe.png"), ("accuracy vs td", "accuracy_vs_td.png")),
@@ -458,14 +450,15 @@ YARDSTICKS = (
 
 
 def figures(out: Path, rows: Sequence[Row], meta: dict[str, Any]) -> list[str]:
-    """``bpd_per_model.png`` (the bound of each model with its s.e.), ``{fid,level_tv,accuracy}_vs_nfe.png`` (per
+    """``bpd_per_model.png`` (the bound of each model with its s.e.), ``bpd_claims.png`` (each model comparison
+    by the bound), ``{fid,level_tv,accuracy}_vs_nfe.png`` (per
     sampler and the masked baseline), ``…_vs_td.png`` and ``samples.png`` (DDIM or ancestral sampling at 100 steps,
     one row per model), each only where the cells give it something to show.
 
     Returns:
         The file names drawn (the page links only these).
     """
-    drawn = _bound_figure(out, rows)
+    drawn = _bound_figure(out, rows) + _bound_claims_figure(out, rows)
     lines = {"binary ddim": ("binary", "ddim"), "binary ddpm": ("binary", "ddpm"),
              "binary dpmpp2m": ("binary", "dpmpp2m"), "masked (ancestral)": ("masked", "ddpm")}  # fmt: skip
     nfes = sorted({r["nfe"] for r in rows if r["mode"] == "default" and not r["td"]})
@@ -528,6 +521,29 @@ def _bound_figure(out: Path, rows: Sequence[Row]) -> list[str]:
     ax.legend(handles, families, title="family", fontsize=8)
     save_figure(plt, fig, out / "bpd_per_model.png")
     return ["bpd_per_model.png"]
+
+
+def _bound_claims_figure(out: Path, rows: Sequence[Row]) -> list[str]:
+    """``bpd_claims.png``: each claim of :data:`BOUND_PAIRS` as the difference bpd(b) − bpd(a) with ± 2 paired s.e.
+    (right of zero: the paper's direction holds)."""
+    got = [(na, nb, model_row(rows, a), model_row(rows, b)) for _, a, b, na, nb in BOUND_PAIRS]
+    pairs = [(f"{na} vs {nb}", rb["bpd"] - ra["bpd"], _difference_se(ra, rb)) for na, nb, ra, rb in got
+             if ra is not None and rb is not None]  # fmt: skip
+    if not pairs:
+        return []
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.45 * len(pairs)))
+    y = list(range(len(pairs)))[::-1]
+    ax.errorbar([d for _, d, _ in pairs], y, xerr=[2 * se for _, _, se in pairs], fmt="o", capsize=3,
+                color="tab:blue", label="difference ± 2 paired s.e.")  # fmt: skip
+    ax.axvline(0.0, color="grey", lw=1, ls="--")
+    ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_yticks(y, [name for name, _, _ in pairs])
+    ax.set_xlabel("bpd(second) − bpd(first), bits / dim (> 0: first better)")
+    ax.set_title("Claims by the likelihood bound (held-out split)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    save_figure(plt, fig, out / "bpd_claims.png")
+    return ["bpd_claims.png"]
 
 
 #: Bar colours of the model families in :func:`_bound_figure`.

@@ -28,7 +28,7 @@ from bitcompose.study.cells import (
     study_cell,
     study_data,
 )
-from bitcompose.study.grid import StudyCell, grid
+from bitcompose.study.grid import Grid, StudyCell, grid
 from bitcompose.study.page import figures, page
 
 __all__ = ["StudyExperiment", "load_rows", "run_study"]
@@ -53,6 +53,11 @@ def load_rows(out: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _part_key(part: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
+    """A part of the study is a grid on a data set, or the cells of some of its models (``--models``)."""
+    return part["grid"], part["dataset"], tuple(part.get("models", ()))
+
+
 @dataclass
 class StudyExperiment:
     """One grid of the study on the harness (:func:`~bitcompose.experiments.runner.run_experiment`)."""
@@ -65,7 +70,13 @@ class StudyExperiment:
     cache: str | Path | None = None
     progress: bool = True
     inception: bool = False
+    models: tuple[str, ...] | None = None
     name: str = "bit_study"
+
+    @property
+    def grid(self) -> Grid:
+        """The grid's cells (only those of ``models`` when given)."""
+        return grid(self.grid_name, self.models)
 
     @property
     def steps(self) -> int:
@@ -75,7 +86,7 @@ class StudyExperiment:
     def settings(self) -> dict[str, Any]:
         """The data set, n, seed and training steps every cell of every part shares, and the cache key of each
         model of this grid (a changed recipe is another model: its old cells are not reused)."""
-        models = {m.name: model_key(m, self.dataset, self.steps) for m in grid(self.grid_name).models}
+        models = {m.name: model_key(m, self.dataset, self.steps) for m in self.grid.models}
         return {
             "dataset": self.dataset,
             "seed": self.seed,
@@ -87,7 +98,7 @@ class StudyExperiment:
     def prepare(self, log: Callable[[str], None]) -> dict[str, Any]:
         """Train or load the grid's models and the evaluator."""
         trained: dict[str, dict[str, Any]] = {}
-        for model in grid(self.grid_name).models:
+        for model in self.grid.models:
             loaded = load_or_train(
                 model, self.dataset, steps=self.steps, cache=self.cache, progress=self.progress
             )
@@ -108,17 +119,21 @@ class StudyExperiment:
         parts_path, page_path = out / PARTS, out / f"{self.name}.json"
         if not (parts_path.is_file() and page_path.is_file()):
             return None
-        key = (self.grid_name, self.dataset)
-        part = next((p for p in json.loads(parts_path.read_text()) if (p["grid"], p["dataset"]) == key), None)
+        key = self._part_key
+        part = next((p for p in json.loads(parts_path.read_text()) if _part_key(p) == key), None)
         meta = json.loads(page_path.read_text()).get("meta", {})
         names = ("data_name", "num_values", "image_shape", "evaluator", "floor_full")
         if part is None or meta.get("dataset") != self.dataset or any(k not in meta for k in names):
             return None
         return {**{k: meta[k] for k in names}, "trained": part["trained"]}
 
+    @property
+    def _part_key(self) -> tuple[str, str, tuple[str, ...]]:
+        return self.grid_name, self.dataset, tuple(self.models or ())
+
     def cells(self) -> list[StudyCell]:
         """The grid's cells."""
-        return list(grid(self.grid_name).cells)
+        return list(self.grid.cells)
 
     def run_cell(self, cell: StudyCell) -> CellResult:
         """One cell's samples (uint8: every study data set has at most 256 levels, 8× smaller files) and report."""
@@ -150,6 +165,7 @@ class StudyExperiment:
             "dataset": self.dataset,
             "command": m["command"],
             "cells": len(run.rows),
+            **({"models": list(self.models)} if self.models else {}),
             "trained": m["trained"],
             "date": m["date"],
             "machine_line": m["machine_line"],
@@ -159,15 +175,15 @@ class StudyExperiment:
         }
         parts_path = out / PARTS
         parts = json.loads(parts_path.read_text()) if parts_path.is_file() else []
-        key = (self.grid_name, self.dataset)
-        old = next((p for p in parts if (p["grid"], p["dataset"]) == key), None)
+        key = self._part_key
+        old = next((p for p in parts if _part_key(p) == key), None)
         if old is not None and not run.computed:
             part = old  # a re-render: the record of the run that computed the cells stays
         elif old is not None:  # a resumed part: its times add up
             for k in ("wall_minutes", "train_minutes"):
                 part[k] += old[k]
             part["sessions"] = old.get("sessions", 1) + 1
-        parts = [p for p in parts if (p["grid"], p["dataset"]) != key] + [part]
+        parts = [p for p in parts if _part_key(p) != key] + [part]
         write_text(parts_path, json.dumps(parts, indent=2) + "\n")
         return parts
 
@@ -184,17 +200,20 @@ def run_study(
     command: str | None = None,
     progress: bool = True,
     inception: bool = False,
+    models: tuple[str, ...] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run (or resume) ``grid_name`` on ``dataset`` into ``out``, then render the page from all cells there.
 
     ``inception`` adds the Inception FID to the cells computed now (the ``fid`` extra; cells already in ``out``
-    keep what they have).
+    keep what they have); ``models`` runs only the cells of those models of the grid.
 
     Returns:
         ``{"meta": …, "cells": [this grid's reports]}``.
     """
-    experiment = StudyExperiment(grid_name, dataset, n, seed, train_steps, cache, progress, inception)
+    experiment = StudyExperiment(grid_name, dataset, n, seed, train_steps, cache, progress, inception, models)
     default = f"bitcompose study --dataset {dataset} --grid {grid_name} --out {out}"
+    if models:
+        default += f" --models {','.join(models)}"
     run, page_ = run_experiment(experiment, out, command=command or default, log=log)
     return {"meta": page_.data["meta"], "cells": run.rows}
