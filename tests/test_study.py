@@ -196,6 +196,18 @@ def test_bound_verdicts_follow_the_numbers() -> None:
     assert found["x0 prediction ≫ ε prediction for analog bits (Fig. 5)"] == "not run"  # ε row has no bound
 
 
+def test_the_bound_claims_figure_is_drawn_only_for_claims_with_both_models(tmp_path: Path) -> None:
+    from bitcompose.study.page import _bound_claims_figure
+
+    a = _row("binary", "ddim", 100, 2.0, 0.3) | {"bpd": 1.20, "bpd_se": 0.006, "family": "bit"}
+    assert _bound_claims_figure(tmp_path, [a]) == [] and not (tmp_path / "bpd_claims.png").exists()
+    same = _row("gray", "ddim", 100, 2.0, 0.3) | {"bpd": 1.10, "bpd_se": 0.0, "family": "bit"}
+    zero_se = a | {"bpd_se": 0.0}  # a difference with zero s.e. is drawn off the axis, not an error
+    b = _row("binary-nosc", "ddim", 100, 5.0, 0.4) | {"bpd": 1.26, "bpd_se": 0.008, "family": "bit"}
+    assert _bound_claims_figure(tmp_path, [zero_se, same, b]) == ["bpd_claims.png"]
+    assert (tmp_path / "bpd_claims.png").stat().st_size > 1000
+
+
 def test_tiny_study_runs_resumes_accumulates_parts_and_prints_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
